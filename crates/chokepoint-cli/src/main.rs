@@ -1,0 +1,175 @@
+//! `chokepoint`: the command-line front end.
+
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use chokepoint_rules::{artifact, compile_default, compile_file, explain, Ruleset};
+
+#[derive(Parser)]
+#[command(
+    name = "chokepoint",
+    version,
+    about = "ISP-side domain/IP blocklist enforcement engine"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text (level from RUST_LOG, default warn).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compile a policy and its lists into one validated artifact.
+    Compile {
+        /// Policy YAML; the bundled default (April 2018 Telegram block) if omitted.
+        policy: Option<PathBuf>,
+        /// Where to write the artifact; without it the policy is only checked.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Print the statistics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Say what the policy does with domains, IPs or URLs, and why.
+    Explain {
+        #[command(flatten)]
+        source: RulesetSource,
+        /// One JSON object per query, one per line.
+        #[arg(long)]
+        json: bool,
+        /// Domains (`t.me`), addresses (`149.154.167.99`) or URLs.
+        #[arg(required = true)]
+        queries: Vec<String>,
+    },
+    /// Print an artifact's header, sources, lists and rules.
+    Stats {
+        artifact: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the rules come from; the bundled default when neither is given.
+#[derive(Args)]
+struct RulesetSource {
+    /// Compile this policy first.
+    #[arg(long, conflicts_with = "artifact")]
+    policy: Option<PathBuf>,
+    /// Load a compiled artifact.
+    #[arg(long)]
+    artifact: Option<PathBuf>,
+}
+
+impl RulesetSource {
+    fn load(&self) -> Result<Ruleset> {
+        Ok(match (&self.policy, &self.artifact) {
+            (_, Some(a)) => artifact::load(a)?,
+            (Some(p), None) => compile_file(p)?,
+            (None, None) => compile_default()?,
+        })
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Compile {
+            policy,
+            output,
+            json,
+        } => {
+            let started = Instant::now();
+            let rs = match &policy {
+                Some(p) => compile_file(p)?,
+                None => compile_default()?,
+            };
+            let written = match &output {
+                Some(o) => Some((
+                    o.clone(),
+                    artifact::save(&rs, o).with_context(|| format!("writing {}", o.display()))?,
+                )),
+                None => None,
+            };
+            let elapsed = started.elapsed();
+            tracing::info!(policy = %rs.meta.policy.path, ms = elapsed.as_millis() as u64, "compiled");
+            if json {
+                println!(
+                    "{}",
+                    report::json(&rs, written.as_ref().map(|w| (w.0.as_path(), w.1)))
+                );
+            } else {
+                print!(
+                    "{}",
+                    report::text(
+                        &rs,
+                        written.as_ref().map(|w| (w.0.as_path(), w.1)),
+                        Some(elapsed)
+                    )
+                );
+            }
+        }
+        Cmd::Explain {
+            source,
+            json,
+            queries,
+        } => {
+            let rs = source.load()?;
+            for q in &queries {
+                let ex = explain(&rs, q);
+                if json {
+                    println!("{}", serde_json::to_string(&ex)?);
+                } else {
+                    print!("{}", report::explanation(&ex));
+                }
+            }
+        }
+        Cmd::Stats {
+            artifact: path,
+            json,
+        } => {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let rs = artifact::from_bytes(&bytes)
+                .with_context(|| format!("loading {}", path.display()))?;
+            let size = bytes.len() as u64;
+            if json {
+                println!("{}", report::json(&rs, Some((&path, size))));
+            } else {
+                print!("{}", report::text(&rs, Some((&path, size)), None));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

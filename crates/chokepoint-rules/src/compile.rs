@@ -1,0 +1,451 @@
+//! Policy + lists → [`Ruleset`].
+//!
+//! The compiler reads each list once, normalises every entry, deduplicates
+//! per list, resolves which rule each list serves for each trigger, and
+//! builds the lookup tables. Everything the packet path will need is decided
+//! here, so that a lookup is a few probes and no policy logic.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::domain_table::DomainTable;
+use crate::keyword_table::KeywordTable;
+use crate::lists::{
+    self, parse_list, ListText, ParsedList, MODE_EXACT, MODE_SUBDOMAINS, MODE_SUFFIX,
+};
+use crate::policy::{ListFormat, ListSpec, OnError, Policy, TextEncoding, Trigger};
+use crate::prefix_table::{Addr, PrefixEntry, PrefixTable, NONE, PAD};
+use crate::ruleset::{
+    ListMeta, ListStats, Meta, RecordEntry, RuleMeta, Ruleset, SourceMeta, Totals, NO_RULE,
+};
+use crate::Error;
+
+/// Compile a policy file; list paths are relative to its directory.
+pub fn compile_file(path: &Path) -> Result<Ruleset, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Source {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    compile_str(&text, &path.display().to_string(), base)
+}
+
+/// Compile policy text. `origin` names it in errors and provenance.
+pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset, Error> {
+    let started = Instant::now();
+    let policy = Policy::from_yaml(yaml, origin)?;
+    let invalid = |reason: String| Error::Invalid {
+        file: origin.to_string(),
+        reason,
+    };
+
+    // Lists: named ones in name order, then one implicit keyword list per
+    // rule with inline `keywords:`.
+    let mut list_ids: HashMap<&str, u16> = HashMap::new();
+    let mut specs: Vec<(String, ListSpec, String, Option<Vec<String>>)> = Vec::new();
+    for (name, spec) in &policy.lists {
+        check_list_spec(name, spec).map_err(invalid)?;
+        list_ids.insert(name.as_str(), specs.len() as u16);
+        let label = match &spec.path {
+            Some(p) => base_dir.join(p).display().to_string(),
+            None => format!("{origin} (lists.{name}.entries)"),
+        };
+        specs.push((name.clone(), spec.clone(), label, None));
+    }
+
+    let mut rules: Vec<RuleMeta> = Vec::new();
+    let mut seen_rules: HashMap<&str, usize> = HashMap::new();
+    for (ri, r) in policy.rules.iter().enumerate() {
+        if r.name.is_empty() {
+            return Err(invalid(format!("rules[{ri}] has an empty name")));
+        }
+        if let Some(prev) = seen_rules.insert(&r.name, ri) {
+            return Err(invalid(format!(
+                "rule name `{}` is used by rules[{prev}] and rules[{ri}]",
+                r.name
+            )));
+        }
+        let m = &r.matcher;
+        let mut ids = Vec::new();
+        let named: Vec<&String> = m.list.iter().chain(m.lists.iter().flatten()).collect();
+        for l in &named {
+            let id = *list_ids.get(l.as_str()).ok_or_else(|| {
+                invalid(format!(
+                    "rule `{}` uses list `{l}`, which is not defined (defined: {})",
+                    r.name,
+                    policy.lists.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            ids.push(id);
+        }
+        if let Some(kw) = &m.keywords {
+            let spec = ListSpec {
+                format: ListFormat::Keywords,
+                path: None,
+                entries: Some(kw.clone()),
+                exact: None,
+                decisions: vec![],
+                exclude_decisions: vec![],
+                on_error: OnError::Fail,
+                encoding: TextEncoding::Auto,
+            };
+            ids.push(specs.len() as u16);
+            specs.push((
+                format!("{}/keywords", r.name),
+                spec,
+                format!("{origin} (rules[{ri}].match.keywords)"),
+                Some(kw.clone()),
+            ));
+        }
+        if ids.is_empty() {
+            return Err(invalid(format!(
+                "rule `{}` matches nothing: give `list`, `lists` or `keywords`",
+                r.name
+            )));
+        }
+        let servable = ids
+            .iter()
+            .fold(0u8, |m, &i| m | specs[i as usize].1.format.triggers());
+        let on = match &m.on {
+            Some(on) if on.is_empty() => {
+                return Err(invalid(format!("rule `{}` has an empty `on`", r.name)))
+            }
+            Some(on) => on.iter().fold(0u8, |acc, t| acc | t.bit()),
+            None => servable,
+        };
+        for t in Trigger::ALL {
+            if on & t.bit() != 0 && servable & t.bit() == 0 {
+                return Err(invalid(format!(
+                    "rule `{}` matches on {t}, but none of its lists can ({} lists hold {})",
+                    r.name,
+                    ids.iter()
+                        .map(|&i| specs[i as usize].1.format.as_str())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    if t == Trigger::Ip {
+                        "no addresses"
+                    } else {
+                        "no names"
+                    }
+                )));
+            }
+        }
+        rules.push(RuleMeta {
+            name: r.name.clone(),
+            action: r.action.0.clone(),
+            on,
+            lists: ids,
+        });
+    }
+
+    let mut first_rule = vec![[NO_RULE; Trigger::COUNT]; specs.len()];
+    for (ri, r) in rules.iter().enumerate() {
+        for &l in &r.lists {
+            for t in r.triggers() {
+                let slot = &mut first_rule[l as usize][t.index()];
+                if *slot == NO_RULE {
+                    *slot = ri as u16;
+                }
+            }
+        }
+    }
+
+    // Read and parse every list.
+    let mut sources = Vec::new();
+    let mut parsed: Vec<ParsedList> = Vec::with_capacity(specs.len());
+    for (_, spec, label, inline_kw) in &specs {
+        let p = if let Some(kw) = inline_kw {
+            parse_list(spec, label, ListText::Inline(kw))?
+        } else if let Some(path) = &spec.path {
+            let full = base_dir.join(path);
+            let bytes = std::fs::read(&full).map_err(|e| Error::Source {
+                file: full.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            sources.push(SourceMeta {
+                path: full.display().to_string(),
+                blake3: blake3::hash(&bytes).to_hex().to_string(),
+                bytes: bytes.len() as u64,
+            });
+            parse_list(spec, label, ListText::File(&bytes))?
+        } else {
+            parse_list(
+                spec,
+                label,
+                ListText::Inline(spec.entries.as_deref().unwrap_or_default()),
+            )?
+        };
+        parsed.push(p);
+    }
+
+    let mut stats: Vec<ListStats> = parsed
+        .iter()
+        .map(|p| ListStats {
+            lines: p.lines,
+            records: p.records.len() as u64,
+            records_filtered: u64::from(p.records_filtered),
+            skipped: u64::from(p.skipped),
+            first_errors: p.first_errors.iter().map(|e| e.to_string()).collect(),
+            ignored: u64::from(p.ignored),
+            ..Default::default()
+        })
+        .collect();
+
+    let domains = build_domains(&parsed, &mut stats);
+    let keywords = build_keywords(&parsed, &mut stats).map_err(invalid)?;
+    let ip_rule = |l: u16| {
+        let r = first_rule[l as usize][Trigger::Ip.index()];
+        (r != NO_RULE).then_some(r)
+    };
+    let (v4_items, v6_items) = split_prefixes(&parsed);
+    let v4 = PrefixTable::build(v4_items, ip_rule);
+    let v6 = PrefixTable::build(v6_items, ip_rule);
+    for (l, c) in v4.cover(specs.len()).into_iter().enumerate() {
+        let s = &mut stats[l];
+        s.duplicates += c.duplicates;
+        s.shadowed += c.shadowed;
+        s.v4_addresses = c.addresses as u64;
+    }
+    for (l, c) in v6.cover(specs.len()).into_iter().enumerate() {
+        let s = &mut stats[l];
+        s.duplicates += c.duplicates;
+        s.shadowed += c.shadowed;
+        s.v6_addresses = c.addresses;
+    }
+    for e in &v4.entries {
+        stats[e.list as usize].v4_prefixes += 1;
+    }
+    for e in &v6.entries {
+        stats[e.list as usize].v6_prefixes += 1;
+    }
+    let (records, record_blob) = build_records(&parsed);
+
+    let totals = Totals {
+        names: domains.len() as u64,
+        keywords: keywords.len() as u64,
+        v4_prefixes: v4.len() as u64,
+        v6_prefixes: v6.len() as u64,
+        v4_addresses: decided_addresses(&v4) as u64,
+        v6_addresses: decided_addresses(&v6),
+        records: records.len() as u64,
+        compile_ms: started.elapsed().as_millis() as u64,
+    };
+    let lists_meta = specs
+        .iter()
+        .zip(stats)
+        .zip(&parsed)
+        .map(|(((name, spec, label, _), stats), p)| ListMeta {
+            name: name.clone(),
+            format: spec.format,
+            source: label.clone(),
+            updated: p.updated.clone(),
+            stats,
+        })
+        .collect();
+    let meta = Meta {
+        created_unix: created_unix(),
+        policy: SourceMeta {
+            path: origin.to_string(),
+            blake3: blake3::hash(yaml.as_bytes()).to_hex().to_string(),
+            bytes: yaml.len() as u64,
+        },
+        sources,
+        lists: lists_meta,
+        rules,
+        default_action: policy.default.0.clone(),
+        first_rule,
+        totals,
+    };
+    let rs = Ruleset {
+        meta,
+        domains,
+        keywords,
+        v4,
+        v6,
+        records,
+        record_blob,
+    };
+    debug_assert_eq!(rs.validate(), Ok(()));
+    Ok(rs)
+}
+
+/// Creation time; `SOURCE_DATE_EPOCH` makes artifacts reproducible.
+fn created_unix() -> u64 {
+    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return t;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn check_list_spec(name: &str, spec: &ListSpec) -> Result<(), String> {
+    if name.is_empty() || name.contains('/') {
+        return Err(format!(
+            "list name `{name}` must be non-empty and contain no `/`"
+        ));
+    }
+    match (&spec.path, &spec.entries) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "list `{name}` has both `path` and `entries`; give one"
+            ))
+        }
+        (None, None) => return Err(format!("list `{name}` has neither `path` nor `entries`")),
+        _ => {}
+    }
+    let registry = spec.format == ListFormat::Registry;
+    if !registry && (!spec.decisions.is_empty() || !spec.exclude_decisions.is_empty()) {
+        return Err(format!(
+            "list `{name}`: `decisions` and `exclude_decisions` only apply to `format: registry`"
+        ));
+    }
+    if spec.exact.is_some() && matches!(spec.format, ListFormat::Cidr | ListFormat::Keywords) {
+        return Err(format!(
+            "list `{name}`: `exact` does not apply to `format: {}`",
+            spec.format.as_str()
+        ));
+    }
+    Ok(())
+}
+
+/// Deduplicate names per list (modes merged, first line kept), build the
+/// table, then count shadowed names and per-mode figures.
+fn build_domains(parsed: &[ParsedList], stats: &mut [ListStats]) -> DomainTable {
+    let mut items: Vec<(String, u16, u8, u32)> =
+        Vec::with_capacity(parsed.iter().map(|p| p.names.len()).sum());
+    for (l, p) in parsed.iter().enumerate() {
+        for n in &p.names {
+            items.push((n.name.clone(), l as u16, n.mode, n.line));
+        }
+    }
+    items.sort_unstable_by(|a, b| (a.1, &a.0, a.3).cmp(&(b.1, &b.0, b.3)));
+    let mut unique: Vec<(String, u16, u8, u32)> = Vec::with_capacity(items.len());
+    for it in items {
+        match unique.last_mut() {
+            Some(last) if last.0 == it.0 && last.1 == it.1 => {
+                stats[it.1 as usize].duplicates += 1;
+                last.2 |= it.2;
+            }
+            _ => unique.push(it),
+        }
+    }
+    let table = DomainTable::build(&unique);
+    for (name, list, mode, _) in &unique {
+        let s = &mut stats[*list as usize];
+        match *mode {
+            MODE_EXACT => s.names_exact += 1,
+            MODE_SUBDOMAINS => s.names_subdomains += 1,
+            _ => s.names_suffix += 1,
+        }
+        // Shadowed: a parent suffix of the same list already covers it.
+        let bytes = name.as_bytes();
+        let mut covered = false;
+        crate::name::for_each_suffix(bytes, |start, _| {
+            if start > 0 && !covered {
+                table.find_key(&bytes[start..], |_, e| {
+                    covered |= e.list == *list && e.mode & MODE_SUBDOMAINS != 0;
+                });
+            }
+        });
+        if covered {
+            s.shadowed += 1;
+        }
+    }
+    debug_assert!(unique.iter().all(|u| u.2 <= MODE_SUFFIX));
+    table
+}
+
+fn build_keywords(parsed: &[ParsedList], stats: &mut [ListStats]) -> Result<KeywordTable, String> {
+    let mut items: Vec<(String, u16, u32)> = Vec::new();
+    for (l, p) in parsed.iter().enumerate() {
+        let mut seen = std::collections::HashSet::new();
+        for k in &p.keywords {
+            if seen.insert(k.pattern.as_str()) {
+                items.push((k.pattern.clone(), l as u16, k.line));
+                stats[l].keywords += 1;
+            } else {
+                stats[l].duplicates += 1;
+            }
+        }
+    }
+    KeywordTable::build(&items)
+}
+
+fn split_prefixes(parsed: &[ParsedList]) -> (Vec<PrefixEntry<u32>>, Vec<PrefixEntry<u128>>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for (l, p) in parsed.iter().enumerate() {
+        for it in &p.prefixes {
+            match lists::fold_mapped(it.net) {
+                ipnetwork::IpNetwork::V4(n) => v4.push(PrefixEntry {
+                    addr: u32::from(n.network()),
+                    line: it.line,
+                    list: l as u16,
+                    len: n.prefix(),
+                    _pad: [0; PAD],
+                }),
+                ipnetwork::IpNetwork::V6(n) => v6.push(PrefixEntry {
+                    addr: u128::from(n.network()),
+                    line: it.line,
+                    list: l as u16,
+                    len: n.prefix(),
+                    _pad: [0; PAD],
+                }),
+            }
+        }
+    }
+    (v4, v6)
+}
+
+/// Addresses in ranges some rule decides.
+fn decided_addresses<A: Addr + Into<u128>>(t: &PrefixTable<A>) -> u128 {
+    let mut total = 0u128;
+    for (i, (&s, &v)) in t.starts.iter().zip(&t.vals).enumerate() {
+        if v == NONE {
+            continue;
+        }
+        let start: u128 = s.into();
+        total += match t.starts.get(i + 1) {
+            Some(&n) => n.into() - start,
+            // Last range runs to the end of the space.
+            None => (u128::MAX >> (128 - A::BITS)) - start + 1,
+        };
+    }
+    total
+}
+
+fn build_records(parsed: &[ParsedList]) -> (Vec<RecordEntry>, Vec<u8>) {
+    let mut recs = Vec::new();
+    let mut blob = Vec::new();
+    for (l, p) in parsed.iter().enumerate() {
+        for r in &p.records {
+            let clip = |s: &str| {
+                // Record text is for display; cap each field at u16 bytes on a char boundary.
+                let mut end = s.len().min(u16::MAX as usize);
+                while !s.is_char_boundary(end) {
+                    end -= 1;
+                }
+                s[..end].to_string()
+            };
+            let (d, date, org) = (clip(&r.decision), clip(&r.date), clip(&r.org));
+            recs.push(RecordEntry {
+                line: r.line,
+                off: blob.len() as u32,
+                list: l as u16,
+                decision_len: d.len() as u16,
+                date_len: date.len() as u16,
+                org_len: org.len() as u16,
+            });
+            blob.extend_from_slice(d.as_bytes());
+            blob.extend_from_slice(date.as_bytes());
+            blob.extend_from_slice(org.as_bytes());
+        }
+    }
+    recs.sort_by_key(|r| (r.list, r.line));
+    (recs, blob)
+}

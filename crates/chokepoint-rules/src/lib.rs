@@ -1,0 +1,77 @@
+//! # chokepoint-rules
+//!
+//! Policies, list formats, the blocklist compiler, the matchers and the
+//! artifact format of chokepoint. The compiler (`compile`) and the packet
+//! core share this crate, so the two can never disagree on what a table
+//! means.
+//!
+//! ```text
+//! policy.yaml ─┐
+//! lists/*.txt ─┼─ lists::parse_list ─ name::normalize ─ compile ─► Ruleset ─► artifact::to_bytes ─► file
+//! dump.csv ────┘                                                     ▲
+//!                                                  artifact::from_bytes (validated, no text parsing)
+//! ```
+//!
+//! ## Matching semantics
+//! * Rules are tried in policy order; the first rule with a matching entry
+//!   wins. Within one rule the most specific entry is reported (longest
+//!   prefix; the whole name before a parent suffix).
+//! * Domains match at label boundaries only: `example.com` never matches
+//!   `notexample.com`. Keywords (substrings) exist, but only when a policy
+//!   asks for them.
+//! * IPv4-mapped IPv6 addresses match IPv4 rules.
+//!
+//! ## Costs
+//! * Name lookup: one hash probe per label of the name, against an
+//!   open-addressing table (see [`domain_table`]), plus one aho-corasick scan
+//!   when keyword rules exist.
+//! * Address lookup: a 64 K-entry index on the top 16 bits, then a short scan
+//!   of range starts (see [`prefix_table`]). Rule precedence is resolved at
+//!   compile time.
+//! * No lookup allocates.
+
+pub mod artifact;
+pub mod compile;
+pub mod domain_table;
+pub mod explain;
+pub mod keyword_table;
+pub mod lists;
+pub mod name;
+pub mod policy;
+pub mod prefix_table;
+pub mod ruleset;
+
+pub use artifact::ArtifactError;
+pub use compile::{compile_file, compile_str};
+pub use explain::{explain, Explanation};
+pub use policy::{Action, DnsAnswer, Policy, Trigger};
+pub use ruleset::{Hit, HitInfo, Match, Ruleset};
+
+/// The bundled default policy: the April 2018 Telegram block.
+pub const DEFAULT_POLICY: &str = include_str!("../../../config/default.yaml");
+/// How the bundled policy is named in provenance.
+pub const DEFAULT_POLICY_ORIGIN: &str = "<bundled config/default.yaml>";
+
+/// Compile the bundled default policy (it has no list files).
+pub fn compile_default() -> Result<Ruleset, Error> {
+    compile_str(
+        DEFAULT_POLICY,
+        DEFAULT_POLICY_ORIGIN,
+        std::path::Path::new("."),
+    )
+}
+
+/// Everything that can go wrong between a policy and a loaded ruleset.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{file}: {reason}")]
+    Policy { file: String, reason: String },
+    #[error("{file}: {reason}")]
+    Invalid { file: String, reason: String },
+    #[error("{0}")]
+    BadLine(lists::LineError),
+    #[error("{file}: {reason}")]
+    Source { file: String, reason: String },
+    #[error("{file}: {source}")]
+    Artifact { file: String, source: ArtifactError },
+}

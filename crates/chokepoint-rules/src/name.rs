@@ -1,0 +1,201 @@
+//! Domain-name normalisation and the suffix hash shared by the compiler and
+//! the packet path.
+//!
+//! Every name that enters a table, and every name looked up, goes through the
+//! same rules: ASCII lowercase, at most one trailing dot removed, non-ASCII
+//! labels converted to punycode (IDNA/UTS 46), then checked for shape. Doing
+//! it identically on both sides is what makes `Пример.рф` in a registry dump
+//! match `xn--e1afmkfd.xn--p1ai` in a ClientHello.
+
+use std::borrow::Cow;
+
+/// The longest name DNS can carry in presentation form without the final dot.
+pub const MAX_NAME_LEN: usize = 253;
+/// The longest single label.
+pub const MAX_LABEL_LEN: usize = 63;
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("empty name")]
+    Empty,
+    #[error("name is {0} bytes long, more than the 253 DNS allows")]
+    TooLong(usize),
+    #[error("empty label (two dots in a row, or a leading dot)")]
+    EmptyLabel,
+    #[error("label `{0}` is longer than 63 bytes")]
+    LabelTooLong(String),
+    #[error("character {0:?} is not allowed in a domain name")]
+    BadChar(char),
+    #[error("`*` is only allowed as a whole leading label (`*.example.com`)")]
+    BadWildcard,
+    #[error("IDN conversion failed: {0}")]
+    Idna(String),
+}
+
+/// Normalise a name for a table or a lookup: lowercase, one trailing dot
+/// stripped, IDN to punycode, then validated. Wildcards are not accepted
+/// here; list parsers strip `*.` first and record the meaning.
+pub fn normalize(input: &str) -> Result<String, NameError> {
+    let trimmed = input.strip_suffix('.').unwrap_or(input);
+    if trimmed.is_empty() {
+        return Err(NameError::Empty);
+    }
+    let ascii: Cow<'_, str> = if trimmed.is_ascii() {
+        Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        // UTS 46 maps case and compatibility forms, then punycodes each label.
+        match idna::domain_to_ascii(trimmed) {
+            Ok(s) => Cow::Owned(s),
+            Err(e) => return Err(NameError::Idna(format!("{e:?}"))),
+        }
+    };
+    validate_ascii(&ascii)?;
+    Ok(ascii.into_owned())
+}
+
+/// Check the shape of an already lowercased ASCII name. Underscores are
+/// accepted because real names carry them (`_dmarc`, CDN hostnames) and a
+/// censor sees them on the wire.
+pub fn validate_ascii(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong(name.len()));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(NameError::EmptyLabel);
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(NameError::LabelTooLong(label.to_string()));
+        }
+        for c in label.chars() {
+            match c {
+                'a'..='z' | '0'..='9' | '-' | '_' => {}
+                '*' => return Err(NameError::BadWildcard),
+                other => return Err(NameError::BadChar(other)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Normalise a name from the wire into `buf` without allocating: ASCII
+/// lowercase and one trailing dot stripped. Returns `None` when the name
+/// cannot be in any table (too long, empty). Non-ASCII bytes are kept as
+/// sent; tables only hold ASCII, so such names simply do not match a domain
+/// entry, but keyword rules still see them.
+pub fn normalize_wire<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME_LEN]) -> Option<&'b [u8]> {
+    let name = name.strip_suffix(b".").unwrap_or(name);
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    let out = &mut buf[..name.len()];
+    for (o, &b) in out.iter_mut().zip(name) {
+        *o = b.to_ascii_lowercase();
+    }
+    Some(out)
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// Avalanche the FNV state so that both the slot index (high bits) and the
+/// fingerprint (low bits) are well mixed.
+#[inline]
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
+    h
+}
+
+/// Calls `f(suffix_start, hash)` for every suffix of `name` that starts at a
+/// label boundary, shortest first (`com`, `example.com`, `www.example.com`).
+///
+/// The hash is FNV-1a over the name's bytes *in reverse*, so the running
+/// state at each dot is already the hash of the suffix to its right: one pass
+/// over the name yields every probe key, which is what keeps a lookup to one
+/// probe per label. [`hash_name`] gives the same value for a whole name.
+#[inline]
+pub fn for_each_suffix(name: &[u8], mut f: impl FnMut(usize, u64)) {
+    let mut h = FNV_OFFSET;
+    let mut i = name.len();
+    while i > 0 {
+        let b = name[i - 1];
+        if b == b'.' {
+            f(i, fmix64(h));
+        }
+        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+        i -= 1;
+    }
+    f(0, fmix64(h));
+}
+
+/// The hash of a whole name, as [`for_each_suffix`] computes it.
+pub fn hash_name(name: &[u8]) -> u64 {
+    let mut h = FNV_OFFSET;
+    for &b in name.iter().rev() {
+        h = (h ^ u64::from(b)).wrapping_mul(FNV_PRIME);
+    }
+    fmix64(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowercases_and_strips_one_dot() {
+        assert_eq!(normalize("WWW.Example.COM.").unwrap(), "www.example.com");
+        assert_eq!(
+            normalize("example.com..").unwrap_err(),
+            NameError::EmptyLabel
+        );
+    }
+
+    #[test]
+    fn idn_to_punycode() {
+        assert_eq!(normalize("Пример.РФ").unwrap(), "xn--e1afmkfd.xn--p1ai");
+        assert_eq!(normalize("bücher.de").unwrap(), "xn--bcher-kva.de");
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        assert_eq!(normalize("").unwrap_err(), NameError::Empty);
+        assert_eq!(normalize(".").unwrap_err(), NameError::Empty);
+        assert!(matches!(normalize("a b.com"), Err(NameError::BadChar(' '))));
+        assert!(matches!(
+            normalize(&"a".repeat(64)),
+            Err(NameError::LabelTooLong(_))
+        ));
+        let long = ["abcdefghi"; 26].join(".");
+        assert!(matches!(normalize(&long), Err(NameError::TooLong(_))));
+        assert_eq!(normalize("a.*.com").unwrap_err(), NameError::BadWildcard);
+        assert!(normalize("_dmarc.example.com").is_ok());
+    }
+
+    #[test]
+    fn suffix_hashes_equal_whole_name_hashes() {
+        let name = b"a.bb.example.com";
+        let mut seen = Vec::new();
+        for_each_suffix(name, |start, h| seen.push((start, h)));
+        let starts: Vec<usize> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(starts, vec![13, 5, 2, 0]);
+        for (start, h) in seen {
+            assert_eq!(h, hash_name(&name[start..]), "suffix at {start}");
+        }
+    }
+
+    #[test]
+    fn wire_normalisation_does_not_allocate_and_lowercases() {
+        let mut buf = [0u8; MAX_NAME_LEN];
+        assert_eq!(normalize_wire(b"T.ME.", &mut buf).unwrap(), b"t.me");
+        assert!(normalize_wire(b".", &mut buf).is_none());
+        assert!(normalize_wire(&[b'a'; 300], &mut buf).is_none());
+    }
+}

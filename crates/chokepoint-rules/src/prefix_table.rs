@@ -1,0 +1,373 @@
+//! IPv4 and IPv6 prefix matching, resolved at compile time.
+//!
+//! Prefixes form a laminar family (two prefixes nest or are disjoint), so the
+//! address space cuts into elementary ranges, each covered by one chain of
+//! nested prefixes. The compiler sweeps the sorted prefixes with a stack and
+//! stores, per range, the entry that decides it: the one whose rule comes
+//! first in the policy, and within that rule the longest prefix. A lookup is
+//! then "which range holds this address": a 65 536-entry index on the top 16
+//! bits narrows it to a handful of range starts, scanned or bisected. That is
+//! two or three cache lines per lookup, with no per-rule work at run time.
+
+use bytemuck::{Pod, Zeroable};
+
+/// No entry covers the range.
+pub const NONE: u32 = u32::MAX;
+const INDEX_LEN: usize = (1 << 16) + 1;
+
+/// An address type the table can hold.
+pub trait Addr: Copy + Ord + Pod + std::fmt::Debug {
+    const BITS: u32;
+    const ZERO: Self;
+    fn top16(self) -> usize;
+    /// Last address of the prefix `self/len`.
+    fn last(self, len: u8) -> Self;
+    /// `self + 1`, or `None` at the end of the space.
+    fn succ(self) -> Option<Self>;
+}
+
+impl Addr for u32 {
+    const BITS: u32 = 32;
+    const ZERO: Self = 0;
+    fn top16(self) -> usize {
+        (self >> 16) as usize
+    }
+    fn last(self, len: u8) -> Self {
+        self | u32::MAX.checked_shr(u32::from(len)).unwrap_or(0)
+    }
+    fn succ(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+}
+
+impl Addr for u128 {
+    const BITS: u32 = 128;
+    const ZERO: Self = 0;
+    fn top16(self) -> usize {
+        (self >> 112) as usize
+    }
+    fn last(self, len: u8) -> Self {
+        self | u128::MAX.checked_shr(u32::from(len)).unwrap_or(0)
+    }
+    fn succ(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+}
+
+/// One prefix as listed, with provenance.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefixEntry<A: Addr> {
+    pub addr: A,
+    pub line: u32,
+    pub list: u16,
+    pub len: u8,
+    pub _pad: [u8; PAD],
+}
+
+// u32 entry: 4+4+2+1 = 11 -> pad 1; u128 entry: 16+4+2+1 = 23 -> pad 9 to 32
+// (u128 alignment). One PAD for both keeps the struct generic; the u32 form
+// pays 8 bytes, which only `explain` reads.
+pub const PAD: usize = 9;
+
+// SAFETY: both instantiations are repr(C) with no implicit padding
+// (20 bytes at align 4, 32 bytes at align 16) and every field is Pod.
+unsafe impl Zeroable for PrefixEntry<u32> {}
+unsafe impl Pod for PrefixEntry<u32> {}
+unsafe impl Zeroable for PrefixEntry<u128> {}
+unsafe impl Pod for PrefixEntry<u128> {}
+const _: () = assert!(std::mem::size_of::<PrefixEntry<u32>>() == 20);
+const _: () = assert!(std::mem::size_of::<PrefixEntry<u128>>() == 32);
+
+/// Longest-prefix table over one address family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrefixTable<A: Addr> {
+    pub(crate) entries: Vec<PrefixEntry<A>>,
+    /// Sorted starts of the elementary ranges; `starts[0] == 0`.
+    pub(crate) starts: Vec<A>,
+    /// Deciding entry per range, or [`NONE`].
+    pub(crate) vals: Vec<u32>,
+    /// `index[k]` = first range whose start has top-16 bits ≥ k.
+    pub(crate) index: Vec<u32>,
+}
+
+impl<A: Addr> Default for PrefixTable<A> {
+    fn default() -> Self {
+        Self::build(Vec::new(), |_| None)
+    }
+}
+
+/// Per-list figures the sweep yields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListCover {
+    /// Same prefix listed again in the same list.
+    pub duplicates: u64,
+    /// Prefix inside a larger prefix of the same list.
+    pub shadowed: u64,
+    /// Addresses in the union of the list's prefixes.
+    pub addresses: u128,
+}
+
+impl<A: Addr> PrefixTable<A> {
+    /// Build from prefixes (host bits already zero). `rule_of(list)` is the
+    /// policy index of the first rule that uses the list for IP matching, or
+    /// `None`; entries of lists no rule uses are kept for `explain` but never
+    /// decide a range.
+    pub fn build(mut entries: Vec<PrefixEntry<A>>, rule_of: impl Fn(u16) -> Option<u16>) -> Self {
+        entries
+            .sort_by(|a, b| (a.addr, a.len, a.list, a.line).cmp(&(b.addr, b.len, b.list, b.line)));
+        // (last address, winning key) per open prefix.
+        type Key = (u16, std::cmp::Reverse<u8>, u32);
+        let mut stack: Vec<(A, Option<Key>)> = Vec::new();
+        let mut starts: Vec<A> = vec![A::ZERO];
+        let mut vals: Vec<u32> = vec![NONE];
+        let mut emit = |pos: A, val: u32, starts: &mut Vec<A>, vals: &mut Vec<u32>| {
+            if *starts.last().unwrap() == pos {
+                *vals.last_mut().unwrap() = val;
+                // Merging with the range before keeps the table minimal.
+                if vals.len() >= 2 && vals[vals.len() - 2] == val {
+                    starts.pop();
+                    vals.pop();
+                }
+            } else if *vals.last().unwrap() != val {
+                starts.push(pos);
+                vals.push(val);
+            }
+        };
+        let val_of = |k: Option<Key>| k.map_or(NONE, |k| k.2);
+        let close = |stack: &mut Vec<(A, Option<Key>)>,
+                     until: Option<A>,
+                     starts: &mut Vec<A>,
+                     vals: &mut Vec<u32>,
+                     emit: &mut dyn FnMut(A, u32, &mut Vec<A>, &mut Vec<u32>)| {
+            while let Some(&(last, _)) = stack.last() {
+                if matches!(until, Some(s) if last >= s) {
+                    break;
+                }
+                stack.pop();
+                let parent = stack.last().and_then(|t| t.1);
+                if let Some(next) = last.succ() {
+                    emit(next, val_of(parent), starts, vals);
+                }
+            }
+        };
+        for (i, e) in entries.iter().enumerate() {
+            close(&mut stack, Some(e.addr), &mut starts, &mut vals, &mut emit);
+            let own = rule_of(e.list).map(|r| (r, std::cmp::Reverse(e.len), i as u32));
+            let parent = stack.last().and_then(|t| t.1);
+            let win = match (parent, own) {
+                (Some(p), Some(o)) => Some(p.min(o)),
+                (p, o) => p.or(o),
+            };
+            stack.push((e.addr.last(e.len), win));
+            emit(e.addr, val_of(win), &mut starts, &mut vals);
+        }
+        close(&mut stack, None, &mut starts, &mut vals, &mut emit);
+        let index = build_index(&starts);
+        PrefixTable {
+            entries,
+            starts,
+            vals,
+            index,
+        }
+    }
+
+    /// The deciding entry for `addr`, if any.
+    #[inline]
+    pub fn lookup(&self, addr: A) -> Option<u32> {
+        let k = addr.top16();
+        let lo = self.index[k] as usize;
+        let hi = self.index[k + 1] as usize;
+        let bucket = &self.starts[lo..hi];
+        // Ranges before this bucket all start below `addr`.
+        let n = if bucket.len() <= 8 {
+            bucket.iter().take_while(|&&s| s <= addr).count()
+        } else {
+            bucket.partition_point(|&s| s <= addr)
+        };
+        // starts[0] == 0 ≤ addr, so lo + n ≥ 1.
+        let v = self.vals[lo + n - 1];
+        (v != NONE).then_some(v)
+    }
+
+    pub fn entry(&self, idx: u32) -> &PrefixEntry<A> {
+        &self.entries[idx as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Elementary ranges in the lookup structure.
+    pub fn ranges(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.len() * std::mem::size_of::<PrefixEntry<A>>()
+            + self.starts.len() * std::mem::size_of::<A>()
+            + self.vals.len() * 4
+            + self.index.len() * 4
+    }
+
+    /// Duplicates, shadowed prefixes and covered addresses of each list.
+    pub fn cover(&self, lists: usize) -> Vec<ListCover> {
+        let mut out = vec![ListCover::default(); lists];
+        let mut per_list: Vec<Vec<&PrefixEntry<A>>> = vec![Vec::new(); lists];
+        for e in &self.entries {
+            per_list[e.list as usize].push(e);
+        }
+        for (l, items) in per_list.iter().enumerate() {
+            // Entries are sorted by (addr, len): an enclosing prefix comes first.
+            let mut open: Option<(A, u8, A)> = None;
+            for e in items {
+                let last = e.addr.last(e.len);
+                match open {
+                    Some((a, len, end)) if e.addr <= end => {
+                        if a == e.addr && len == e.len {
+                            out[l].duplicates += 1;
+                        } else {
+                            out[l].shadowed += 1;
+                        }
+                    }
+                    _ => {
+                        open = Some((e.addr, e.len, last));
+                        out[l].addresses += 1u128 << (A::BITS - u32::from(e.len)).min(127);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Check a table read from an artifact.
+    pub(crate) fn validate(&self, lists: usize) -> Result<(), String> {
+        if self.index.len() != INDEX_LEN {
+            return Err("prefix index has the wrong length".into());
+        }
+        if self.starts.is_empty()
+            || self.starts[0] != A::ZERO
+            || self.starts.len() != self.vals.len()
+        {
+            return Err(
+                "prefix ranges are empty, do not start at 0, or mismatch their values".into(),
+            );
+        }
+        if self.starts.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("prefix range starts are not strictly increasing".into());
+        }
+        if self.index != build_index(&self.starts) {
+            return Err("prefix index does not match the ranges".into());
+        }
+        if self
+            .vals
+            .iter()
+            .any(|&v| v != NONE && v as usize >= self.entries.len())
+        {
+            return Err("prefix range points past the entries".into());
+        }
+        if self
+            .entries
+            .iter()
+            .any(|e| e.list as usize >= lists || u32::from(e.len) > A::BITS)
+        {
+            return Err("prefix entry has a bad list or length".into());
+        }
+        Ok(())
+    }
+}
+
+fn build_index<A: Addr>(starts: &[A]) -> Vec<u32> {
+    let mut index = vec![0u32; INDEX_LEN];
+    let mut j = 0usize;
+    for (k, slot) in index.iter_mut().enumerate() {
+        while j < starts.len() && starts[j].top16() < k {
+            j += 1;
+        }
+        *slot = j as u32;
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v4(s: &str) -> u32 {
+        u32::from(s.parse::<std::net::Ipv4Addr>().unwrap())
+    }
+
+    fn entry(addr: &str, len: u8, list: u16, line: u32) -> PrefixEntry<u32> {
+        PrefixEntry {
+            addr: v4(addr),
+            line,
+            list,
+            len,
+            _pad: [0; PAD],
+        }
+    }
+
+    #[test]
+    fn longest_prefix_within_a_rule() {
+        let t = PrefixTable::build(
+            vec![entry("10.0.0.0", 8, 0, 1), entry("10.1.0.0", 16, 0, 2)],
+            |_| Some(0),
+        );
+        let e = |ip| t.lookup(v4(ip)).map(|i| t.entry(i).line);
+        assert_eq!(e("10.1.2.3"), Some(2));
+        assert_eq!(e("10.2.0.0"), Some(1));
+        assert_eq!(e("10.255.255.255"), Some(1));
+        assert_eq!(e("11.0.0.0"), None);
+        assert_eq!(e("9.255.255.255"), None);
+    }
+
+    #[test]
+    fn earlier_rule_beats_longer_prefix() {
+        // list 0 -> rule 1, list 1 -> rule 0
+        let t = PrefixTable::build(
+            vec![entry("10.0.0.0", 8, 1, 1), entry("10.1.0.0", 16, 0, 2)],
+            |l| Some(if l == 0 { 1 } else { 0 }),
+        );
+        assert_eq!(t.lookup(v4("10.1.0.1")).map(|i| t.entry(i).list), Some(1));
+    }
+
+    #[test]
+    fn unused_lists_never_decide() {
+        let t = PrefixTable::build(vec![entry("10.0.0.0", 8, 0, 1)], |_| None);
+        assert_eq!(t.lookup(v4("10.0.0.1")), None);
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn whole_space_and_edges() {
+        let t = PrefixTable::build(
+            vec![
+                entry("0.0.0.0", 0, 0, 1),
+                entry("255.255.255.255", 32, 1, 2),
+            ],
+            |l| Some(l),
+        );
+        assert_eq!(t.lookup(0).map(|i| t.entry(i).line), Some(1));
+        assert_eq!(t.lookup(u32::MAX).map(|i| t.entry(i).line), Some(1));
+        t.validate(2).unwrap();
+    }
+
+    #[test]
+    fn cover_counts_duplicates_shadowed_and_addresses() {
+        let t = PrefixTable::build(
+            vec![
+                entry("149.154.160.0", 20, 0, 1),
+                entry("149.154.164.0", 22, 0, 2),
+                entry("149.154.160.0", 20, 0, 3),
+                entry("91.108.4.0", 22, 0, 4),
+            ],
+            |_| Some(0),
+        );
+        let c = &t.cover(1)[0];
+        assert_eq!((c.duplicates, c.shadowed, c.addresses), (1, 1, 4096 + 1024));
+    }
+}

@@ -1,0 +1,395 @@
+//! [`Ruleset`]: a compiled policy, the thing the compiler produces, the
+//! artifact stores and the packet core queries.
+//!
+//! Lookups ([`Ruleset::match_name`], [`Ruleset::match_v4`],
+//! [`Ruleset::match_v6`]) return a [`Match`]: the deciding rule and a [`Hit`]
+//! naming the entry, two integers, no allocation. [`Ruleset::describe`]
+//! turns a hit into text for `explain`; only that allocates.
+
+use std::net::IpAddr;
+
+use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Serialize};
+
+use crate::domain_table::DomainTable;
+use crate::keyword_table::KeywordTable;
+use crate::lists::mode_str;
+use crate::policy::{Action, ListFormat, Trigger};
+use crate::prefix_table::PrefixTable;
+
+/// `first_rule` value for "no rule uses this list for this trigger".
+pub const NO_RULE: u16 = u16::MAX;
+
+/// Where a source came from and its digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceMeta {
+    pub path: String,
+    pub blake3: String,
+    pub bytes: u64,
+}
+
+/// Figures for one list, as compiled.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListStats {
+    pub lines: u32,
+    pub names_exact: u64,
+    pub names_suffix: u64,
+    pub names_subdomains: u64,
+    pub v4_prefixes: u64,
+    pub v6_prefixes: u64,
+    pub keywords: u64,
+    pub records: u64,
+    pub records_filtered: u64,
+    /// Entries listed more than once in this list (kept once).
+    pub duplicates: u64,
+    /// Entries already covered by a broader entry of this list (kept, so
+    /// `explain` can still cite them; counted so nobody is surprised).
+    pub shadowed: u64,
+    /// Bad lines skipped under `on_error: skip`.
+    pub skipped: u64,
+    pub first_errors: Vec<String>,
+    /// Hosts-file names such as `localhost`.
+    pub ignored: u64,
+    pub v4_addresses: u64,
+    pub v6_addresses: u128,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListMeta {
+    pub name: String,
+    pub format: ListFormat,
+    /// File path or `POLICY: lists.NAME.entries`.
+    pub source: String,
+    /// Registry `Updated:` header.
+    pub updated: Option<String>,
+    pub stats: ListStats,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleMeta {
+    pub name: String,
+    pub action: Action,
+    /// [`Trigger::bit`] mask.
+    pub on: u8,
+    pub lists: Vec<u16>,
+}
+
+impl RuleMeta {
+    pub fn triggers(&self) -> impl Iterator<Item = Trigger> + '_ {
+        Trigger::ALL.into_iter().filter(|t| self.on & t.bit() != 0)
+    }
+}
+
+/// Whole-policy figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub names: u64,
+    pub keywords: u64,
+    pub v4_prefixes: u64,
+    pub v6_prefixes: u64,
+    /// IPv4 addresses that some IP rule decides.
+    pub v4_addresses: u64,
+    /// IPv6 addresses that some IP rule decides.
+    pub v6_addresses: u128,
+    pub records: u64,
+    pub compile_ms: u64,
+}
+
+/// Everything but the tables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub created_unix: u64,
+    pub policy: SourceMeta,
+    pub sources: Vec<SourceMeta>,
+    pub lists: Vec<ListMeta>,
+    pub rules: Vec<RuleMeta>,
+    pub default_action: Action,
+    /// Per list, per trigger: the first rule (policy order) that uses the
+    /// list for that trigger, or [`NO_RULE`].
+    pub first_rule: Vec<[u16; Trigger::COUNT]>,
+    pub totals: Totals,
+}
+
+/// A registry record behind entries of a registry list.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct RecordEntry {
+    pub line: u32,
+    pub off: u32,
+    pub list: u16,
+    pub decision_len: u16,
+    pub date_len: u16,
+    pub org_len: u16,
+}
+
+/// Which entry decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Hit {
+    Name(u32),
+    Keyword(u32),
+    V4(u32),
+    V6(u32),
+}
+
+/// A lookup's answer: the rule (policy index) and the entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Match {
+    pub rule: u16,
+    pub hit: Hit,
+}
+
+/// A hit in words, for `explain`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HitInfo {
+    pub list: String,
+    /// The entry as listed: `t.me` (suffix), `*.example.com`, `149.154.160.0/20`, keyword `t.co`.
+    pub entry: String,
+    pub kind: &'static str,
+    /// `file:line`.
+    pub source: String,
+    pub decision: Option<String>,
+    pub decision_date: Option<String>,
+    pub org: Option<String>,
+}
+
+/// A compiled policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ruleset {
+    pub meta: Meta,
+    pub(crate) domains: DomainTable,
+    pub(crate) keywords: KeywordTable,
+    pub(crate) v4: PrefixTable<u32>,
+    pub(crate) v6: PrefixTable<u128>,
+    pub(crate) records: Vec<RecordEntry>,
+    pub(crate) record_blob: Vec<u8>,
+}
+
+impl Ruleset {
+    /// The deciding rule for a normalised name seen as `trigger`: every
+    /// domain entry on a label-boundary suffix and every keyword inside the
+    /// name is a candidate; the candidate whose rule comes first wins, ties
+    /// going to the more specific name.
+    #[inline]
+    pub fn match_name(&self, trigger: Trigger, name: &[u8]) -> Option<Match> {
+        let t = trigger.index();
+        let mut best: Option<(u16, bool, Hit)> = None;
+        let first = &self.meta.first_rule;
+        self.domains.for_each_match(name, |idx, e, whole| {
+            let r = first[e.list as usize][t];
+            if r == NO_RULE {
+                return;
+            }
+            let better = match best {
+                None => true,
+                Some((br, bwhole, _)) => r < br || (r == br && whole && !bwhole),
+            };
+            if better {
+                best = Some((r, whole, Hit::Name(idx)));
+            }
+        });
+        self.keywords.for_each_match(name, |idx, e| {
+            let r = first[e.list as usize][t];
+            if r != NO_RULE && best.is_none_or(|(br, _, _)| r < br) {
+                best = Some((r, false, Hit::Keyword(idx)));
+            }
+        });
+        best.map(|(rule, _, hit)| Match { rule, hit })
+    }
+
+    #[inline]
+    pub fn match_v4(&self, addr: u32) -> Option<Match> {
+        let idx = self.v4.lookup(addr)?;
+        let e = self.v4.entry(idx);
+        Some(Match {
+            rule: self.meta.first_rule[e.list as usize][Trigger::Ip.index()],
+            hit: Hit::V4(idx),
+        })
+    }
+
+    /// IPv4-mapped addresses (`::ffff:a.b.c.d`) are matched as IPv4.
+    #[inline]
+    pub fn match_v6(&self, addr: u128) -> Option<Match> {
+        if addr >> 32 == 0xffff {
+            return self.match_v4(addr as u32);
+        }
+        let idx = self.v6.lookup(addr)?;
+        let e = self.v6.entry(idx);
+        Some(Match {
+            rule: self.meta.first_rule[e.list as usize][Trigger::Ip.index()],
+            hit: Hit::V6(idx),
+        })
+    }
+
+    pub fn match_ip(&self, ip: IpAddr) -> Option<Match> {
+        match ip {
+            IpAddr::V4(a) => self.match_v4(a.into()),
+            IpAddr::V6(a) => self.match_v6(a.into()),
+        }
+    }
+
+    pub fn rule(&self, id: u16) -> &RuleMeta {
+        &self.meta.rules[id as usize]
+    }
+
+    /// The action of a match, or the policy default.
+    pub fn action(&self, m: Option<&Match>) -> &Action {
+        match m {
+            Some(m) => &self.rule(m.rule).action,
+            None => &self.meta.default_action,
+        }
+    }
+
+    pub fn list_of(&self, hit: Hit) -> u16 {
+        match hit {
+            Hit::Name(i) => self.domains.entry(i).list,
+            Hit::Keyword(i) => self.keywords.entry(i).list,
+            Hit::V4(i) => self.v4.entry(i).list,
+            Hit::V6(i) => self.v6.entry(i).list,
+        }
+    }
+
+    /// The hit in words: list, entry as listed, file:line, registry decision.
+    pub fn describe(&self, hit: Hit) -> HitInfo {
+        let list = self.list_of(hit);
+        let (entry, kind, line) = match hit {
+            Hit::Name(i) => {
+                let e = self.domains.entry(i);
+                let name = String::from_utf8_lossy(self.domains.name(i)).into_owned();
+                let shown = if e.mode == crate::lists::MODE_SUBDOMAINS {
+                    format!("*.{name}")
+                } else {
+                    name
+                };
+                (shown, mode_str(e.mode), self.domains.line(i))
+            }
+            Hit::Keyword(i) => (
+                String::from_utf8_lossy(self.keywords.pattern(i)).into_owned(),
+                "keyword",
+                self.keywords.entry(i).line,
+            ),
+            Hit::V4(i) => {
+                let e = self.v4.entry(i);
+                (
+                    format!("{}/{}", std::net::Ipv4Addr::from(e.addr), e.len),
+                    "prefix",
+                    e.line,
+                )
+            }
+            Hit::V6(i) => {
+                let e = self.v6.entry(i);
+                (
+                    format!("{}/{}", std::net::Ipv6Addr::from(e.addr), e.len),
+                    "prefix",
+                    e.line,
+                )
+            }
+        };
+        let lm = &self.meta.lists[list as usize];
+        let record = self.record(list, line);
+        HitInfo {
+            list: lm.name.clone(),
+            entry,
+            kind,
+            source: format!("{}:{}", lm.source, line),
+            decision: record.map(|r| r.0.to_string()),
+            decision_date: record.map(|r| r.1.to_string()),
+            org: record.map(|r| r.2.to_string()),
+        }
+    }
+
+    /// The registry record (decision, date, organisation) at `line` of `list`.
+    pub fn record(&self, list: u16, line: u32) -> Option<(&str, &str, &str)> {
+        let i = self
+            .records
+            .binary_search_by(|r| (r.list, r.line).cmp(&(list, line)))
+            .ok()?;
+        let r = &self.records[i];
+        let s = |off: usize, len: u16| {
+            std::str::from_utf8(&self.record_blob[off..off + len as usize]).unwrap_or("?")
+        };
+        let off = r.off as usize;
+        let d = s(off, r.decision_len);
+        let off = off + r.decision_len as usize;
+        let date = s(off, r.date_len);
+        let off = off + r.date_len as usize;
+        Some((d, date, s(off, r.org_len)))
+    }
+
+    /// Every entry of any list whose name is exactly `name`.
+    pub fn name_entries(&self, name: &[u8]) -> Vec<Hit> {
+        let mut v = Vec::new();
+        self.domains.find_key(name, |i, _| v.push(Hit::Name(i)));
+        v
+    }
+
+    pub fn domain_table(&self) -> &DomainTable {
+        &self.domains
+    }
+    pub fn keyword_table(&self) -> &KeywordTable {
+        &self.keywords
+    }
+    pub fn v4_table(&self) -> &PrefixTable<u32> {
+        &self.v4
+    }
+    pub fn v6_table(&self) -> &PrefixTable<u128> {
+        &self.v6
+    }
+
+    /// Bytes the lookup tables hold in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.domains.memory_bytes()
+            + self.keywords.memory_bytes()
+            + self.v4.memory_bytes()
+            + self.v6.memory_bytes()
+            + self.records.len() * std::mem::size_of::<RecordEntry>()
+            + self.record_blob.len()
+    }
+
+    /// Cross-table consistency (bounds only; the content hash covers the rest).
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let lists = self.meta.lists.len();
+        if self.meta.first_rule.len() != lists {
+            return Err("first-rule table does not cover every list".into());
+        }
+        let rules = self.meta.rules.len();
+        for row in &self.meta.first_rule {
+            if row.iter().any(|&r| r != NO_RULE && r as usize >= rules) {
+                return Err("first-rule table names a rule that does not exist".into());
+            }
+        }
+        for r in &self.meta.rules {
+            if r.lists.iter().any(|&l| l as usize >= lists) {
+                return Err(format!(
+                    "rule `{}` names a list that does not exist",
+                    r.name
+                ));
+            }
+        }
+        self.domains.validate(lists)?;
+        self.v4.validate(lists)?;
+        self.v6.validate(lists)?;
+        if self
+            .keywords
+            .entries
+            .iter()
+            .any(|e| e.list as usize >= lists)
+        {
+            return Err("keyword entry has a bad list".into());
+        }
+        for r in &self.records {
+            let end =
+                r.off as usize + r.decision_len as usize + r.date_len as usize + r.org_len as usize;
+            if end > self.record_blob.len() {
+                return Err("record points past its text".into());
+            }
+        }
+        if self
+            .records
+            .windows(2)
+            .any(|w| (w[0].list, w[0].line) >= (w[1].list, w[1].line))
+        {
+            return Err("records are not sorted".into());
+        }
+        Ok(())
+    }
+}
