@@ -245,7 +245,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Ruleset, ArtifactError> {
             .filter(|&l| l <= (body.len() - at) as u64)
             .ok_or_else(|| ArtifactError::Truncated {
                 what: format!("section {t}"),
-                need: size as u64 * count,
+                need: (size as u64).saturating_mul(count),
                 have: (body.len() - at) as u64,
             })? as usize;
         if t == 0 || t as usize >= sections.len() {
