@@ -115,7 +115,7 @@ pub fn text(rs: &Ruleset, artifact: Option<(&Path, u64)>, elapsed: Option<Durati
     let _ = writeln!(o, "\nlists");
     let _ = writeln!(
         o,
-        "  {:<22} {:<9} {:>9} {:>8} {:>8} {:>7} {:>8} {:>6} {:>5} {:>8} {:>7} {:>8} {:>7}  {}",
+        "  {:<22} {:<9} {:>9} {:>8} {:>8} {:>7} {:>8} {:>6} {:>5} {:>8} {:>7} {:>8} {:>7}  ipv4 addresses",
         "name",
         "format",
         "lines",
@@ -129,7 +129,6 @@ pub fn text(rs: &Ruleset, artifact: Option<(&Path, u64)>, elapsed: Option<Durati
         "dups",
         "shadowed",
         "skipped",
-        "ipv4 addresses"
     );
     for l in &m.lists {
         let s = &l.stats;

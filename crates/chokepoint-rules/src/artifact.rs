@@ -21,7 +21,7 @@
 
 use bytemuck::Pod;
 
-use crate::domain_table::{DomainTable, NameEntry, Slot};
+use crate::domain_table::{DomainTable, NameEntry};
 use crate::keyword_table::{KeywordEntry, KeywordTable};
 use crate::prefix_table::{PrefixEntry, PrefixTable};
 use crate::ruleset::{Meta, RecordEntry, Ruleset};
@@ -60,8 +60,8 @@ pub enum ArtifactError {
 mod tag {
     pub const META: u32 = 1;
     pub const SLOTS: u32 = 2;
-    pub const NAME_ENTRIES: u32 = 3;
-    pub const NAME_LINES: u32 = 4;
+    pub const NAME_RANGE: u32 = 3;
+    // 4 is unused.
     pub const NAME_BLOB: u32 = 5;
     pub const KW_ENTRIES: u32 = 6;
     pub const KW_BLOB: u32 = 7;
@@ -75,11 +75,10 @@ mod tag {
     pub const V6_INDEX: u32 = 15;
     pub const RECORDS: u32 = 16;
     pub const RECORD_BLOB: u32 = 17;
-    pub const NAMES: [(u32, &str); 17] = [
+    pub const NAMES: [(u32, &str); 16] = [
         (META, "meta"),
         (SLOTS, "domain slots"),
-        (NAME_ENTRIES, "domain entries"),
-        (NAME_LINES, "domain lines"),
+        (NAME_RANGE, "domain table parameters"),
         (NAME_BLOB, "domain names"),
         (KW_ENTRIES, "keyword entries"),
         (KW_BLOB, "keyword patterns"),
@@ -120,8 +119,11 @@ pub fn to_bytes(rs: &Ruleset) -> Vec<u8> {
     let meta = postcard::to_stdvec(&rs.meta).expect("metadata always serialises");
     w.section(tag::META, &meta);
     w.section(tag::SLOTS, &rs.domains.slots);
-    w.section(tag::NAME_ENTRIES, &rs.domains.entries);
-    w.section(tag::NAME_LINES, &rs.domains.lines);
+    let mask = rs.domains.label_mask;
+    w.section(
+        tag::NAME_RANGE,
+        &[rs.domains.range, mask as u32, (mask >> 32) as u32],
+    );
     w.section(tag::NAME_BLOB, &rs.domains.blob);
     w.section(tag::KW_ENTRIES, &rs.keywords.entries);
     w.section(tag::KW_BLOB, &rs.keywords.blob);
@@ -288,13 +290,20 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Ruleset, ArtifactError> {
         get(&sections, tag::KW_BLOB)?,
     )
     .map_err(ArtifactError::Inconsistent)?;
+    let params: Vec<u32> = get(&sections, tag::NAME_RANGE)?;
+    if params.len() != 3 {
+        return Err(ArtifactError::Section {
+            tag: tag::NAME_RANGE,
+            reason: "domain table parameters must be 3 values".into(),
+        });
+    }
     let rs = Ruleset {
         meta,
         domains: DomainTable {
-            slots: get::<Slot>(&sections, tag::SLOTS)?,
-            entries: get::<NameEntry>(&sections, tag::NAME_ENTRIES)?,
-            lines: get(&sections, tag::NAME_LINES)?,
+            slots: get::<NameEntry>(&sections, tag::SLOTS)?,
             blob: get(&sections, tag::NAME_BLOB)?,
+            range: params[0],
+            label_mask: u64::from(params[1]) | u64::from(params[2]) << 32,
         },
         keywords,
         v4: PrefixTable {

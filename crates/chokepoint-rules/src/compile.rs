@@ -192,7 +192,7 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
         })
         .collect();
 
-    let domains = build_domains(&parsed, &mut stats);
+    let (domains, unique_names) = build_domains(&parsed, &mut stats);
     let keywords = build_keywords(&parsed, &mut stats).map_err(invalid)?;
     let ip_rule = |l: u16| {
         let r = first_rule[l as usize][Trigger::Ip.index()];
@@ -222,7 +222,7 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
     let (records, record_blob) = build_records(&parsed);
 
     let totals = Totals {
-        names: domains.len() as u64,
+        names: unique_names as u64,
         keywords: keywords.len() as u64,
         v4_prefixes: v4.len() as u64,
         v6_prefixes: v6.len() as u64,
@@ -315,7 +315,7 @@ fn check_list_spec(name: &str, spec: &ListSpec) -> Result<(), String> {
 
 /// Deduplicate names per list (modes merged, first line kept), build the
 /// table, then count shadowed names and per-mode figures.
-fn build_domains(parsed: &[ParsedList], stats: &mut [ListStats]) -> DomainTable {
+fn build_domains(parsed: &[ParsedList], stats: &mut [ListStats]) -> (DomainTable, usize) {
     let mut items: Vec<(String, u16, u8, u32)> =
         Vec::with_capacity(parsed.iter().map(|p| p.names.len()).sum());
     for (l, p) in parsed.iter().enumerate() {
@@ -357,7 +357,7 @@ fn build_domains(parsed: &[ParsedList], stats: &mut [ListStats]) -> DomainTable 
         }
     }
     debug_assert!(unique.iter().all(|u| u.2 <= MODE_SUFFIX));
-    table
+    (table, unique.len())
 }
 
 fn build_keywords(parsed: &[ParsedList], stats: &mut [ListStats]) -> Result<KeywordTable, String> {

@@ -114,60 +114,29 @@ impl<A: Addr> PrefixTable<A> {
     /// `None`; entries of lists no rule uses are kept for `explain` but never
     /// decide a range.
     pub fn build(mut entries: Vec<PrefixEntry<A>>, rule_of: impl Fn(u16) -> Option<u16>) -> Self {
-        entries
-            .sort_by(|a, b| (a.addr, a.len, a.list, a.line).cmp(&(b.addr, b.len, b.list, b.line)));
-        // (last address, winning key) per open prefix.
-        type Key = (u16, std::cmp::Reverse<u8>, u32);
-        let mut stack: Vec<(A, Option<Key>)> = Vec::new();
-        let mut starts: Vec<A> = vec![A::ZERO];
-        let mut vals: Vec<u32> = vec![NONE];
-        let mut emit = |pos: A, val: u32, starts: &mut Vec<A>, vals: &mut Vec<u32>| {
-            if *starts.last().unwrap() == pos {
-                *vals.last_mut().unwrap() = val;
-                // Merging with the range before keeps the table minimal.
-                if vals.len() >= 2 && vals[vals.len() - 2] == val {
-                    starts.pop();
-                    vals.pop();
-                }
-            } else if *vals.last().unwrap() != val {
-                starts.push(pos);
-                vals.push(val);
-            }
-        };
-        let val_of = |k: Option<Key>| k.map_or(NONE, |k| k.2);
-        let close = |stack: &mut Vec<(A, Option<Key>)>,
-                     until: Option<A>,
-                     starts: &mut Vec<A>,
-                     vals: &mut Vec<u32>,
-                     emit: &mut dyn FnMut(A, u32, &mut Vec<A>, &mut Vec<u32>)| {
-            while let Some(&(last, _)) = stack.last() {
-                if matches!(until, Some(s) if last >= s) {
-                    break;
-                }
-                stack.pop();
-                let parent = stack.last().and_then(|t| t.1);
-                if let Some(next) = last.succ() {
-                    emit(next, val_of(parent), starts, vals);
-                }
-            }
+        entries.sort_by_key(|e| (e.addr, e.len, e.list, e.line));
+        let mut sweep = Sweep {
+            stack: Vec::new(),
+            starts: vec![A::ZERO],
+            vals: vec![NONE],
         };
         for (i, e) in entries.iter().enumerate() {
-            close(&mut stack, Some(e.addr), &mut starts, &mut vals, &mut emit);
+            sweep.close(Some(e.addr));
             let own = rule_of(e.list).map(|r| (r, std::cmp::Reverse(e.len), i as u32));
-            let parent = stack.last().and_then(|t| t.1);
+            let parent = sweep.stack.last().and_then(|t| t.1);
             let win = match (parent, own) {
                 (Some(p), Some(o)) => Some(p.min(o)),
                 (p, o) => p.or(o),
             };
-            stack.push((e.addr.last(e.len), win));
-            emit(e.addr, val_of(win), &mut starts, &mut vals);
+            sweep.stack.push((e.addr.last(e.len), win));
+            sweep.emit(e.addr, val_of(win));
         }
-        close(&mut stack, None, &mut starts, &mut vals, &mut emit);
-        let index = build_index(&starts);
+        sweep.close(None);
+        let index = build_index(&sweep.starts);
         PrefixTable {
             entries,
-            starts,
-            vals,
+            starts: sweep.starts,
+            vals: sweep.vals,
             index,
         }
     }
@@ -281,6 +250,55 @@ impl<A: Addr> PrefixTable<A> {
     }
 }
 
+/// Which entry decides a range: first rule, then longest prefix, then
+/// entry index (for a stable choice).
+type Winner = (u16, std::cmp::Reverse<u8>, u32);
+
+fn val_of(w: Option<Winner>) -> u32 {
+    w.map_or(NONE, |w| w.2)
+}
+
+/// The compile-time sweep over sorted prefixes: a stack of open prefixes
+/// (last address, winner so far) and the ranges emitted.
+struct Sweep<A: Addr> {
+    stack: Vec<(A, Option<Winner>)>,
+    starts: Vec<A>,
+    vals: Vec<u32>,
+}
+
+impl<A: Addr> Sweep<A> {
+    /// A range with value `val` starts at `pos`.
+    fn emit(&mut self, pos: A, val: u32) {
+        let (starts, vals) = (&mut self.starts, &mut self.vals);
+        if *starts.last().unwrap() == pos {
+            *vals.last_mut().unwrap() = val;
+            // Merging with the range before keeps the table minimal.
+            if vals.len() >= 2 && vals[vals.len() - 2] == val {
+                starts.pop();
+                vals.pop();
+            }
+        } else if *vals.last().unwrap() != val {
+            starts.push(pos);
+            vals.push(val);
+        }
+    }
+
+    /// Close every open prefix that ends before `until` (all if `None`);
+    /// after each, the enclosing prefix's winner rules again.
+    fn close(&mut self, until: Option<A>) {
+        while let Some(&(last, _)) = self.stack.last() {
+            if matches!(until, Some(s) if last >= s) {
+                break;
+            }
+            self.stack.pop();
+            let parent = self.stack.last().and_then(|t| t.1);
+            if let Some(next) = last.succ() {
+                self.emit(next, val_of(parent));
+            }
+        }
+    }
+}
+
 fn build_index<A: Addr>(starts: &[A]) -> Vec<u32> {
     let mut index = vec![0u32; INDEX_LEN];
     let mut j = 0usize;
@@ -349,7 +367,7 @@ mod tests {
                 entry("0.0.0.0", 0, 0, 1),
                 entry("255.255.255.255", 32, 1, 2),
             ],
-            |l| Some(l),
+            Some,
         );
         assert_eq!(t.lookup(0).map(|i| t.entry(i).line), Some(1));
         assert_eq!(t.lookup(u32::MAX).map(|i| t.entry(i).line), Some(1));

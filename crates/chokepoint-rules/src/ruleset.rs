@@ -51,7 +51,32 @@ pub struct ListStats {
     /// Hosts-file names such as `localhost`.
     pub ignored: u64,
     pub v4_addresses: u64,
+    #[serde(with = "u128_text")]
     pub v6_addresses: u128,
+}
+
+/// IPv6 address counts overflow JSON numbers: text in human-readable
+/// formats (JSON), a plain integer in the artifact's binary metadata.
+mod u128_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(v)
+        } else {
+            s.serialize_u128(*v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        if d.is_human_readable() {
+            String::deserialize(d)?
+                .parse()
+                .map_err(serde::de::Error::custom)
+        } else {
+            u128::deserialize(d)
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +115,7 @@ pub struct Totals {
     /// IPv4 addresses that some IP rule decides.
     pub v4_addresses: u64,
     /// IPv6 addresses that some IP rule decides.
+    #[serde(with = "u128_text")]
     pub v6_addresses: u128,
     pub records: u64,
     pub compile_ms: u64,

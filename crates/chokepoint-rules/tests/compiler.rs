@@ -334,3 +334,31 @@ fn default_policy_models_april_2018() {
         t.v4_addresses
     );
 }
+
+#[test]
+fn long_names_with_many_labels_match() {
+    // More labels than the lookup prefetches in one batch (16), entries at
+    // both ends of the label range.
+    let long: String = (0..40)
+        .map(|i| format!("l{i}"))
+        .collect::<Vec<_>>()
+        .join(".")
+        + ".deep.example";
+    let yaml = format!(
+        "version: 1\nlists: {{d: {{format: domains, entries: [deep.example]}}, e: {{format: domains, exact: true, entries: ['{long}']}}}}\nrules: [{{name: exact, match: {{list: e}}, action: drop}}, {{name: suffix, match: {{list: d}}, action: drop}}]\n"
+    );
+    let rs = inline(&yaml).unwrap();
+    assert_eq!(
+        rule_for(&rs, Trigger::TlsSni, &long).as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        rule_for(&rs, Trigger::TlsSni, &format!("x.{long}")).as_deref(),
+        Some("suffix")
+    );
+    assert_eq!(
+        rule_for(&rs, Trigger::TlsSni, "deep.example").as_deref(),
+        Some("suffix")
+    );
+    assert_eq!(rule_for(&rs, Trigger::TlsSni, "example"), None);
+}

@@ -1,0 +1,141 @@
+//! The `chokepoint` binary as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chokepoint"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("chokepoint-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn compile_default_prints_stats_and_writes_artifact() {
+    let out = tmp("default.chk");
+    let o = run(&["compile", "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("telegram-domains"), "{s}");
+    assert!(s.contains("cloud-collateral-2018"), "{s}");
+    // the stage-2 figure, in the millions
+    assert!(s.contains("covered   16,"), "{s}");
+    assert!(out.metadata().unwrap().len() > 64);
+
+    let st = run(&["stats", out.to_str().unwrap()]);
+    assert!(st.status.success(), "{}", stderr(&st));
+    assert!(stdout(&st).contains("format v1"));
+}
+
+#[test]
+fn compile_json_has_counts() {
+    let o = run(&["compile", "--json"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["meta"]["totals"]["v4_addresses"].as_u64().unwrap() > 15_000_000);
+    assert_eq!(v["meta"]["rules"][0]["name"], "telegram-names");
+    assert!(v["artifact"].is_null());
+}
+
+#[test]
+fn explain_json_keys() {
+    let out = tmp("explain.chk");
+    assert!(run(&["compile", "-o", out.to_str().unwrap()])
+        .status
+        .success());
+    let o = run(&[
+        "explain",
+        "--artifact",
+        out.to_str().unwrap(),
+        "--json",
+        "web.telegram.org",
+        "91.108.56.1",
+        "https://t.me/durov",
+        "example.com",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for k in ["query", "verdict", "rule", "list", "entry", "source"] {
+        assert!(lines.iter().all(|l| l.get(k).is_some()), "key {k}");
+    }
+    assert_eq!(lines[0]["verdict"], "reset");
+    assert_eq!(lines[0]["rule"], "telegram-names");
+    assert_eq!(lines[0]["entry"], "telegram.org");
+    assert_eq!(lines[1]["verdict"], "drop");
+    assert_eq!(lines[1]["entry"], "91.108.56.0/22");
+    assert_eq!(lines[2]["kind"], "url");
+    assert_eq!(lines[2]["entry"], "t.me");
+    assert_eq!(lines[3]["verdict"], "pass");
+    assert!(lines[3]["rule"].is_null());
+}
+
+#[test]
+fn explain_with_policy_cites_file_and_line() {
+    let policy = repo().join("tests/data/fixtures.yaml");
+    let o = run(&[
+        "explain",
+        "--policy",
+        policy.to_str().unwrap(),
+        "a.wild.example.org",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("rule: doms"), "{s}");
+    assert!(s.contains("*.wild.example.org (subdomains)"), "{s}");
+    assert!(s.contains("domains.txt:3"), "{s}");
+}
+
+#[test]
+fn bad_list_line_fails_with_file_line_reason() {
+    let dir = tmp("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("l.txt"), "ok.example\nnot ok.example\n").unwrap();
+    std::fs::write(
+        dir.join("p.yaml"),
+        "version: 1\nlists: {l: {format: domains, path: l.txt}}\nrules: [{name: r, match: {list: l}, action: drop}]\n",
+    )
+    .unwrap();
+    let o = run(&["compile", dir.join("p.yaml").to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("l.txt:2: bad domain `not ok.example`"), "{e}");
+}
+
+#[test]
+fn bad_artifact_is_a_clear_error() {
+    let p = tmp("garbage.chk");
+    std::fs::write(&p, b"definitely not an artifact").unwrap();
+    let o = run(&["stats", p.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not a chokepoint artifact"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["explain", "--artifact", p.to_str().unwrap(), "t.me"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("bad magic"), "{}", stderr(&o));
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Run every test of chokepoint, as CI does, on a fresh Debian machine.
+#
+# 1. installs the Debian packages the tests need (when run as root);
+# 2. checks formatting (cargo fmt --check);
+# 3. lints (cargo clippy --workspace --all-targets -D warnings);
+# 4. runs every test of the workspace.
+#
+# Test data: ../shared/testdata beside the checkout, or $CHOKEPOINT_TESTDATA.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the test suite uses. Empty lines are fine.
+PACKAGES=(
+  ca-certificates
+)
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "==> cargo test"
+cargo test --workspace
