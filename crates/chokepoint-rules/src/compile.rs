@@ -254,6 +254,7 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
         lists: lists_meta,
         rules,
         default_action: policy.default.0.clone(),
+        profile: policy.profile.clone(),
         first_rule,
         totals,
     };

@@ -387,6 +387,89 @@ pub struct Policy {
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
     pub default: ActionSpec,
+    /// How the censor inspects traffic; defaults model a modern TSPU box.
+    #[serde(default)]
+    pub profile: Profile,
+}
+
+/// Which directions of a flow are inspected for names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Only what the client (the side that opened the flow) sends.
+    ClientToServer,
+    Both,
+}
+
+/// Idle timeouts per flow state, in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub syn: u32,
+    pub established: u32,
+    pub fin: u32,
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            syn: 60,
+            established: 300,
+            fin: 60,
+            udp: 60,
+        }
+    }
+}
+
+/// The realism knobs of the packet core. Later versions add more (residual
+/// blocking, RST/TCB behaviours); unknown keys are still errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Profile {
+    /// Reassemble a ClientHello (or HTTP request) split over TCP segments.
+    /// Off, only names inside the first data segment are seen (old DPI).
+    pub reassemble_client_hello: bool,
+    /// Data packets per flow inspected before the flow is passed unseen.
+    pub max_inspect_packets: u32,
+    /// Payload bytes per flow inspected before the flow is passed unseen.
+    pub max_inspect_bytes: u32,
+    /// TCP/UDP server ports inspected for TLS, QUIC and HTTP; empty = all.
+    /// DNS is recognised on port 53 whatever this says.
+    pub inspect_ports: Vec<u16>,
+    /// Reassemble IP fragments before inspection.
+    pub defragment: bool,
+    pub direction: Direction,
+    /// Flow table capacity; the oldest idle flows are evicted beyond it.
+    pub max_flows: u32,
+    pub timeouts: Timeouts,
+    /// Per-flow cap on bytes held for stream reassembly.
+    pub reassembly_max_bytes: u32,
+    /// Per-flow cap on out-of-order segments held.
+    pub reassembly_max_segments: u32,
+    /// Datagrams being reassembled from IP fragments at once.
+    pub max_fragment_datagrams: u32,
+    /// Seconds an incomplete fragmented datagram is kept.
+    pub fragment_timeout: u32,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            reassemble_client_hello: true,
+            max_inspect_packets: 32,
+            max_inspect_bytes: 64 * 1024,
+            inspect_ports: Vec::new(),
+            defragment: true,
+            direction: Direction::ClientToServer,
+            max_flows: 1 << 20,
+            timeouts: Timeouts::default(),
+            reassembly_max_bytes: 32 * 1024,
+            reassembly_max_segments: 32,
+            max_fragment_datagrams: 4096,
+            fragment_timeout: 30,
+        }
+    }
 }
 
 /// The only policy version this build understands.

@@ -130,6 +130,7 @@ pub struct Meta {
     pub lists: Vec<ListMeta>,
     pub rules: Vec<RuleMeta>,
     pub default_action: Action,
+    pub profile: crate::policy::Profile,
     /// Per list, per trigger: the first rule (policy order) that uses the
     /// list for that trigger, or [`NO_RULE`].
     pub first_rule: Vec<[u16; Trigger::COUNT]>,

@@ -1,0 +1,343 @@
+//! Frame bytes → the innermost IP packet and its transport header.
+//!
+//! Walks link layer, VLAN tags, PPPoE, MPLS, then IP, through tunnels (GRE,
+//! GTP-U, VXLAN, IP-in-IP) down to the innermost IP header and TCP/UDP.
+//! Everything a flow needs to be told apart from another with the same
+//! inner 5-tuple (VLAN IDs, PPPoE session, tunnel endpoints and IDs) is
+//! folded into one `ctx` value. Fragments stop the walk: the engine
+//! reassembles them and resumes with [`resume_ip`].
+
+use std::net::IpAddr;
+
+use crate::wire::ip::{self, Frag, IpError};
+use crate::wire::l4::{self, Tcp, Udp, PROTO_GRE, PROTO_TCP, PROTO_UDP};
+use crate::wire::link::{
+    self, AfterMpls, LinkType, ETH_IPV4, ETH_IPV6, ETH_MPLS, ETH_MPLS_MC, ETH_PPPOE_SESSION,
+    ETH_TEB,
+};
+use crate::wire::tunnel;
+
+/// Why a frame could not be fully parsed. Counted per reason; a packet
+/// with a problem still reaches the policy with what was parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Problem {
+    UnsupportedLinkType,
+    LinkTruncated,
+    IpTruncated,
+    IpBadVersion,
+    IpBadHeaderLength,
+    IpBadTotalLength,
+    Ipv6ExtChain,
+    /// The capture holds fewer bytes than the IP header says (snaplen).
+    CaptureTruncated,
+    TcpTruncated,
+    UdpTruncated,
+    TunnelTruncated,
+    TooManyEncapsulations,
+    FragmentDropped,
+}
+
+impl Problem {
+    pub const ALL: [Problem; 13] = [
+        Problem::UnsupportedLinkType,
+        Problem::LinkTruncated,
+        Problem::IpTruncated,
+        Problem::IpBadVersion,
+        Problem::IpBadHeaderLength,
+        Problem::IpBadTotalLength,
+        Problem::Ipv6ExtChain,
+        Problem::CaptureTruncated,
+        Problem::TcpTruncated,
+        Problem::UdpTruncated,
+        Problem::TunnelTruncated,
+        Problem::TooManyEncapsulations,
+        Problem::FragmentDropped,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::UnsupportedLinkType => "unsupported_link_type",
+            Problem::LinkTruncated => "link_truncated",
+            Problem::IpTruncated => "ip_truncated",
+            Problem::IpBadVersion => "ip_bad_version",
+            Problem::IpBadHeaderLength => "ip_bad_header_length",
+            Problem::IpBadTotalLength => "ip_bad_total_length",
+            Problem::Ipv6ExtChain => "ipv6_extension_chain",
+            Problem::CaptureTruncated => "capture_truncated",
+            Problem::TcpTruncated => "tcp_truncated",
+            Problem::UdpTruncated => "udp_truncated",
+            Problem::TunnelTruncated => "tunnel_truncated",
+            Problem::TooManyEncapsulations => "too_many_encapsulations",
+            Problem::FragmentDropped => "fragment_dropped",
+        }
+    }
+
+    fn from_ip(e: IpError) -> Problem {
+        match e {
+            IpError::Truncated => Problem::IpTruncated,
+            IpError::BadVersion => Problem::IpBadVersion,
+            IpError::BadHeaderLength => Problem::IpBadHeaderLength,
+            IpError::BadTotalLength => Problem::IpBadTotalLength,
+            IpError::ExtChainTooLong => Problem::Ipv6ExtChain,
+        }
+    }
+}
+
+/// The transport layer of the innermost packet.
+#[derive(Clone, Copy, Debug)]
+pub enum L4<'a> {
+    Tcp(Tcp<'a>),
+    Udp(Udp<'a>),
+    /// Another protocol, or a transport header that did not parse.
+    Other(u8),
+}
+
+/// An innermost IP packet.
+#[derive(Clone, Copy, Debug)]
+pub struct Packet<'a> {
+    pub ctx: u64,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub l4: L4<'a>,
+    pub problem: Option<Problem>,
+}
+
+/// A fragment to reassemble before the walk can go on.
+#[derive(Clone, Copy, Debug)]
+pub struct Fragment<'a> {
+    pub ctx: u64,
+    pub depth: u8,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// Protocol of the reassembled payload (IPv6: next header after the
+    /// Fragment header, whose chain is walked again after reassembly).
+    pub proto: u8,
+    pub frag: Frag,
+    pub data: &'a [u8],
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Decoded<'a> {
+    Packet(Packet<'a>),
+    Fragment(Fragment<'a>),
+    /// Not IP (ARP, LLDP, PPPoE discovery, ...).
+    NotIp,
+    /// Nothing usable: no IP addresses could be read.
+    Malformed(Problem),
+}
+
+/// Most headers peeled off one frame.
+const MAX_DEPTH: u8 = 12;
+
+#[inline]
+fn mix(ctx: u64, v: u64) -> u64 {
+    (ctx ^ v)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .rotate_left(29)
+}
+
+fn addr_bits(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(u32::from(v)),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+/// Tunnel context: the same whichever direction the outer packet goes.
+fn tunnel_ctx(ctx: u64, src: IpAddr, dst: IpAddr, kind: u64, id: u64) -> u64 {
+    let (a, b) = (addr_bits(src), addr_bits(dst));
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let h = (lo as u64)
+        ^ ((lo >> 64) as u64).rotate_left(7)
+        ^ (hi as u64).rotate_left(13)
+        ^ ((hi >> 64) as u64).rotate_left(19);
+    mix(mix(mix(ctx, kind), id), h)
+}
+
+/// Decode a captured frame.
+pub fn decode(link: LinkType, frame: &[u8]) -> Decoded<'_> {
+    let (et, rest, ctx) = match link {
+        LinkType::Ethernet => return ethernet(frame, 0, 0),
+        LinkType::Raw => match frame.first().map(|b| b >> 4) {
+            Some(4) => (ETH_IPV4, frame, 0),
+            Some(6) => (ETH_IPV6, frame, 0),
+            Some(_) => return Decoded::Malformed(Problem::IpBadVersion),
+            None => return Decoded::Malformed(Problem::LinkTruncated),
+        },
+        LinkType::Ipv4 => (ETH_IPV4, frame, 0),
+        LinkType::Ipv6 => (ETH_IPV6, frame, 0),
+        LinkType::LinuxSll => match link::sll(frame) {
+            Some((et, r)) => (et, r, 0),
+            None => return Decoded::Malformed(Problem::LinkTruncated),
+        },
+        LinkType::LinuxSll2 => match link::sll2(frame) {
+            Some((et, r)) => (et, r, 0),
+            None => return Decoded::Malformed(Problem::LinkTruncated),
+        },
+        LinkType::Null | LinkType::Loop => match link::null(frame, link == LinkType::Loop) {
+            Some((et, r)) => (et, r, 0),
+            None => return Decoded::NotIp,
+        },
+        LinkType::Ppp | LinkType::PppHdlc => match link::ppp(frame) {
+            Some((et, r)) => (et, r, 0),
+            None => return Decoded::NotIp,
+        },
+        LinkType::Other(_) => return Decoded::Malformed(Problem::UnsupportedLinkType),
+    };
+    ethertype(et, rest, ctx, 0)
+}
+
+fn ethernet(b: &[u8], ctx: u64, depth: u8) -> Decoded<'_> {
+    match link::ethernet(b) {
+        Some((et, rest, vlans)) => ethertype(
+            et,
+            rest,
+            if vlans != 0 { mix(ctx, vlans) } else { ctx },
+            depth + 1,
+        ),
+        None if b.len() < 14 => Decoded::Malformed(Problem::LinkTruncated),
+        None => Decoded::NotIp,
+    }
+}
+
+fn ethertype(et: u16, b: &[u8], ctx: u64, depth: u8) -> Decoded<'_> {
+    if depth > MAX_DEPTH {
+        return Decoded::Malformed(Problem::TooManyEncapsulations);
+    }
+    match et {
+        ETH_IPV4 | ETH_IPV6 => ip_layer(et, b, ctx, depth + 1),
+        ETH_PPPOE_SESSION => match link::pppoe(b) {
+            Some((et, rest, session)) => ethertype(
+                et,
+                rest,
+                mix(ctx, 0x5050_0000 | u64::from(session)),
+                depth + 1,
+            ),
+            None if b.len() < 8 => Decoded::Malformed(Problem::LinkTruncated),
+            None => Decoded::NotIp,
+        },
+        ETH_MPLS | ETH_MPLS_MC => match link::mpls(b) {
+            // Labels differ per direction and hop: not part of the flow key.
+            Some((AfterMpls::Ip(et, rest), _)) => ethertype(et, rest, ctx, depth + 1),
+            Some((AfterMpls::Ethernet(rest), _)) => ethernet(rest, ctx, depth + 1),
+            None => Decoded::Malformed(Problem::LinkTruncated),
+        },
+        ETH_TEB => ethernet(b, ctx, depth + 1),
+        _ => Decoded::NotIp,
+    }
+}
+
+fn ip_layer(et: u16, b: &[u8], ctx: u64, depth: u8) -> Decoded<'_> {
+    let parsed = if et == ETH_IPV4 {
+        ip::ipv4(b)
+    } else {
+        ip::ipv6(b)
+    };
+    let ip = match parsed {
+        Ok(ip) => ip,
+        Err(e) => return Decoded::Malformed(Problem::from_ip(e)),
+    };
+    if let Some(frag) = ip.frag {
+        return Decoded::Fragment(Fragment {
+            ctx,
+            depth,
+            src: ip.src,
+            dst: ip.dst,
+            proto: ip.proto,
+            frag,
+            data: ip.payload,
+        });
+    }
+    let problem = ip.truncated.then_some(Problem::CaptureTruncated);
+    upper(ctx, depth, ip.src, ip.dst, ip.proto, ip.payload, problem)
+}
+
+/// Resume after reassembly: `payload` is the whole datagram's upper part.
+/// For IPv6, `proto` is the Fragment header's next header and the rest of
+/// the extension chain is walked here.
+pub fn resume_ip<'a>(f: &Fragment<'_>, payload: &'a [u8]) -> Decoded<'a> {
+    let (proto, payload) = if f.src.is_ipv6() {
+        match ip::ipv6_ext_chain(f.proto, payload) {
+            Ok((p, rest, None)) => (p, rest),
+            Ok((_, _, Some(_))) | Err(_) => return Decoded::Malformed(Problem::Ipv6ExtChain),
+        }
+    } else {
+        (f.proto, payload)
+    };
+    upper(f.ctx, f.depth, f.src, f.dst, proto, payload, None)
+}
+
+fn upper<'a>(
+    ctx: u64,
+    depth: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    payload: &'a [u8],
+    problem: Option<Problem>,
+) -> Decoded<'a> {
+    let packet = |l4, problem| {
+        Decoded::Packet(Packet {
+            ctx,
+            src,
+            dst,
+            l4,
+            problem,
+        })
+    };
+    if depth > MAX_DEPTH {
+        return packet(L4::Other(proto), Some(Problem::TooManyEncapsulations));
+    }
+    match proto {
+        PROTO_TCP => match l4::tcp(payload) {
+            Some(t) => packet(L4::Tcp(t), problem),
+            None => packet(L4::Other(proto), problem.or(Some(Problem::TcpTruncated))),
+        },
+        PROTO_UDP => match l4::udp(payload) {
+            Some(u) => {
+                if u.dport == tunnel::UDP_GTPU || u.sport == tunnel::UDP_GTPU {
+                    if let Some((inner, teid)) = tunnel::gtpu(u.payload) {
+                        let et = if inner[0] >> 4 == 4 {
+                            ETH_IPV4
+                        } else {
+                            ETH_IPV6
+                        };
+                        let c = tunnel_ctx(ctx, src, dst, 2152, u64::from(teid));
+                        return ip_layer(et, inner, c, depth + 1);
+                    }
+                }
+                if u.dport == tunnel::UDP_VXLAN {
+                    if let Some((inner, vni)) = tunnel::vxlan(u.payload) {
+                        return ethernet(
+                            inner,
+                            tunnel_ctx(ctx, src, dst, 4789, u64::from(vni)),
+                            depth + 1,
+                        );
+                    }
+                }
+                packet(L4::Udp(u), problem)
+            }
+            None => packet(L4::Other(proto), problem.or(Some(Problem::UdpTruncated))),
+        },
+        PROTO_GRE => match tunnel::gre(payload) {
+            Some((et, rest, key)) => ethertype(
+                et,
+                rest,
+                tunnel_ctx(ctx, src, dst, 47, u64::from(key)),
+                depth + 1,
+            ),
+            None => packet(L4::Other(proto), problem.or(Some(Problem::TunnelTruncated))),
+        },
+        p => match tunnel::ip_in_ip(p) {
+            Some(et) => ip_layer(
+                et,
+                payload,
+                tunnel_ctx(ctx, src, dst, u64::from(p), 0),
+                depth + 1,
+            ),
+            None => packet(L4::Other(p), problem),
+        },
+    }
+}

@@ -1,0 +1,271 @@
+//! TLS ClientHello: server name, ECH, ESNI and GREASE.
+//!
+//! Written by hand: this runs on every new TLS flow, on hostile bytes, and
+//! must not allocate. It reads the handshake message only as far as the
+//! extensions and skips everything it does not need.
+
+use crate::wire::Rd;
+
+pub const EXT_SERVER_NAME: u16 = 0x0000;
+/// Encrypted Client Hello (RFC 9849), and the draft code points before it.
+pub const EXT_ECH: u16 = 0xfe0d;
+pub const EXT_ECH_DRAFTS: [u16; 5] = [0xfe08, 0xfe09, 0xfe0a, 0xfe0b, 0xfe0c];
+/// The abandoned ESNI draft.
+pub const EXT_ESNI: u16 = 0xffce;
+
+/// What a censor reads from a ClientHello.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientHello<'a> {
+    /// The first `host_name` of the server_name extension.
+    pub sni: Option<&'a [u8]>,
+    pub ech: bool,
+    pub esni: bool,
+    /// A GREASE value (RFC 8701) among cipher suites or extensions.
+    pub grease: bool,
+}
+
+/// `0x?a?a` with equal bytes.
+pub fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && v >> 8 == v & 0xff
+}
+
+/// Parse a ClientHello handshake message body (after type and length).
+pub fn client_hello(body: &[u8]) -> Option<ClientHello<'_>> {
+    let mut r = Rd::new(body);
+    r.skip(2 + 32)?; // legacy_version, random
+    r.vec8()?; // session id
+    let suites = r.vec16()?;
+    let mut ch = ClientHello {
+        grease: suites
+            .chunks_exact(2)
+            .any(|c| is_grease(u16::from_be_bytes([c[0], c[1]]))),
+        ..Default::default()
+    };
+    r.vec8()?; // compression methods
+    if r.left() == 0 {
+        return Some(ch); // no extensions (SSLv3-style hello)
+    }
+    let mut ext = Rd::new(r.vec16()?);
+    while ext.left() > 0 {
+        let ty = ext.u16()?;
+        let data = ext.vec16()?;
+        match ty {
+            EXT_SERVER_NAME if ch.sni.is_none() => {
+                let mut list = Rd::new(Rd::new(data).vec16()?);
+                while list.left() > 0 {
+                    let kind = list.u8()?;
+                    let name = list.vec16()?;
+                    if kind == 0 {
+                        ch.sni = Some(name);
+                        break;
+                    }
+                }
+            }
+            EXT_ECH => ch.ech = true,
+            t if EXT_ECH_DRAFTS.contains(&t) => ch.ech = true,
+            EXT_ESNI => ch.esni = true,
+            t if is_grease(t) => ch.grease = true,
+            _ => {}
+        }
+    }
+    Some(ch)
+}
+
+/// Parse a handshake message (type, u24 length, body) if it is a
+/// ClientHello. `None` if it is not, or is malformed.
+pub fn handshake(msg: &[u8]) -> Option<ClientHello<'_>> {
+    let mut r = Rd::new(msg);
+    if r.u8()? != 1 {
+        return None;
+    }
+    let len = r.u24()? as usize;
+    client_hello(r.take(len)?)
+}
+
+/// What a TCP stream prefix holds so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// A whole ClientHello handshake message is in `scratch` (or in the
+    /// stream, if `in_stream`) at `..len`.
+    Complete { len: usize, in_stream: bool },
+    /// Looks like a ClientHello in progress.
+    NeedMore,
+    /// Not a TLS handshake, or a malformed one.
+    NotTls,
+    /// The ClientHello claims to be larger than `max` bytes.
+    TooLarge,
+}
+
+/// Gather the first handshake message from TLS records at the start of a
+/// stream, across record boundaries (a ClientHello may be split over
+/// several records as well as several segments). When it lies within the
+/// first record nothing is copied.
+pub fn gather(stream: &[u8], scratch: &mut Vec<u8>, max: usize) -> Progress {
+    scratch.clear();
+    let mut r = Rd::new(stream);
+    let mut need: Option<usize> = None;
+    let mut first = true;
+    loop {
+        let Some(hdr) = r.take(5) else {
+            return Progress::NeedMore;
+        };
+        if hdr[0] != 0x16 || hdr[1] != 3 || hdr[2] > 4 {
+            return Progress::NotTls;
+        }
+        let len = usize::from(u16::from_be_bytes([hdr[3], hdr[4]]));
+        let frag = match r.take(len) {
+            Some(f) => f,
+            None => {
+                // Partial record: enough to know it is a ClientHello?
+                let partial = r.rest();
+                if first && !partial.is_empty() && partial[0] != 1 {
+                    return Progress::NotTls;
+                }
+                return Progress::NeedMore;
+            }
+        };
+        if first {
+            if frag.first().is_some_and(|&t| t != 1) {
+                return Progress::NotTls;
+            }
+            if frag.len() >= 4 {
+                let n = u32::from_be_bytes([0, frag[1], frag[2], frag[3]]) as usize + 4;
+                if n > max {
+                    return Progress::TooLarge;
+                }
+                if frag.len() >= n {
+                    // Whole message in the first record: parse in place.
+                    return Progress::Complete {
+                        len: 5 + n,
+                        in_stream: true,
+                    };
+                }
+                need = Some(n);
+            }
+            first = false;
+        }
+        if scratch.len() + frag.len() > max {
+            return Progress::TooLarge;
+        }
+        scratch.extend_from_slice(frag);
+        if need.is_none() && scratch.len() >= 4 {
+            let n = u32::from_be_bytes([0, scratch[1], scratch[2], scratch[3]]) as usize + 4;
+            if n > max {
+                return Progress::TooLarge;
+            }
+            need = Some(n);
+        }
+        if let Some(n) = need {
+            if scratch.len() >= n {
+                return Progress::Complete {
+                    len: n,
+                    in_stream: false,
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A minimal ClientHello handshake message with the given extensions.
+    pub fn build_ch(sni: Option<&str>, extra_ext: &[(u16, &[u8])], suites: &[u16]) -> Vec<u8> {
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[7; 32]);
+        body.push(0);
+        body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+        for s in suites {
+            body.extend_from_slice(&s.to_be_bytes());
+        }
+        body.extend_from_slice(&[1, 0]);
+        let mut exts = Vec::new();
+        if let Some(n) = sni {
+            let mut list = vec![0];
+            list.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            list.extend_from_slice(n.as_bytes());
+            let mut data = (list.len() as u16).to_be_bytes().to_vec();
+            data.extend_from_slice(&list);
+            exts.extend_from_slice(&0u16.to_be_bytes());
+            exts.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            exts.extend_from_slice(&data);
+        }
+        for (t, d) in extra_ext {
+            exts.extend_from_slice(&t.to_be_bytes());
+            exts.extend_from_slice(&(d.len() as u16).to_be_bytes());
+            exts.extend_from_slice(d);
+        }
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend_from_slice(&exts);
+        let mut msg = vec![1];
+        msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        msg.extend_from_slice(&body);
+        msg
+    }
+
+    pub fn records(msg: &[u8], split: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in msg.chunks(split) {
+            out.extend_from_slice(&[0x16, 3, 1]);
+            out.extend_from_slice(&(part.len() as u16).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+        out
+    }
+
+    #[test]
+    fn sni_ech_grease() {
+        let m = build_ch(
+            Some("Example.COM"),
+            &[(0x0a0a, b""), (EXT_ECH, b"x")],
+            &[0x1301, 0x2a2a],
+        );
+        let ch = handshake(&m).unwrap();
+        assert_eq!(ch.sni, Some(&b"Example.COM"[..]));
+        assert!(ch.ech && ch.grease && !ch.esni);
+        let m = build_ch(None, &[(EXT_ESNI, b"")], &[0x1301]);
+        let ch = handshake(&m).unwrap();
+        assert_eq!(ch.sni, None);
+        assert!(ch.esni && !ch.grease);
+    }
+
+    #[test]
+    fn gather_across_records_and_segments() {
+        let m = build_ch(Some("a.example"), &[], &[0x1301]);
+        let mut scratch = Vec::new();
+        let one = records(&m, 10_000);
+        assert_eq!(
+            gather(&one, &mut scratch, 65536),
+            Progress::Complete {
+                len: one.len(),
+                in_stream: true
+            }
+        );
+        let many = records(&m, 7);
+        assert_eq!(
+            gather(&many[..many.len() - 1], &mut scratch, 65536),
+            Progress::NeedMore
+        );
+        assert_eq!(
+            gather(&many, &mut scratch, 65536),
+            Progress::Complete {
+                len: m.len(),
+                in_stream: false
+            }
+        );
+        assert_eq!(
+            handshake(&scratch[..m.len()]).unwrap().sni,
+            Some(&b"a.example"[..])
+        );
+        assert_eq!(gather(&many, &mut scratch, 20), Progress::TooLarge);
+        assert_eq!(
+            gather(b"GET / HTTP/1.1\r\n", &mut scratch, 65536),
+            Progress::NotTls
+        );
+        assert_eq!(
+            gather(&[0x16, 3, 1, 0, 5, 2], &mut scratch, 65536),
+            Progress::NotTls
+        );
+    }
+}
