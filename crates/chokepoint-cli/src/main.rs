@@ -49,6 +49,16 @@ enum Cmd {
         #[arg(required = true)]
         queries: Vec<String>,
     },
+    /// Run a pcap/pcapng capture through the packet core and summarise.
+    Replay {
+        /// The capture (pcap or pcapng, told apart by magic number).
+        capture: PathBuf,
+        #[command(flatten)]
+        source: RulesetSource,
+        /// Write one JSON line per decision to this file (`-` for stdout).
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
     /// Print an artifact's header, sources, lists and rules.
     Stats {
         artifact: PathBuf,
@@ -142,6 +152,44 @@ fn run(cli: Cli) -> Result<()> {
                     print!("{}", report::explanation(&ex));
                 }
             }
+        }
+        Cmd::Replay {
+            capture,
+            source,
+            events,
+        } => {
+            let rules = std::sync::Arc::new(source.load()?);
+            let mut file;
+            let mut stdout;
+            let sink: Option<&mut dyn std::io::Write> = match &events {
+                Some(p) if p.as_os_str() == "-" => {
+                    stdout = std::io::stdout().lock();
+                    Some(&mut stdout)
+                }
+                Some(p) => {
+                    file = std::io::BufWriter::new(
+                        std::fs::File::create(p)
+                            .with_context(|| format!("creating {}", p.display()))?,
+                    );
+                    Some(&mut file)
+                }
+                None => None,
+            };
+            let started = Instant::now();
+            let (summary, res) = chokepoint_runtime::replay::replay(rules.clone(), &capture, sink);
+            let secs = started.elapsed().as_secs_f64();
+            let out = chokepoint_runtime::replay::summary_text(&rules, &summary);
+            let timing = format!(
+                "\ntime      {:.3} s, {:.0} packets/s\n",
+                secs,
+                summary.counters.packets as f64 / secs.max(1e-9)
+            );
+            if events.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+                eprint!("{out}{timing}");
+            } else {
+                print!("{out}{timing}");
+            }
+            res?;
         }
         Cmd::Stats {
             artifact: path,

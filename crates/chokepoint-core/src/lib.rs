@@ -5,8 +5,17 @@
 //! comes from the caller's timestamps, and buffers are bounded and reused.
 
 pub mod decode;
+pub mod defrag;
 pub mod dns;
+pub mod engine;
+pub mod event;
+pub mod flow;
 pub mod http;
 pub mod quic;
+pub mod reasm;
 pub mod tls;
 pub mod wire;
+
+pub use engine::{Counters, Engine};
+pub use event::{Decision, Event, Verdict};
+pub use wire::link::LinkType;

@@ -30,22 +30,32 @@ pub fn is_grease(v: u16) -> bool {
 }
 
 /// Parse a ClientHello handshake message body (after type and length).
+///
+/// Lenient the way a censor is: what was read before any damage counts.
+/// A hello cut short before its extensions is a hello without SNI; an
+/// extension block that goes wrong after the server_name keeps the name
+/// (tshark reports both cases the same way).
 pub fn client_hello(body: &[u8]) -> Option<ClientHello<'_>> {
+    let mut ch = ClientHello::default();
+    let _ = parse_into(body, &mut ch);
+    Some(ch)
+}
+
+fn parse_into<'a>(body: &'a [u8], ch: &mut ClientHello<'a>) -> Option<()> {
     let mut r = Rd::new(body);
     r.skip(2 + 32)?; // legacy_version, random
     r.vec8()?; // session id
     let suites = r.vec16()?;
-    let mut ch = ClientHello {
-        grease: suites
-            .chunks_exact(2)
-            .any(|c| is_grease(u16::from_be_bytes([c[0], c[1]]))),
-        ..Default::default()
-    };
+    ch.grease = suites
+        .chunks_exact(2)
+        .any(|c| is_grease(u16::from_be_bytes([c[0], c[1]])));
     r.vec8()?; // compression methods
     if r.left() == 0 {
-        return Some(ch); // no extensions (SSLv3-style hello)
+        return Some(()); // no extensions (SSLv3-style hello)
     }
-    let mut ext = Rd::new(r.vec16()?);
+    // A block length beyond the message: read what is there.
+    let n = r.u16()? as usize;
+    let mut ext = Rd::new(&r.rest()[..n.min(r.left())]);
     while ext.left() > 0 {
         let ty = ext.u16()?;
         let data = ext.vec16()?;
@@ -68,7 +78,7 @@ pub fn client_hello(body: &[u8]) -> Option<ClientHello<'_>> {
             _ => {}
         }
     }
-    Some(ch)
+    Some(())
 }
 
 /// Parse a handshake message (type, u24 length, body) if it is a
@@ -228,6 +238,22 @@ pub(crate) mod tests {
         let ch = handshake(&m).unwrap();
         assert_eq!(ch.sni, None);
         assert!(ch.esni && !ch.grease);
+    }
+
+    #[test]
+    fn damage_after_the_name_keeps_the_name() {
+        let mut m = build_ch(Some("e.example"), &[(0x0010, b"abc")], &[0x1301]);
+        let l = m.len();
+        m.truncate(l - 2); // the last extension is cut short
+        let body_len = (m.len() - 4) as u32;
+        m[1..4].copy_from_slice(&body_len.to_be_bytes()[1..]);
+        assert_eq!(handshake(&m).unwrap().sni, Some(&b"e.example"[..]));
+        // cut before the extensions: a hello without a name
+        let m = build_ch(Some("e.example"), &[], &[0x1301]);
+        let cut = 4 + 2 + 32 + 1 + 4 + 2;
+        let mut short = m[..cut].to_vec();
+        short[1..4].copy_from_slice(&((cut - 4) as u32).to_be_bytes()[1..]);
+        assert_eq!(handshake(&short).unwrap().sni, None);
     }
 
     #[test]

@@ -133,17 +133,8 @@ pub fn ppp_proto_to_ethertype(p: u16) -> Option<u16> {
 /// A PPP frame, with or without the HDLC address/control bytes and with a
 /// one- or two-byte protocol field.
 pub fn ppp(b: &[u8]) -> Option<(u16, &[u8])> {
-    let mut r = Rd::new(b);
-    if b.len() >= 2 && b[0] == 0xff && b[1] == 0x03 {
-        r.skip(2)?;
-    }
-    let first = r.u8()?;
-    let proto = if first & 1 == 1 {
-        u16::from(first)
-    } else {
-        u16::from(first) << 8 | u16::from(r.u8()?)
-    };
-    Some((ppp_proto_to_ethertype(proto)?, r.rest()))
+    let b = b.strip_prefix(&[0xff, 0x03]).unwrap_or(b);
+    ppp_protocol(b)
 }
 
 /// A PPPoE session frame (EtherType 0x8864): version/type, code, session,
@@ -158,9 +149,21 @@ pub fn pppoe(b: &[u8]) -> Option<(u16, &[u8], u16)> {
     let session = r.u16()?;
     let len = r.u16()? as usize;
     let body = r.take(len.min(r.left()))?;
-    let mut p = Rd::new(body);
-    let proto = p.u16()?;
-    Some((ppp_proto_to_ethertype(proto)?, p.rest(), session))
+    let (et, rest) = ppp_protocol(body)?;
+    Some((et, rest, session))
+}
+
+/// A PPP protocol field, one byte when compressed (RFC 1661 PFC: an odd
+/// first byte), else two.
+fn ppp_protocol(b: &[u8]) -> Option<(u16, &[u8])> {
+    let mut r = Rd::new(b);
+    let first = r.u8()?;
+    let proto = if first & 1 == 1 {
+        u16::from(first)
+    } else {
+        u16::from(first) << 8 | u16::from(r.u8()?)
+    };
+    Some((ppp_proto_to_ethertype(proto)?, r.rest()))
 }
 
 /// What follows an MPLS label stack.
@@ -212,6 +215,14 @@ mod tests {
             "different VLAN, different context"
         );
         assert!(ethernet(&f[..15]).is_none());
+    }
+
+    #[test]
+    fn pppoe_with_compressed_protocol() {
+        let f = [0x11, 0, 0, 0x2d, 0, 3, 0x21, 0x45, 0];
+        assert_eq!(pppoe(&f).unwrap(), (ETH_IPV4, &[0x45u8, 0][..], 0x2d));
+        let f = [0x11, 0, 0, 0x2d, 0, 4, 0, 0x57, 0x60, 0];
+        assert_eq!(pppoe(&f).unwrap().0, ETH_IPV6);
     }
 
     #[test]

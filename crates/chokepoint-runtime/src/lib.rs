@@ -1,0 +1,7 @@
+//! # chokepoint-runtime
+//!
+//! The I/O side of chokepoint: capture files in, the sans-IO core in the
+//! middle, events and summaries out.
+
+pub mod capture;
+pub mod replay;

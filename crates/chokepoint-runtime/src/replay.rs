@@ -1,0 +1,192 @@
+//! Offline replay: every frame of a capture through the core, with a
+//! summary and, optionally, one JSON line per decision.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use chokepoint_core::{Counters, Engine, Event, Verdict};
+use chokepoint_rules::{Ruleset, Trigger};
+
+use crate::capture::{self, CaptureError};
+
+/// What a replay saw.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub records: u64,
+    pub counters: Counters,
+    pub flows_created: u64,
+    pub flows_expired: u64,
+    pub flows_evicted: u64,
+    /// Flow decisions (TLS, QUIC, HTTP, IP) by verdict.
+    pub flows_by_verdict: [u64; Verdict::COUNT],
+    /// DNS query decisions by verdict.
+    pub dns_by_verdict: [u64; Verdict::COUNT],
+    /// Decisions by (rule, trigger); rule `None` = no rule matched.
+    pub by_rule: HashMap<(Option<u16>, Trigger), u64>,
+    /// Names of decisions that did not forward the traffic.
+    pub blocked_names: HashMap<String, u64>,
+    pub events: u64,
+    pub fragments_reassembled: u64,
+}
+
+/// The JSON line for one event: `frame`, `ts`, `src`, `dst`, `sport`,
+/// `dport`, `proto`, `trigger`, `name`, `ech`, `grease`, `rule`, `list`,
+/// `entry`, `verdict`.
+pub fn event_json(rs: &Ruleset, e: &Event) -> serde_json::Value {
+    let mut name = String::new();
+    chokepoint_core::dns::escape(e.name.as_bytes(), &mut name);
+    let hit = e.hit.map(|h| rs.describe(h));
+    serde_json::json!({
+        "frame": e.packet,
+        "ts": format!("{}.{:09}", e.ts / 1_000_000_000, e.ts % 1_000_000_000),
+        "src": e.src.to_string(),
+        "dst": e.dst.to_string(),
+        "sport": e.sport,
+        "dport": e.dport,
+        "proto": match e.proto { 6 => "tcp", 17 => "udp", _ => "other" },
+        "trigger": e.trigger.as_str(),
+        "name": name,
+        "ech": e.ech,
+        "grease": e.grease,
+        "rule": e.rule.map(|r| rs.rule(r).name.clone()),
+        "list": hit.as_ref().map(|h| h.list.clone()),
+        "entry": hit.as_ref().map(|h| h.entry.clone()),
+        "verdict": e.verdict.as_str(),
+    })
+}
+
+/// Replay a capture. Events go to `events` as JSON lines. The summary is
+/// complete for every record read, also when the capture turns out to be
+/// damaged (the error is returned beside it).
+pub fn replay(
+    rules: Arc<Ruleset>,
+    path: &Path,
+    mut events: Option<&mut dyn Write>,
+) -> (Summary, Result<(), CaptureError>) {
+    let mut engine = Engine::new(rules.clone());
+    let mut s = Summary::default();
+    let mut last_ts = 0;
+    let mut write_err: Option<std::io::Error> = None;
+    let res = capture::read(path, |rec| {
+        s.records = rec.index;
+        last_ts = rec.ts;
+        engine.process(rec.ts, rec.link, rec.data);
+        for e in engine.events() {
+            s.events += 1;
+            *s.by_rule.entry((e.rule, e.trigger)).or_default() += 1;
+            let v = e.verdict as usize;
+            if e.trigger == Trigger::DnsQname {
+                s.dns_by_verdict[v] += 1;
+            } else {
+                s.flows_by_verdict[v] += 1;
+            }
+            if !e.verdict.forwards() && !e.name.as_bytes().is_empty() {
+                *s.blocked_names
+                    .entry(String::from_utf8_lossy(e.name.as_bytes()).into_owned())
+                    .or_default() += 1;
+            }
+            if let Some(w) = events.as_deref_mut() {
+                if write_err.is_none() {
+                    if let Err(err) = writeln!(w, "{}", event_json(&rules, e)) {
+                        write_err = Some(err);
+                    }
+                }
+            }
+        }
+    });
+    engine.expire(last_ts.saturating_add(3600 * 1_000_000_000));
+    s.counters = engine.counters.clone();
+    let fs = engine.flows().stats;
+    s.flows_created = fs.created;
+    s.flows_expired = fs.expired;
+    s.flows_evicted = fs.evicted;
+    s.fragments_reassembled = engine.defrag_stats().datagrams;
+    let res = match (res, write_err) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Some(e)) => Err(CaptureError::Open {
+            path: "events output".into(),
+            source: e,
+        }),
+        (Ok(_), None) => Ok(()),
+    };
+    (s, res)
+}
+
+/// The summary as text.
+pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let c = &s.counters;
+    let _ = writeln!(
+        o,
+        "packets   {} ({} bytes) in {} records; {} not IP",
+        c.packets, c.bytes, s.records, c.not_ip
+    );
+    let _ = writeln!(
+        o,
+        "flows     {} created, {} evicted at capacity",
+        s.flows_created, s.flows_evicted
+    );
+    let _ = writeln!(
+        o,
+        "\nby verdict        packets        bytes    flows  dns queries"
+    );
+    for v in Verdict::ALL {
+        let i = v as usize;
+        if c.packets_by_verdict[i] + s.flows_by_verdict[i] + s.dns_by_verdict[i] == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "  {:<10} {:>12} {:>12} {:>8} {:>12}",
+            v.as_str(),
+            c.packets_by_verdict[i],
+            c.bytes_by_verdict[i],
+            s.flows_by_verdict[i],
+            s.dns_by_verdict[i]
+        );
+    }
+    let _ = writeln!(o, "\ndecisions by rule and trigger");
+    let mut rows: Vec<_> = s.by_rule.iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0 .0.cmp(&b.0 .0)));
+    for ((rule, trig), n) in rows {
+        let name = rule.map_or("(no rule)".to_string(), |r| rs.rule(r).name.clone());
+        let _ = writeln!(o, "  {:<28} {:<10} {:>8}", name, trig.as_str(), n);
+    }
+    let problems: Vec<_> = chokepoint_core::decode::Problem::ALL
+        .iter()
+        .filter(|p| c.problems[**p as usize] > 0)
+        .collect();
+    if !problems.is_empty() {
+        let _ = writeln!(o, "\nparse problems (packets still went to the policy)");
+        for p in problems {
+            let _ = writeln!(o, "  {:<28} {:>8}", p.as_str(), c.problems[*p as usize]);
+        }
+    }
+    let caps = [
+        ("reassembly byte cap hit", c.reassembly_cap_bytes),
+        ("reassembly segment cap hit", c.reassembly_cap_segments),
+        ("ClientHello too large", c.client_hello_too_large),
+        ("inspection budget exhausted", c.inspection_budget_exhausted),
+        ("QUIC Initials", c.quic_initials),
+        ("QUIC decrypt failures", c.quic_decrypt_failures),
+        ("DNS queries", c.dns_queries),
+        ("IP datagrams reassembled", s.fragments_reassembled),
+        ("events dropped", c.events_dropped),
+    ];
+    let _ = writeln!(o, "\ninspection");
+    for (label, n) in caps {
+        let _ = writeln!(o, "  {label:<28} {n:>8}");
+    }
+    if !s.blocked_names.is_empty() {
+        let _ = writeln!(o, "\ntop blocked names");
+        let mut top: Vec<_> = s.blocked_names.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (name, n) in top.into_iter().take(10) {
+            let _ = writeln!(o, "  {name:<40} {n:>8}");
+        }
+    }
+    o
+}
