@@ -19,3 +19,4 @@ pub mod wire;
 pub use engine::{Counters, Engine};
 pub use event::{Decision, Event, Verdict};
 pub use wire::link::LinkType;
+pub mod synth;

@@ -130,23 +130,29 @@ pub struct Keys {
     hp: hp::HeaderProtectionKey,
 }
 
+/// The client's Initial key, IV and header-protection key for a DCID.
+pub fn client_key_material(s: &Scheme, dcid: &[u8]) -> Option<([u8; 16], [u8; 12], [u8; 16])> {
+    let initial = hkdf::Salt::new(hkdf::HKDF_SHA256, s.salt).extract(dcid);
+    let mut secret = [0u8; 32];
+    expand_label(&initial, b"client in", &mut secret)?;
+    let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, &secret);
+    let (kl, il, hl): (&[u8], &[u8], &[u8]) = if s.v2_labels {
+        (b"quicv2 key", b"quicv2 iv", b"quicv2 hp")
+    } else {
+        (b"quic key", b"quic iv", b"quic hp")
+    };
+    let mut key = [0u8; 16];
+    let mut iv = [0u8; 12];
+    let mut hpk = [0u8; 16];
+    expand_label(&prk, kl, &mut key)?;
+    expand_label(&prk, il, &mut iv)?;
+    expand_label(&prk, hl, &mut hpk)?;
+    Some((key, iv, hpk))
+}
+
 impl Keys {
     pub fn client(s: &Scheme, dcid: &[u8]) -> Option<Keys> {
-        let initial = hkdf::Salt::new(hkdf::HKDF_SHA256, s.salt).extract(dcid);
-        let mut secret = [0u8; 32];
-        expand_label(&initial, b"client in", &mut secret)?;
-        let prk = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, &secret);
-        let (kl, il, hl): (&[u8], &[u8], &[u8]) = if s.v2_labels {
-            (b"quicv2 key", b"quicv2 iv", b"quicv2 hp")
-        } else {
-            (b"quic key", b"quic iv", b"quic hp")
-        };
-        let mut key = [0u8; 16];
-        let mut iv = [0u8; 12];
-        let mut hpk = [0u8; 16];
-        expand_label(&prk, kl, &mut key)?;
-        expand_label(&prk, il, &mut iv)?;
-        expand_label(&prk, hl, &mut hpk)?;
+        let (key, iv, hpk) = client_key_material(s, dcid)?;
         Some(Keys {
             aead: LessSafeKey::new(UnboundKey::new(&aead::AES_128_GCM, &key).ok()?),
             iv,
