@@ -59,6 +59,8 @@ enum Cmd {
         #[arg(long)]
         events: Option<PathBuf>,
     },
+    /// Write the bundled sample capture (April 2018 traffic) to a file.
+    Sample { output: PathBuf },
     /// Print an artifact's header, sources, lists and rules.
     Stats {
         artifact: PathBuf,
@@ -190,6 +192,11 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{out}{timing}");
             }
             res?;
+        }
+        Cmd::Sample { output } => {
+            std::fs::write(&output, chokepoint_runtime::sample::telegram_2018())
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {}", output.display());
         }
         Cmd::Stats {
             artifact: path,

@@ -139,3 +139,29 @@ fn bad_artifact_is_a_clear_error() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("bad magic"), "{}", stderr(&o));
 }
+
+#[test]
+fn replay_prints_summary_and_writes_events() {
+    let ev = tmp("events.jsonl");
+    let cap = repo().join("tests/data/sample-telegram-2018.pcap");
+    let o = run(&[
+        "replay",
+        cap.to_str().unwrap(),
+        "--events",
+        ev.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("decisions by rule and trigger"), "{s}");
+    assert!(s.contains("cloud-collateral-2018"), "{s}");
+    let lines = std::fs::read_to_string(&ev).unwrap();
+    assert_eq!(lines.lines().count(), 14);
+    // a damaged capture: error with an offset, non-zero exit, summary still printed
+    let bytes = std::fs::read(&cap).unwrap();
+    let cut = tmp("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
+    let o = run(&["replay", cut.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("byte offset"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("packets   49"), "{}", stdout(&o));
+}

@@ -1,0 +1,245 @@
+//! Packet-core benchmarks: per stage (parse, SNI extraction, QUIC Initial
+//! decryption) and end to end through `Engine::process` with a policy of
+//! 1M domains + 100k IPv4 + 10k IPv6 prefixes.
+//!
+//! `cargo bench -p chokepoint-benches --bench core`
+
+use std::hint::black_box;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chokepoint_benches::{domains, write_corpus, Corpus};
+use chokepoint_core::synth::{self, HelloShape};
+use chokepoint_core::{decode, quic, tls, Engine, LinkType};
+use chokepoint_rules::{compile_file, Ruleset};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn ruleset() -> Arc<Ruleset> {
+    let dir = std::env::temp_dir().join("chokepoint-bench-corpus");
+    let p = dir.join("policy.yaml");
+    if !p.exists() {
+        write_corpus(&dir, Corpus::TARGET, 42).unwrap();
+    }
+    Arc::new(compile_file(&p).unwrap())
+}
+
+/// Client and server addresses for flow `i` (distinct flows, all in the
+/// benchmark ranges, none in the policy's prefixes).
+fn addrs(i: u32) -> (IpAddr, IpAddr, u16) {
+    let c = IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
+    let s = IpAddr::from([198, 19, (i >> 16) as u8 & 0x7f, (i >> 8) as u8]);
+    (c, s, 10_000 + (i % 50_000) as u16)
+}
+
+fn frame(
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    synth::ethernet(
+        &synth::ip_packet(
+            src,
+            dst,
+            6,
+            &synth::tcp_segment(src, dst, sport, dport, seq, 1, flags, payload),
+        ),
+        &[],
+    )
+}
+
+fn stages(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stage");
+    let (cl, sv, port) = addrs(1);
+    let small = frame(cl, sv, port, 443, 1, 0x10, b"");
+    assert!(small.len() <= 64);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse 64-byte Ethernet/IPv4/TCP frame", |b| {
+        b.iter(|| {
+            matches!(
+                decode::decode(LinkType::Ethernet, black_box(&small)),
+                decode::Decoded::Packet(_)
+            )
+        })
+    });
+    let chrome = synth::tls_records(
+        &synth::client_hello(
+            Some("www.example.com"),
+            HelloShape {
+                post_quantum: true,
+                grease: true,
+                ..Default::default()
+            },
+            1,
+        ),
+        16384,
+    );
+    let mut scratch = Vec::with_capacity(65536);
+    g.bench_function("SNI from a 1.9 KB post-quantum ClientHello", |b| {
+        b.iter(
+            || match tls::gather(black_box(&chrome), &mut scratch, 65536) {
+                tls::Progress::Complete {
+                    len,
+                    in_stream: true,
+                } => tls::handshake(&chrome[5..len])
+                    .and_then(|c| c.sni)
+                    .map(|s| s.len()),
+                _ => None,
+            },
+        )
+    });
+    let ch = synth::client_hello(
+        Some("www.example.com"),
+        HelloShape {
+            post_quantum: true,
+            grease: true,
+            ..Default::default()
+        },
+        2,
+    );
+    let dcid = [9u8, 8, 7, 6, 5, 4, 3, 2];
+    let first = synth::crypto_frame(0, &ch[..1100]);
+    let initial = synth::quic_initial(quic::V1, &dcid, &[1; 8], 0, &first, 1250);
+    let mut out = Vec::with_capacity(65536);
+    g.bench_function(
+        "QUIC Initial: derive keys + remove HP + decrypt 1250 B + frames",
+        |b| {
+            b.iter(|| {
+                let (p, _) = quic::long_packet(black_box(&initial)).unwrap();
+                let keys = quic::Keys::client(&quic::scheme(p.version).unwrap(), p.dcid).unwrap();
+                let plain = quic::decrypt(&p, &keys, &mut out).unwrap();
+                let mut n = 0;
+                quic::crypto_frames(plain, false, |_, d| n += d.len());
+                n
+            })
+        },
+    );
+    let keys = quic::Keys::client(&quic::scheme(quic::V1).unwrap(), &dcid).unwrap();
+    g.bench_function("QUIC Initial: decrypt only (keys cached)", |b| {
+        b.iter(|| {
+            let (p, _) = quic::long_packet(black_box(&initial)).unwrap();
+            quic::decrypt(&p, &keys, &mut out).map(|p| p.len())
+        })
+    });
+    g.finish();
+}
+
+/// Time `f` over fresh engines: `iters` runs of the whole packet set.
+fn per_packet(rules: &Arc<Ruleset>, packets: &[Vec<u8>], iters: u64, warm: &[Vec<u8>]) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let mut e = Engine::new(rules.clone());
+        for p in warm {
+            e.process(0, LinkType::Ethernet, p);
+        }
+        let t = Instant::now();
+        for (i, p) in packets.iter().enumerate() {
+            black_box(e.process(i as u64, LinkType::Ethernet, p));
+        }
+        total += t.elapsed();
+    }
+    total
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let rules = ruleset();
+    let listed = domains(Corpus::TARGET.domains, 42);
+    let mut g = c.benchmark_group("engine");
+    g.sample_size(10);
+
+    // Decided flows: 1,000 flows decided (half blocked by name, half
+    // passed), then 64-byte packets of those flows, both directions.
+    const FLOWS: u32 = 1000;
+    let mut warm = Vec::new();
+    let mut data = Vec::new();
+    for i in 0..FLOWS {
+        let (cl, sv, port) = addrs(i);
+        let name = if i % 2 == 0 {
+            format!("www.{}", listed[i as usize])
+        } else {
+            format!("www.notlisted{i}.example")
+        };
+        let hello = synth::tls_records(
+            &synth::client_hello(Some(&name), HelloShape::default(), i as u8),
+            16384,
+        );
+        warm.push(frame(cl, sv, port, 443, 1, 0x02, b""));
+        warm.push(frame(cl, sv, port, 443, 2, 0x18, &hello));
+        data.push(frame(cl, sv, port, 443, 5000, 0x10, b""));
+        data.push(frame(sv, cl, 443, port, 9000, 0x10, b""));
+    }
+    let packets: Vec<Vec<u8>> = (0..100).flat_map(|_| data.iter().cloned()).collect();
+    assert!(packets.iter().all(|p| p.len() <= 64));
+    g.throughput(Throughput::Elements(packets.len() as u64));
+    g.bench_function("decided-flow 64-byte packets", |b| {
+        b.iter_custom(|n| per_packet(&rules, &packets, n, &warm))
+    });
+
+    // New TLS flows: SYN, SYN-ACK, ACK, ClientHello (Chromium-size, one
+    // segment as with a 9000-byte MTU... and two segments below).
+    const NEW: u32 = 5000;
+    let mut new_flows = Vec::new();
+    for i in 0..NEW {
+        let (cl, sv, port) = addrs(i);
+        let name = if i % 4 == 0 {
+            format!("cdn.{}", listed[(i * 7) as usize])
+        } else {
+            format!("api{i}.example.net")
+        };
+        let hello = synth::tls_records(
+            &synth::client_hello(
+                Some(&name),
+                HelloShape {
+                    post_quantum: true,
+                    grease: true,
+                    ..Default::default()
+                },
+                i as u8,
+            ),
+            16384,
+        );
+        new_flows.push(frame(cl, sv, port, 443, 100, 0x02, b""));
+        new_flows.push(frame(sv, cl, 443, port, 700, 0x12, b""));
+        new_flows.push(frame(cl, sv, port, 443, 101, 0x10, b""));
+        new_flows.push(frame(cl, sv, port, 443, 101, 0x18, &hello[..1400]));
+        new_flows.push(frame(cl, sv, port, 443, 1501, 0x18, &hello[1400..]));
+    }
+    g.throughput(Throughput::Elements(u64::from(NEW)));
+    g.bench_function(
+        "new TLS flows (5 packets, 1.9 KB hello in 2 segments), per flow",
+        |b| b.iter_custom(|n| per_packet(&rules, &new_flows, n, &[])),
+    );
+
+    // New QUIC flows: one 1250-byte Initial carrying the whole hello.
+    let mut quic_flows = Vec::new();
+    for i in 0..NEW {
+        let (cl, sv, port) = addrs(i);
+        let name = format!("q{i}.example.org");
+        let ch = synth::client_hello(Some(&name), HelloShape::default(), i as u8);
+        let dcid = (i as u64).to_be_bytes();
+        let pkt = synth::quic_initial(
+            quic::V1,
+            &dcid,
+            &[1; 8],
+            0,
+            &synth::crypto_frame(0, &ch),
+            1250,
+        );
+        quic_flows.push(synth::ethernet(
+            &synth::ip_packet(cl, sv, 17, &synth::udp_datagram(cl, sv, port, 443, &pkt)),
+            &[],
+        ));
+    }
+    g.bench_function(
+        "new QUIC flows (one Initial: keys, decrypt, SNI, lookup), per flow",
+        |b| b.iter_custom(|n| per_packet(&rules, &quic_flows, n, &[])),
+    );
+    g.finish();
+}
+
+criterion_group!(benches, stages, end_to_end);
+criterion_main!(benches);
