@@ -179,10 +179,21 @@ fn end_to_end(c: &mut Criterion) {
         b.iter_custom(|n| per_packet(&rules, &packets, n, &warm))
     });
 
-    // New TLS flows: SYN, SYN-ACK, ACK, ClientHello (Chromium-size, one
-    // segment as with a 9000-byte MTU... and two segments below).
+    // New TLS flows: SYN, SYN-ACK, ACK, then a Chromium-size ClientHello in
+    // two segments (MTU 1500). The engine is warmed first with as many
+    // other flows, so its tables are sized as on a running box.
     const NEW: u32 = 5000;
     let mut new_flows = Vec::new();
+    let mut warm_flows = Vec::new();
+    for i in 0..NEW {
+        let (cl, sv, port) = addrs(i + 100_000);
+        let hello = synth::tls_records(
+            &synth::client_hello(Some("warm.example"), HelloShape::default(), 0),
+            16384,
+        );
+        warm_flows.push(frame(cl, sv, port, 443, 100, 0x02, b""));
+        warm_flows.push(frame(cl, sv, port, 443, 101, 0x18, &hello));
+    }
     for i in 0..NEW {
         let (cl, sv, port) = addrs(i);
         let name = if i % 4 == 0 {
@@ -211,7 +222,29 @@ fn end_to_end(c: &mut Criterion) {
     g.throughput(Throughput::Elements(u64::from(NEW)));
     g.bench_function(
         "new TLS flows (5 packets, 1.9 KB hello in 2 segments), per flow",
-        |b| b.iter_custom(|n| per_packet(&rules, &new_flows, n, &[])),
+        |b| b.iter_custom(|n| per_packet(&rules, &new_flows, n, &warm_flows)),
+    );
+    let mut small_flows = Vec::new();
+    for i in 0..NEW {
+        let (cl, sv, port) = addrs(i);
+        let name = if i % 4 == 0 {
+            format!("cdn.{}", listed[(i * 7) as usize])
+        } else {
+            format!("api{i}.example.net")
+        };
+        let shape = HelloShape {
+            grease: true,
+            ..Default::default()
+        };
+        let hello = synth::tls_records(&synth::client_hello(Some(&name), shape, i as u8), 16384);
+        small_flows.push(frame(cl, sv, port, 443, 100, 0x02, b""));
+        small_flows.push(frame(sv, cl, 443, port, 700, 0x12, b""));
+        small_flows.push(frame(cl, sv, port, 443, 101, 0x10, b""));
+        small_flows.push(frame(cl, sv, port, 443, 101, 0x18, &hello));
+    }
+    g.bench_function(
+        "new TLS flows (4 packets, classic hello in 1 segment), per flow",
+        |b| b.iter_custom(|n| per_packet(&rules, &small_flows, n, &warm_flows)),
     );
 
     // New QUIC flows: one 1250-byte Initial carrying the whole hello.
@@ -236,7 +269,7 @@ fn end_to_end(c: &mut Criterion) {
     }
     g.bench_function(
         "new QUIC flows (one Initial: keys, decrypt, SNI, lookup), per flow",
-        |b| b.iter_custom(|n| per_packet(&rules, &quic_flows, n, &[])),
+        |b| b.iter_custom(|n| per_packet(&rules, &quic_flows, n, &warm_flows)),
     );
     g.finish();
 }

@@ -43,7 +43,8 @@ fn compile_default_prints_stats_and_writes_artifact() {
 
     let st = run(&["stats", out.to_str().unwrap()]);
     assert!(st.status.success(), "{}", stderr(&st));
-    assert!(stdout(&st).contains("format v1"));
+    let v = format!("format v{}", chokepoint_rules::artifact::FORMAT_VERSION);
+    assert!(stdout(&st).contains(&v));
 }
 
 #[test]

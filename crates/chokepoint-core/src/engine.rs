@@ -808,7 +808,7 @@ impl Engine {
             found.name
         };
         let name_match = normalize_wire(matchable, &mut buf)
-            .and_then(|n| self.rules.match_name(found.trigger, n));
+            .and_then(|n| self.rules.match_hello(found.trigger, found.ech, n));
         let m = match (hold, name_match) {
             (Some(h), Some(n)) => Some(if n.rule < h.rule { n } else { h }),
             (h, n) => n.or(h),

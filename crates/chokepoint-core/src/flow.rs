@@ -7,8 +7,12 @@
 //! constant amount of work per packet and no timer. When the table is
 //! full, the least recently seen of a sample of flows is evicted.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
+
+// hashbrown's default hasher (foldhash) is several times faster than std's
+// SipHash on a flow key and still seeded at random per process, so crafted
+// 5-tuples cannot be aimed at one bucket.
+use hashbrown::HashMap;
 
 use chokepoint_rules::policy::Timeouts;
 use chokepoint_rules::Match;

@@ -281,9 +281,16 @@ pub fn crypto_frames(plain: &[u8], google: bool, mut f: impl FnMut(u64, &[u8])) 
     let crypto = if google { 0x08 } else { 0x06 };
     let mut r = Rd::new(plain);
     while r.left() > 0 {
+        // PADDING runs to hundreds of bytes: skip the run in one scan.
+        let rest = r.rest();
+        if rest[0] == 0 {
+            let n = rest.iter().position(|&b| b != 0).unwrap_or(rest.len());
+            let _ = r.skip(n);
+            continue;
+        }
         let Some(ty) = r.varint() else { return false };
         match ty {
-            0x00 | 0x01 => {}
+            0x01 => {}
             t if t == crypto => {
                 let (Some(off), Some(len)) = (r.varint(), r.varint()) else {
                     return false;

@@ -71,6 +71,15 @@ impl Reassembly {
         if touching == 0 && self.ranges.len() >= max_ranges {
             return Err(CapHit::Ranges);
         }
+        // In order, after everything held: append (the common case).
+        if start as usize == self.buf.len() && self.ranges.last().is_none_or(|r| r.1 == start) {
+            self.buf.extend_from_slice(data);
+            match self.ranges.last_mut() {
+                Some(r) => r.1 = end,
+                None => self.ranges.push((start, end)),
+            }
+            return Ok(());
+        }
         if self.buf.len() < end as usize {
             self.buf.resize(end as usize, 0);
         }

@@ -560,3 +560,42 @@ fn ech_flag_is_reported() {
     run(&mut e, 0, &tcp(C, S, 40080, 443, 2, 0x18, &ch));
     assert!(e.events()[0].ech);
 }
+
+#[test]
+fn ech_condition_reproduces_november_2024() {
+    let yaml = "version: 1\nlists: {ech: {format: domains, exact: true, entries: [cloudflare-ech.com]}}\nrules: [{name: ech-2024, match: {list: ech, on: [tls_sni, quic_sni], ech: true}, action: drop}]\n";
+    let rs = chokepoint_rules::compile_str(yaml, "t.yaml", std::path::Path::new(".")).unwrap();
+    let mut e = Engine::new(Arc::new(rs));
+    let with = synth::tls_records(
+        &synth::client_hello(
+            Some("cloudflare-ech.com"),
+            HelloShape {
+                ech: true,
+                ..Default::default()
+            },
+            1,
+        ),
+        16384,
+    );
+    let without = synth::tls_records(
+        &synth::client_hello(Some("cloudflare-ech.com"), HelloShape::default(), 1),
+        16384,
+    );
+    assert_eq!(
+        run(&mut e, 0, &tcp(C, S, 41000, 443, 2, 0x18, &with)).0,
+        Verdict::Drop
+    );
+    assert_eq!(
+        run(&mut e, 1, &tcp(C, S, 41001, 443, 2, 0x18, &without)).0,
+        Verdict::Pass
+    );
+    // `ech` on a trigger without a ClientHello is refused
+    let bad = "version: 1\nlists: {d: {format: domains, entries: [a.example]}}\nrules: [{name: r, match: {list: d, on: [dns_qname], ech: true}, action: drop}]\n";
+    let err = chokepoint_rules::compile_str(bad, "t.yaml", std::path::Path::new("."))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`ech` applies to tls_sni and quic_sni only"),
+        "{err}"
+    );
+}

@@ -31,7 +31,7 @@ compile_error!("the artifact format is little-endian; big-endian hosts are not s
 
 pub const MAGIC: &[u8; 8] = b"CHOKEPNT";
 /// Bumped whenever the layout of any section changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 64;
 
 /// Why an artifact was refused.

@@ -17,7 +17,8 @@ use crate::lists::{
 use crate::policy::{ListFormat, ListSpec, OnError, Policy, TextEncoding, Trigger};
 use crate::prefix_table::{Addr, PrefixEntry, PrefixTable, NONE, PAD};
 use crate::ruleset::{
-    ListMeta, ListStats, Meta, RecordEntry, RuleMeta, Ruleset, SourceMeta, Totals, NO_RULE,
+    column, ListMeta, ListStats, Meta, RecordEntry, RuleMeta, Ruleset, SourceMeta, Totals, COLUMNS,
+    NO_RULE,
 };
 use crate::Error;
 
@@ -131,21 +132,34 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
                 )));
             }
         }
+        if m.ech.is_some() && on & !(Trigger::TlsSni.bit() | Trigger::QuicSni.bit()) != 0 {
+            return Err(invalid(format!("rule `{}`: `ech` applies to tls_sni and quic_sni only; give `on: [tls_sni, quic_sni]`", r.name)));
+        }
         rules.push(RuleMeta {
             name: r.name.clone(),
             action: r.action.0.clone(),
             on,
             lists: ids,
+            ech: m.ech,
         });
     }
 
-    let mut first_rule = vec![[NO_RULE; Trigger::COUNT]; specs.len()];
+    let mut first_rule = vec![[NO_RULE; COLUMNS]; specs.len()];
     for (ri, r) in rules.iter().enumerate() {
         for &l in &r.lists {
             for t in r.triggers() {
-                let slot = &mut first_rule[l as usize][t.index()];
-                if *slot == NO_RULE {
-                    *slot = ri as u16;
+                // A hello without ECH looks in the plain column, one with
+                // ECH in the ECH column; `ech:` picks which a rule fills.
+                let cols: &[bool] = match r.ech {
+                    None => &[false, true],
+                    Some(e) if e => &[true],
+                    Some(_) => &[false],
+                };
+                for &ech in cols {
+                    let slot = &mut first_rule[l as usize][column(t, ech)];
+                    if *slot == NO_RULE {
+                        *slot = ri as u16;
+                    }
                 }
             }
         }

@@ -366,6 +366,10 @@ pub struct MatchSpec {
     pub keywords: Option<Vec<String>>,
     /// Default: every trigger the lists can serve.
     pub on: Option<Vec<Trigger>>,
+    /// For `tls_sni`/`quic_sni`: match only ClientHellos that carry (`true`)
+    /// or lack (`false`) an Encrypted Client Hello extension. Russia's
+    /// November 2024 rule: ECH present and SNI `cloudflare-ech.com`.
+    pub ech: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -20,6 +20,20 @@ use crate::prefix_table::PrefixTable;
 /// `first_rule` value for "no rule uses this list for this trigger".
 pub const NO_RULE: u16 = u16::MAX;
 
+/// Columns of `first_rule`: one per trigger, plus TLS and QUIC SNI of a
+/// ClientHello carrying ECH, so `ech:` conditions cost nothing at lookup.
+pub const COLUMNS: usize = Trigger::COUNT + 2;
+
+/// The `first_rule` column for a trigger and a ClientHello's ECH flag.
+#[inline]
+pub fn column(trigger: Trigger, ech: bool) -> usize {
+    match (trigger, ech) {
+        (Trigger::TlsSni, true) => Trigger::COUNT,
+        (Trigger::QuicSni, true) => Trigger::COUNT + 1,
+        (t, _) => t.index(),
+    }
+}
+
 /// Where a source came from and its digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceMeta {
@@ -97,6 +111,8 @@ pub struct RuleMeta {
     /// [`Trigger::bit`] mask.
     pub on: u8,
     pub lists: Vec<u16>,
+    /// ECH condition on TLS/QUIC SNI, if any.
+    pub ech: Option<bool>,
 }
 
 impl RuleMeta {
@@ -133,7 +149,7 @@ pub struct Meta {
     pub profile: crate::policy::Profile,
     /// Per list, per trigger: the first rule (policy order) that uses the
     /// list for that trigger, or [`NO_RULE`].
-    pub first_rule: Vec<[u16; Trigger::COUNT]>,
+    pub first_rule: Vec<[u16; COLUMNS]>,
     pub totals: Totals,
 }
 
@@ -198,7 +214,14 @@ impl Ruleset {
     /// going to the more specific name.
     #[inline]
     pub fn match_name(&self, trigger: Trigger, name: &[u8]) -> Option<Match> {
-        let t = trigger.index();
+        self.match_hello(trigger, false, name)
+    }
+
+    /// Like [`Ruleset::match_name`] for a ClientHello's SNI, honouring the
+    /// rules' `ech:` conditions.
+    #[inline]
+    pub fn match_hello(&self, trigger: Trigger, ech: bool, name: &[u8]) -> Option<Match> {
+        let t = column(trigger, ech);
         let mut best: Option<(u16, bool, Hit)> = None;
         let first = &self.meta.first_rule;
         self.domains.for_each_match(name, |idx, e, whole| {
