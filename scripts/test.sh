@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the test suite uses. Empty lines are fine.
 PACKAGES=(
   ca-certificates
+  tshark
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -59,6 +59,8 @@ enum Cmd {
         #[arg(long)]
         events: Option<PathBuf>,
     },
+    /// Generate a synthetic capture (deterministic for a seed).
+    Gen(GenArgs),
     /// Write the bundled sample capture (April 2018 traffic) to a file.
     Sample { output: PathBuf },
     /// Print an artifact's header, sources, lists and rules.
@@ -67,6 +69,48 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct GenArgs {
+    /// Output capture.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Number of flows.
+    #[arg(long, default_value_t = 1000)]
+    flows: u32,
+    /// Protocol weights, e.g. `tls=55,quic=25,dns=15,http=5`.
+    #[arg(long, default_value = "tls=55,quic=25,dns=15,http=5")]
+    mix: chokepoint_runtime::gen::Mix,
+    /// Bulk data frame sizes: 64, imix (7:4:1 of 64/594/1518) or 1500.
+    #[arg(long, default_value = "imix")]
+    sizes: chokepoint_runtime::gen::Sizes,
+    /// Bulk data packets per TLS/QUIC/HTTP flow after the handshake.
+    #[arg(long, default_value_t = 8)]
+    data_packets: u32,
+    /// Domains file (one per line, `#` comments) to draw blocked names from.
+    #[arg(long)]
+    names: Option<PathBuf>,
+    /// Share of flows whose name is drawn from --names.
+    #[arg(long, default_value_t = 0.1)]
+    listed_share: f64,
+    /// Share of flows over IPv6.
+    #[arg(long, default_value_t = 0.2)]
+    ipv6_share: f64,
+    /// Share of TLS hellos that are ~1.9 KB post-quantum (two segments).
+    #[arg(long, default_value_t = 0.5)]
+    post_quantum_share: f64,
+    /// Share of QUIC hellos cut over two Initial datagrams.
+    #[arg(long, default_value_t = 0.5)]
+    quic_split_share: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write pcapng (nanosecond timestamps) instead of pcap.
+    #[arg(long)]
+    pcapng: bool,
+    /// Also write the names carried, one JSON line each (the oracle).
+    #[arg(long)]
+    truth: Option<PathBuf>,
 }
 
 /// Where the rules come from; the bundled default when neither is given.
@@ -192,6 +236,63 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{out}{timing}");
             }
             res?;
+        }
+        Cmd::Gen(a) => {
+            let listed = match &a.names {
+                Some(p) => std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?
+                    .lines()
+                    .map(|l| {
+                        l.split('#')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .trim_start_matches("*.")
+                            .trim_start_matches('.')
+                            .to_string()
+                    })
+                    .filter(|l| !l.is_empty())
+                    .collect(),
+                None => Vec::new(),
+            };
+            let spec = chokepoint_runtime::gen::Spec {
+                flows: a.flows,
+                mix: a.mix,
+                sizes: a.sizes,
+                data_packets: a.data_packets,
+                listed,
+                listed_share: a.listed_share,
+                ipv6_share: a.ipv6_share,
+                post_quantum_share: a.post_quantum_share,
+                quic_split_share: a.quic_split_share,
+                seed: a.seed,
+                ..Default::default()
+            };
+            let (frames, truth) = chokepoint_runtime::gen::generate(&spec);
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(&a.output)
+                    .with_context(|| format!("creating {}", a.output.display()))?,
+            );
+            chokepoint_runtime::gen::write(&mut out, &frames, a.pcapng)?;
+            std::io::Write::flush(&mut out)?;
+            if let Some(t) = &a.truth {
+                let mut w = std::io::BufWriter::new(std::fs::File::create(t)?);
+                for x in &truth {
+                    std::io::Write::write_all(
+                        &mut w,
+                        format!("{}\n", serde_json::json!({"trigger": x.trigger, "name": x.name, "src": x.src.to_string(), "dst": x.dst.to_string(), "sport": x.sport, "dport": x.dport})).as_bytes(),
+                    )?;
+                }
+            }
+            let bytes: usize = frames.iter().map(|f| f.1.len()).sum();
+            println!(
+                "wrote {} ({} flows, {} packets, {} bytes of frames, {} names)",
+                a.output.display(),
+                a.flows,
+                frames.len(),
+                bytes,
+                truth.len()
+            );
         }
         Cmd::Sample { output } => {
             std::fs::write(&output, chokepoint_runtime::sample::telegram_2018())

@@ -4,5 +4,6 @@
 //! middle, events and summaries out.
 
 pub mod capture;
+pub mod gen;
 pub mod replay;
 pub mod sample;
