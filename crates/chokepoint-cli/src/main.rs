@@ -61,6 +61,8 @@ enum Cmd {
     },
     /// Generate a synthetic capture (deterministic for a seed).
     Gen(GenArgs),
+    /// Measure the per-packet path in memory with N sharded workers.
+    Bench(BenchArgs),
     /// Write the bundled sample capture (April 2018 traffic) to a file.
     Sample { output: PathBuf },
     /// Print an artifact's header, sources, lists and rules.
@@ -94,9 +96,15 @@ struct GenArgs {
     /// Share of flows whose name is drawn from --names.
     #[arg(long, default_value_t = 0.1)]
     listed_share: f64,
+    /// Share of flows named `x` + a listed name (near misses).
+    #[arg(long, default_value_t = 0.0)]
+    near_miss_share: f64,
     /// Share of flows over IPv6.
     #[arg(long, default_value_t = 0.2)]
     ipv6_share: f64,
+    /// Instead of a capture, write this many generated domains (a blocklist).
+    #[arg(long)]
+    domains: Option<usize>,
     /// Share of TLS hellos that are ~1.9 KB post-quantum (two segments).
     #[arg(long, default_value_t = 0.5)]
     post_quantum_share: f64,
@@ -111,6 +119,36 @@ struct GenArgs {
     /// Also write the names carried, one JSON line each (the oracle).
     #[arg(long)]
     truth: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// A capture to load; without it, one is generated (see --flows).
+    capture: Option<PathBuf>,
+    #[command(flatten)]
+    source: RulesetSource,
+    /// Most workers; runs 1..=N unless --no-scaling.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+    workers: usize,
+    #[arg(long)]
+    no_scaling: bool,
+    /// Passes over the capture (later passes see decided flows).
+    #[arg(long, default_value_t = 1)]
+    passes: u32,
+    /// Flows to generate when no capture is given.
+    #[arg(long, default_value_t = 20_000)]
+    flows: u32,
+    /// Bulk data frame sizes of the generated capture: 64, imix or 1500.
+    #[arg(long, default_value = "imix")]
+    sizes: chokepoint_runtime::gen::Sizes,
+    /// Bulk data packets per generated flow.
+    #[arg(long, default_value_t = 32)]
+    data_packets: u32,
+    /// Instead: N distinct TCP SYN flows (flow-table stress, see max_flows).
+    #[arg(long)]
+    syn_flows: Option<u32>,
+    #[arg(long)]
+    json: bool,
 }
 
 /// Where the rules come from; the bundled default when neither is given.
@@ -237,6 +275,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             res?;
         }
+        Cmd::Gen(a) if a.domains.is_some() => {
+            let names = chokepoint_runtime::gen::domain_list(a.domains.unwrap_or(0), a.seed);
+            std::fs::write(&a.output, names.join("\n") + "\n")
+                .with_context(|| format!("writing {}", a.output.display()))?;
+            println!("wrote {} ({} domains)", a.output.display(), names.len());
+        }
         Cmd::Gen(a) => {
             let listed = match &a.names {
                 Some(p) => std::fs::read_to_string(p)
@@ -262,6 +306,7 @@ fn run(cli: Cli) -> Result<()> {
                 data_packets: a.data_packets,
                 listed,
                 listed_share: a.listed_share,
+                near_miss_share: a.near_miss_share,
                 ipv6_share: a.ipv6_share,
                 post_quantum_share: a.post_quantum_share,
                 quic_split_share: a.quic_split_share,
@@ -293,6 +338,38 @@ fn run(cli: Cli) -> Result<()> {
                 bytes,
                 truth.len()
             );
+        }
+        Cmd::Bench(a) => {
+            let rules = std::sync::Arc::new(a.source.load()?);
+            let frames: chokepoint_runtime::bench::Frames = match (&a.capture, a.syn_flows) {
+                (Some(p), _) => chokepoint_runtime::bench::load(p)?,
+                (None, Some(n)) => chokepoint_runtime::bench::syn_flows(n),
+                (None, None) => {
+                    let spec = chokepoint_runtime::gen::Spec {
+                        flows: a.flows,
+                        sizes: a.sizes,
+                        data_packets: a.data_packets,
+                        ..Default::default()
+                    };
+                    chokepoint_runtime::gen::generate(&spec)
+                        .0
+                        .into_iter()
+                        .map(|(ts, f)| (chokepoint_core::LinkType::Ethernet, ts, f))
+                        .collect()
+                }
+            };
+            let r = chokepoint_runtime::bench::report(
+                &rules,
+                &frames,
+                a.workers,
+                a.passes.max(1),
+                !a.no_scaling,
+            );
+            if a.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print!("{}", chokepoint_runtime::bench::report_text(&r));
+            }
         }
         Cmd::Sample { output } => {
             std::fs::write(&output, chokepoint_runtime::sample::telegram_2018())

@@ -341,3 +341,36 @@ fn upper<'a>(
         },
     }
 }
+
+/// A hash of a frame's innermost flow that is the same for both directions:
+/// context, protocol, and the two (address, port) endpoints in a fixed
+/// order. Fragments hash by their addresses only (later fragments carry no
+/// ports), frames that do not decode hash to 0. This is how the runtime
+/// spreads frames over workers so each flow has one owner.
+pub fn flow_hash(link: LinkType, frame: &[u8]) -> u64 {
+    let endpoints = |ctx: u64, proto: u8, a: IpAddr, pa: u16, b: IpAddr, pb: u16| {
+        let (x, y) = ((addr_bits(a), pa), (addr_bits(b), pb));
+        let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+        let mut h = mix(ctx, u64::from(proto));
+        for v in [
+            lo.0 as u64,
+            (lo.0 >> 64) as u64,
+            u64::from(lo.1),
+            hi.0 as u64,
+            (hi.0 >> 64) as u64,
+            u64::from(hi.1),
+        ] {
+            h = mix(h, v);
+        }
+        h
+    };
+    match decode(link, frame) {
+        Decoded::Packet(p) => match p.l4 {
+            L4::Tcp(t) => endpoints(p.ctx, 6, p.src, t.sport, p.dst, t.dport),
+            L4::Udp(u) => endpoints(p.ctx, 17, p.src, u.sport, p.dst, u.dport),
+            L4::Other(proto) => endpoints(p.ctx, proto, p.src, 0, p.dst, 0),
+        },
+        Decoded::Fragment(f) => endpoints(f.ctx, 0, f.src, 0, f.dst, 0),
+        _ => 0,
+    }
+}

@@ -102,6 +102,10 @@ pub struct Spec {
     pub listed: Vec<String>,
     /// Share of flows whose name comes from `listed`.
     pub listed_share: f64,
+    /// Share of flows whose name is a listed name with one letter in front
+    /// (`xevil.test` for `evil.test`): not the listed domain, and a
+    /// substring matcher's classic false positive.
+    pub near_miss_share: f64,
     pub ipv6_share: f64,
     /// Share of TLS hellos that are ~1.9 KB post-quantum ones (two segments).
     pub post_quantum_share: f64,
@@ -123,6 +127,7 @@ impl Default for Spec {
             data_packets: 8,
             listed: Vec::new(),
             listed_share: 0.1,
+            near_miss_share: 0.0,
             ipv6_share: 0.2,
             post_quantum_share: 0.5,
             quic_split_share: 0.5,
@@ -215,6 +220,11 @@ pub fn generate(spec: &Spec) -> (Vec<(u64, Vec<u8>)>, Vec<Truth>) {
         let cport = 32_768 + (i % 28_232) as u16;
         let name = if !spec.listed.is_empty() && r.chance(spec.listed_share) {
             spec.listed[r.below(spec.listed.len() as u64) as usize].clone()
+        } else if !spec.listed.is_empty() && r.chance(spec.near_miss_share) {
+            format!(
+                "x{}",
+                spec.listed[r.below(spec.listed.len() as u64) as usize]
+            )
         } else {
             random_name(r)
         };
@@ -442,4 +452,31 @@ pub fn write(out: &mut dyn Write, frames: &[(u64, Vec<u8>)], pcapng: bool) -> st
         block(out, 6, &epb)?;
     }
     Ok(())
+}
+
+/// `n` distinct generated domain names (registrable `label.tld`, some with a
+/// subdomain), deterministic for a seed: blocklists for benchmarks.
+pub fn domain_list(n: usize, seed: u64) -> Vec<String> {
+    let mut r = Rng(seed ^ 0x5eed);
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let len = 4 + r.below(9);
+        let label: String = (0..len)
+            .map(|_| (b'a' + r.below(26) as u8) as char)
+            .collect();
+        let tld = TLDS[r.below(TLDS.len() as u64) as usize];
+        let name = if r.below(5) == 0 {
+            format!(
+                "{}.{label}.{tld}",
+                ["www", "api", "cdn", "m"][r.below(4) as usize]
+            )
+        } else {
+            format!("{label}.{tld}")
+        };
+        if seen.insert(name.clone()) {
+            out.push(name);
+        }
+    }
+    out
 }
