@@ -58,6 +58,13 @@ enum Cmd {
         /// Write one JSON line per decision to this file (`-` for stdout).
         #[arg(long)]
         events: Option<PathBuf>,
+        /// Write the frames that would pass, plus injected resets, forged DNS
+        /// answers and redirects, as pcap.
+        #[arg(long)]
+        pass_out: Option<PathBuf>,
+        /// Write the frames that would be dropped, as pcap.
+        #[arg(long)]
+        drop_out: Option<PathBuf>,
     },
     /// Generate a synthetic capture (deterministic for a seed).
     Gen(GenArgs),
@@ -241,6 +248,8 @@ fn run(cli: Cli) -> Result<()> {
             capture,
             source,
             events,
+            pass_out,
+            drop_out,
         } => {
             let rules = std::sync::Arc::new(source.load()?);
             let mut file;
@@ -260,7 +269,21 @@ fn run(cli: Cli) -> Result<()> {
                 None => None,
             };
             let started = Instant::now();
-            let (summary, res) = chokepoint_runtime::replay::replay(rules.clone(), &capture, sink);
+            let create = |p: &PathBuf| -> Result<std::io::BufWriter<std::fs::File>> {
+                Ok(std::io::BufWriter::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ))
+            };
+            let mut pass_file = pass_out.as_ref().map(create).transpose()?;
+            let mut drop_file = drop_out.as_ref().map(create).transpose()?;
+            let outputs = chokepoint_runtime::replay::Outputs {
+                events: sink,
+                pass: pass_file.as_mut().map(|w| w as &mut dyn std::io::Write),
+                drop: drop_file.as_mut().map(|w| w as &mut dyn std::io::Write),
+            };
+            let (summary, res) =
+                chokepoint_runtime::replay::replay(rules.clone(), &capture, outputs);
             let secs = started.elapsed().as_secs_f64();
             let out = chokepoint_runtime::replay::summary_text(&rules, &summary);
             let timing = format!(

@@ -19,4 +19,5 @@ pub mod wire;
 pub use engine::{Counters, Engine};
 pub use event::{Decision, Event, Verdict};
 pub use wire::link::LinkType;
+pub mod inject;
 pub mod synth;

@@ -3,6 +3,7 @@
 //! The I/O side of chokepoint: capture files in, the sans-IO core in the
 //! middle, events and summaries out.
 
+pub mod actions;
 pub mod bench;
 pub mod capture;
 pub mod gen;

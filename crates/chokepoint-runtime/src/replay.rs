@@ -29,6 +29,16 @@ pub struct Summary {
     pub blocked_names: HashMap<String, u64>,
     pub events: u64,
     pub fragments_reassembled: u64,
+    pub actions: crate::actions::ActionCounters,
+}
+
+/// Where replay writes: JSON events, and the frames that would pass (with
+/// injected resets, forged answers and redirects) or be dropped.
+#[derive(Default)]
+pub struct Outputs<'a> {
+    pub events: Option<&'a mut dyn Write>,
+    pub pass: Option<&'a mut dyn Write>,
+    pub drop: Option<&'a mut dyn Write>,
 }
 
 /// The JSON line for one event: `frame`, `ts`, `src`, `dst`, `sport`,
@@ -63,16 +73,43 @@ pub fn event_json(rs: &Ruleset, e: &Event) -> serde_json::Value {
 pub fn replay(
     rules: Arc<Ruleset>,
     path: &Path,
-    mut events: Option<&mut dyn Write>,
+    out: Outputs<'_>,
 ) -> (Summary, Result<(), CaptureError>) {
     let mut engine = Engine::new(rules.clone());
     let mut s = Summary::default();
     let mut last_ts = 0;
     let mut write_err: Option<std::io::Error> = None;
+    let Outputs {
+        mut events,
+        pass,
+        drop,
+    } = out;
+    let mut pass = pass.map(crate::actions::PcapOut::new);
+    let mut drop = drop.map(crate::actions::PcapOut::new);
+    let mut actor = crate::actions::Actor::default();
     let res = capture::read(path, |rec| {
         s.records = rec.index;
         last_ts = rec.ts;
-        engine.process(rec.ts, rec.link, rec.data);
+        let d = engine.process(rec.ts, rec.link, rec.data);
+        if pass.is_some() || drop.is_some() {
+            let o = actor.act(&rules, rec.link, rec.data, rec.ts, &d, engine.events());
+            let r = (|| -> std::io::Result<()> {
+                match (o.forward, &mut pass, &mut drop) {
+                    (true, Some(p), _) => p.write(rec.link, rec.ts, rec.data)?,
+                    (false, _, Some(dw)) => dw.write(rec.link, rec.ts, rec.data)?,
+                    _ => {}
+                }
+                if let Some(p) = &mut pass {
+                    for f in &o.inject {
+                        p.write(rec.link, rec.ts, f)?;
+                    }
+                }
+                Ok(())
+            })();
+            if let (Err(e), None) = (r, &write_err) {
+                write_err = Some(e);
+            }
+        }
         for e in engine.events() {
             s.events += 1;
             *s.by_rule.entry((e.rule, e.trigger)).or_default() += 1;
@@ -96,6 +133,18 @@ pub fn replay(
             }
         }
     });
+    for w in [
+        pass.map(|p| p.finish().map(|_| ())),
+        drop.map(|d| d.finish().map(|_| ())),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let (Err(e), None) = (w, &write_err) {
+            write_err = Some(e);
+        }
+    }
+    s.actions = actor.counters.clone();
     engine.expire(last_ts.saturating_add(3600 * 1_000_000_000));
     s.counters = engine.counters.clone();
     let fs = engine.flows().stats;
@@ -106,7 +155,7 @@ pub fn replay(
     let res = match (res, write_err) {
         (Err(e), _) => Err(e),
         (Ok(_), Some(e)) => Err(CaptureError::Open {
-            path: "events output".into(),
+            path: "replay output".into(),
             source: e,
         }),
         (Ok(_), None) => Ok(()),
@@ -176,6 +225,21 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
         ("IP datagrams reassembled", s.fragments_reassembled),
         ("events dropped", c.events_dropped),
     ];
+    let a = &s.actions;
+    if a.forwarded + a.dropped > 0 {
+        let _ = writeln!(o, "\nactions (--pass-out/--drop-out)");
+        for (label, n) in [
+            ("frames forwarded", a.forwarded),
+            ("frames dropped", a.dropped),
+            ("TCP resets injected", a.injected_rst),
+            ("DNS answers forged", a.injected_dns),
+            ("HTTP redirects sent", a.injected_redirect),
+            ("dropped by throttling", a.throttled),
+            ("not answerable (tunnelled)", a.not_answerable),
+        ] {
+            let _ = writeln!(o, "  {label:<28} {n:>8}");
+        }
+    }
     let _ = writeln!(o, "\ninspection");
     for (label, n) in caps {
         let _ = writeln!(o, "  {label:<28} {n:>8}");

@@ -25,7 +25,10 @@ fn sample_replay_under_the_default_policy() {
     let (s, res) = replay::replay(
         rules,
         &repo().join("tests/data/sample-telegram-2018.pcap"),
-        Some(&mut out),
+        replay::Outputs {
+            events: Some(&mut out),
+            ..Default::default()
+        },
     );
     res.unwrap();
     let events: Vec<serde_json::Value> = String::from_utf8(out)
@@ -91,11 +94,95 @@ fn damaged_captures_error_with_offset_and_keep_earlier_frames() {
     assert!(err.contains("after 49 packet records"), "{err}");
     assert_eq!(n, 49);
     let rules = Arc::new(chokepoint_rules::compile_default().unwrap());
-    let (s, res) = replay::replay(rules, &cut, None);
+    let (s, res) = replay::replay(rules, &cut, replay::Outputs::default());
     assert!(res.is_err());
     assert_eq!(s.counters.packets, 49);
     let junk = dir.join("junk.pcap");
     std::fs::write(&junk, b"this is not a capture at all, not even close").unwrap();
     let err = capture::read(&junk, |_| {}).unwrap_err().to_string();
     assert!(err.contains("not a pcap or pcapng"), "{err}");
+}
+
+/// Actions on the sample: resets, forged DNS, redirect, drops, throttling,
+/// written as pcap and checked by decoding what was written.
+#[test]
+fn actions_write_pass_and_drop_files() {
+    use chokepoint_core::decode::{decode, Decoded, L4};
+    use chokepoint_core::LinkType;
+    let policy = r#"
+version: 1
+lists:
+  tg: {format: domains, entries: [telegram.org, t.me]}
+  http: {format: domains, entries: [telegram.me]}
+  ips: {format: cidr, entries: [149.154.160.0/20, "2001:67c:4e8::/48"]}
+  cloud: {format: cidr, entries: [52.58.0.0/15]}
+rules:
+  - {name: dns, match: {list: tg, on: [dns_qname]}, action: {dns: {answer: nxdomain}}}
+  - {name: sni, match: {list: tg, on: [tls_sni, quic_sni]}, action: {reset: {repeat: 3}}}
+  - {name: stub, match: {list: http, on: [http_host]}, action: {redirect: {location: "http://stub.example/blocked"}}}
+  - {name: ips, match: {list: ips, on: [ip]}, action: drop}
+  - {name: slow, match: {list: cloud, on: [ip]}, action: {throttle: {kbps: 8}}}
+"#;
+    let rules = Arc::new(chokepoint_rules::compile_str(policy, "p.yaml", Path::new(".")).unwrap());
+    let (mut pass, mut drop) = (Vec::new(), Vec::new());
+    let (s, res) = replay::replay(
+        rules,
+        &repo().join("tests/data/sample-telegram-2018.pcap"),
+        replay::Outputs {
+            events: None,
+            pass: Some(&mut pass),
+            drop: Some(&mut drop),
+        },
+    );
+    res.unwrap();
+    let a = &s.actions;
+    assert_eq!(a.injected_dns, 3, "telegram.org, web.telegram.org, t.me");
+    assert_eq!(
+        a.injected_rst, 6,
+        "3 resets each way for the TLS flow; QUIC is only dropped"
+    );
+    assert_eq!(a.injected_redirect, 1);
+    assert!(
+        a.throttled >= 1,
+        "the 1.9 KB hello to the cloud address exceeds 8 kbit/s at once"
+    );
+    assert_eq!(a.forwarded + a.dropped, 50);
+    // Read back what was written.
+    let dir = std::env::temp_dir().join(format!("chokepoint-actions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pp, dp) = (dir.join("pass.pcap"), dir.join("drop.pcap"));
+    std::fs::write(&pp, &pass).unwrap();
+    std::fs::write(&dp, &drop).unwrap();
+    let mut nx = 0;
+    let mut rst = 0;
+    let mut redirect = 0;
+    let passed = capture::read(&pp, |r| {
+        let Decoded::Packet(p) = decode(LinkType::Ethernet, r.data) else {
+            panic!("unreadable injected frame")
+        };
+        match p.l4 {
+            L4::Udp(u) if u.sport == 53 => {
+                assert_eq!(u.payload[3] & 0x0f, 3, "NXDOMAIN");
+                nx += 1;
+            }
+            L4::Tcp(t) if t.flags & 0x04 != 0 => rst += 1,
+            L4::Tcp(t)
+                if t.payload.starts_with(
+                    b"HTTP/1.1 302 Found\r\nLocation: http://stub.example/blocked\r\n",
+                ) =>
+            {
+                redirect += 1
+            }
+            _ => {}
+        }
+    })
+    .unwrap();
+    let dropped = capture::read(&dp, |_| {}).unwrap();
+    assert_eq!((nx, redirect), (3, 1));
+    assert_eq!(
+        rst,
+        6 + 1,
+        "resets to the TLS flow, and one to the HTTP server"
+    );
+    assert_eq!(passed + dropped, 50 + 3 + 6 + 2);
 }
