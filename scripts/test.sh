@@ -13,7 +13,14 @@ cd "$(dirname "$0")/.."
 # Debian packages the test suite uses. Empty lines are fine.
 PACKAGES=(
   ca-certificates
-  tshark
+  tshark        # the generator's oracle
+  iproute2      # the namespace lab (tests/lab/lab.sh)
+  ethtool
+  curl
+  openssl
+  dnsutils
+  dnsmasq-base
+  python3
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -68,6 +68,8 @@ enum Cmd {
     },
     /// Generate a synthetic capture (deterministic for a seed).
     Gen(GenArgs),
+    /// Enforce live: an inline layer-2 bridge between two interfaces, or a tap.
+    Run(RunArgs),
     /// Measure the per-packet path in memory with N sharded workers.
     Bench(BenchArgs),
     /// Write the bundled sample capture (April 2018 traffic) to a file.
@@ -126,6 +128,30 @@ struct GenArgs {
     /// Also write the names carried, one JSON line each (the oracle).
     #[arg(long)]
     truth: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The interface facing the subscribers.
+    #[arg(long, required_unless_present = "tap")]
+    inside: Option<String>,
+    /// The interface facing the Internet.
+    #[arg(long, required_unless_present = "tap")]
+    outside: Option<String>,
+    /// Observe a mirrored link instead: never forward, inject on it.
+    #[arg(long, conflicts_with_all = ["inside", "outside"])]
+    tap: Option<String>,
+    #[command(flatten)]
+    source: RulesetSource,
+    /// Worker threads (frames spread by a symmetric flow hash).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// One JSON line per decision, with the action taken.
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// Frames queued per worker before drops.
+    #[arg(long, default_value_t = 4096)]
+    queue: usize,
 }
 
 #[derive(Args)]
@@ -362,6 +388,7 @@ fn run(cli: Cli) -> Result<()> {
                 truth.len()
             );
         }
+        Cmd::Run(a) => run_bridge(a)?,
         Cmd::Bench(a) => {
             let rules = std::sync::Arc::new(a.source.load()?);
             let frames: chokepoint_runtime::bench::Frames = match (&a.capture, a.syn_flows) {
@@ -416,6 +443,108 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn run_bridge(a: RunArgs) -> Result<()> {
+    use chokepoint_runtime::bridge::{self, Shared, WorkerStats};
+    use chokepoint_runtime::port::{AfPacket, Port};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let started = Instant::now();
+    let rules = a.source.load()?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let timeout = std::time::Duration::from_millis(100);
+    let (inside, outside): (Arc<dyn Port>, Option<Arc<dyn Port>>) =
+        match (&a.tap, &a.inside, &a.outside) {
+            (Some(t), _, _) => (
+                Arc::new(AfPacket::open(t, timeout).with_context(|| format!("opening {t}"))?),
+                None,
+            ),
+            (None, Some(i), Some(o)) => (
+                Arc::new(AfPacket::open(i, timeout).with_context(|| format!("opening {i}"))?),
+                Some(Arc::new(
+                    AfPacket::open(o, timeout).with_context(|| format!("opening {o}"))?,
+                )),
+            ),
+            _ => anyhow::bail!("give --inside and --outside, or --tap"),
+        };
+    let shared = Arc::new(Shared {
+        rules: arc_swap::ArcSwap::from_pointee(rules),
+        workers: (0..a.workers.max(1))
+            .map(|_| Arc::new(WorkerStats::default()))
+            .collect(),
+        stop: stop.clone(),
+        reloads_ok: Default::default(),
+        reloads_failed: Default::default(),
+        load_seconds: std::sync::Mutex::new(load_seconds),
+        send_errors: Default::default(),
+    });
+    let events: Option<Box<dyn std::io::Write + Send>> = match &a.events {
+        Some(p) => Some(Box::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+    tracing::info!(
+        inside = inside.name(),
+        outside = outside.as_ref().map(|o| o.name()),
+        workers = a.workers,
+        "bridge running"
+    );
+    let cfg = bridge::Config {
+        workers: a.workers,
+        forward: a.tap.is_none(),
+        events,
+        queue: a.queue,
+    };
+    let res = bridge::run(shared.clone(), inside, outside, cfg);
+    stop.store(true, Ordering::Relaxed);
+    print!("{}", final_counters(&shared));
+    res?;
+    Ok(())
+}
+
+fn final_counters(shared: &chokepoint_runtime::bridge::Shared) -> String {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering;
+    let mut o = String::new();
+    let mut pk = [[0u64; chokepoint_core::Verdict::COUNT]; 2];
+    let mut drops = 0;
+    let mut act = chokepoint_runtime::actions::ActionCounters::default();
+    for w in &shared.workers {
+        for (side, row) in pk.iter_mut().enumerate() {
+            for (v, cell) in row.iter_mut().enumerate() {
+                *cell += w.packets[side][v].load(Ordering::Relaxed);
+            }
+        }
+        drops += w.queue_drops.load(Ordering::Relaxed);
+        let a = w.actions.lock().expect("stats").clone();
+        act.forwarded += a.forwarded;
+        act.dropped += a.dropped;
+        act.injected_rst += a.injected_rst;
+        act.injected_dns += a.injected_dns;
+        act.injected_redirect += a.injected_redirect;
+        act.throttled += a.throttled;
+    }
+    let _ = writeln!(o, "stopped");
+    for (side, name) in [(0, "inside"), (1, "outside")] {
+        for v in chokepoint_core::Verdict::ALL {
+            let n = pk[side][v as usize];
+            if n > 0 {
+                let _ = writeln!(o, "  packets from {name:<8} {:<9} {n}", v.as_str());
+            }
+        }
+    }
+    let _ = writeln!(
+        o,
+        "  forwarded {}, dropped {}, resets {}, dns answers {}, redirects {}, throttled {}, queue drops {}",
+        act.forwarded, act.dropped, act.injected_rst, act.injected_dns, act.injected_redirect, act.throttled, drops
+    );
+    o
 }
 
 fn main() -> ExitCode {

@@ -262,11 +262,12 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// `kbps` kilobits per second, with a burst of a quarter second (at
-    /// least one full-size packet).
+    /// `kbps` kilobits per second, with a burst of half a second (at least
+    /// two full-size packets): with less, TCP backs off so hard after each
+    /// drop that it settles well below the policed rate.
     pub fn new(kbps: u32, now: u64) -> TokenBucket {
         let rate = u64::from(kbps) * 1000 / 8;
-        let burst = (rate / 4).max(1600);
+        let burst = (rate / 2).max(3200);
         TokenBucket {
             rate,
             burst,

@@ -5,7 +5,9 @@
 
 pub mod actions;
 pub mod bench;
+pub mod bridge;
 pub mod capture;
 pub mod gen;
+pub mod port;
 pub mod replay;
 pub mod sample;

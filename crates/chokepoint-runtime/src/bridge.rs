@@ -1,0 +1,264 @@
+//! `chokepoint run`: the live inline bridge (or passive tap).
+//!
+//! ```text
+//!  inside (subscribers) ──► rx thread ─┐            ┌─► forward out `outside`
+//!                                      ├─ flow_hash ─► worker k: Engine + Actor ──┤
+//!  outside (Internet)  ──► rx thread ─┘   (bounded   └─► injected frames out the
+//!                                          queues)        side they are meant for
+//! ```
+//! Frames are spread over workers by the symmetric flow hash, so both
+//! directions of a flow meet one engine (as TSPU's balancer does); a full
+//! worker queue drops the frame and counts it. In tap mode nothing is
+//! forwarded and injections go out the tap interface, like an on-path
+//! censor. Each worker publishes its counters in its own [`WorkerStats`];
+//! readers sum them, so the packet path never contends on shared counters.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use chokepoint_core::decode::flow_hash;
+use chokepoint_core::{Counters, Engine, LinkType, Verdict};
+use chokepoint_rules::Ruleset;
+
+use crate::actions::{ActionCounters, Actor};
+use crate::port::Port;
+
+/// Which side a frame came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Inside,
+    Outside,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Inside => "inside",
+            Side::Outside => "outside",
+        }
+    }
+}
+
+/// Decisions by (rule, trigger, verdict).
+pub type DecisionCounts = std::collections::HashMap<(Option<u16>, &'static str, &'static str), u64>;
+
+/// One worker's published counters (written by that worker only).
+#[derive(Default)]
+pub struct WorkerStats {
+    pub engine: Mutex<Counters>,
+    pub actions: Mutex<ActionCounters>,
+    /// (rule, trigger, verdict) → decisions.
+    pub decisions: Mutex<DecisionCounts>,
+    /// [side][verdict] packets and bytes.
+    pub packets: [[AtomicU64; Verdict::COUNT]; 2],
+    pub bytes: [[AtomicU64; Verdict::COUNT]; 2],
+    pub queue_drops: AtomicU64,
+    pub flows: AtomicU64,
+    pub flows_evicted: AtomicU64,
+    pub flows_expired: AtomicU64,
+}
+
+/// Shared state of a running bridge.
+pub struct Shared {
+    pub rules: arc_swap::ArcSwap<Ruleset>,
+    pub workers: Vec<Arc<WorkerStats>>,
+    pub stop: Arc<AtomicBool>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    pub load_seconds: Mutex<f64>,
+    pub send_errors: AtomicU64,
+}
+
+pub struct Config {
+    pub workers: usize,
+    /// Forward between the two ports (bridge) or only observe (tap).
+    pub forward: bool,
+    pub events: Option<Box<dyn Write + Send>>,
+    pub queue: usize,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+type Job = (Side, Vec<u8>);
+
+/// Run until `shared.stop` is set. `outside` is `None` in tap mode.
+pub fn run(
+    shared: Arc<Shared>,
+    inside: Arc<dyn Port>,
+    outside: Option<Arc<dyn Port>>,
+    cfg: Config,
+) -> std::io::Result<()> {
+    let n = cfg.workers.max(1);
+    let events: Arc<Mutex<Option<Box<dyn Write + Send>>>> = Arc::new(Mutex::new(cfg.events));
+    let mut senders: Vec<SyncSender<Job>> = Vec::new();
+    let mut receivers: Vec<Receiver<Job>> = Vec::new();
+    for _ in 0..n {
+        let (tx, rx) = sync_channel(cfg.queue.max(16));
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    std::thread::scope(|s| {
+        for (k, rx) in receivers.into_iter().enumerate() {
+            let shared = shared.clone();
+            let (inside, outside) = (inside.clone(), outside.clone());
+            let events = events.clone();
+            let forward = cfg.forward;
+            s.spawn(move || worker(k, rx, &shared, inside, outside, forward, &events));
+        }
+        let mut rx_threads = Vec::new();
+        for (side, port) in [
+            (Side::Inside, Some(inside.clone())),
+            (Side::Outside, outside.clone()),
+        ] {
+            let Some(port) = port else { continue };
+            let senders = senders.clone();
+            let shared = shared.clone();
+            rx_threads.push(s.spawn(move || -> std::io::Result<()> {
+                let mut buf = vec![0u8; 65_536];
+                while !shared.stop.load(Ordering::Relaxed) {
+                    let Some(len) = port.recv(&mut buf)? else {
+                        continue;
+                    };
+                    let frame = &buf[..len];
+                    let h = flow_hash(LinkType::Ethernet, frame);
+                    let k = ((u128::from(h.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                        * senders.len() as u128)
+                        >> 64) as usize;
+                    match senders[k].try_send((side, frame.to_vec())) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            shared.workers[k]
+                                .queue_drops
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(TrySendError::Disconnected(_)) => break,
+                    }
+                }
+                Ok(())
+            }));
+        }
+        drop(senders);
+        let mut res = Ok(());
+        for t in rx_threads {
+            if let Ok(Err(e)) = t.join() {
+                shared.stop.store(true, Ordering::Relaxed);
+                res = Err(e);
+            }
+        }
+        res
+    })
+}
+
+fn worker(
+    k: usize,
+    rx: Receiver<Job>,
+    shared: &Shared,
+    inside: Arc<dyn Port>,
+    outside: Option<Arc<dyn Port>>,
+    forward: bool,
+    events: &Mutex<Option<Box<dyn Write + Send>>>,
+) {
+    let mut rules = shared.rules.load_full();
+    let mut engine = Engine::new(rules.clone());
+    let mut actor = Actor::default();
+    let stats = &shared.workers[k];
+    let mut since_publish = 0u32;
+    loop {
+        let job = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(j) => Some(j),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        // Hot reload: pick up a new ruleset between packets.
+        let current = shared.rules.load();
+        if !Arc::ptr_eq(&current, &rules) {
+            rules = current.clone();
+            engine.set_rules(rules.clone());
+        }
+        let idle = job.is_none();
+        if let Some((side, frame)) = job {
+            let ts = now_ns();
+            let d = engine.process(ts, LinkType::Ethernet, &frame);
+            let o = actor.act(&rules, LinkType::Ethernet, &frame, ts, &d, engine.events());
+            let (same, other) = match side {
+                Side::Inside => (Some(&inside), outside.as_ref()),
+                Side::Outside => (outside.as_ref(), Some(&inside)),
+            };
+            if o.forward && forward {
+                if let Some(p) = other {
+                    if p.send(&frame).is_err() {
+                        shared.send_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            // Injected frames addressed to this frame's sender go back out
+            // the side it came from; the rest go the other way (in tap
+            // mode everything goes out the tap).
+            let src = chokepoint_core::inject::trigger(LinkType::Ethernet, &frame).map(|t| t.src);
+            for f in &o.inject {
+                let to_sender =
+                    chokepoint_core::inject::trigger(LinkType::Ethernet, f).map(|t| t.dst) == src;
+                let port = if !forward {
+                    Some(&inside)
+                } else if to_sender {
+                    same
+                } else {
+                    other
+                };
+                if let Some(p) = port {
+                    if p.send(f).is_err() {
+                        shared.send_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            let si = (side == Side::Outside) as usize;
+            let v = d.verdict as usize;
+            stats.packets[si][v].fetch_add(1, Ordering::Relaxed);
+            stats.bytes[si][v].fetch_add(frame.len() as u64, Ordering::Relaxed);
+            if !engine.events().is_empty() {
+                let mut dec = stats.decisions.lock().expect("stats");
+                for e in engine.events() {
+                    *dec.entry((e.rule, e.trigger.as_str(), e.verdict.as_str()))
+                        .or_default() += 1;
+                }
+                drop(dec);
+                if let Some(w) = events.lock().expect("events").as_mut() {
+                    for e in engine.events() {
+                        let mut v = crate::replay::event_json(&rules, e);
+                        v["action"] =
+                            serde_json::Value::from(if o.forward { "forward" } else { "drop" });
+                        v["injected"] = serde_json::Value::from(o.inject.len());
+                        let _ = writeln!(w, "{v}");
+                    }
+                    let _ = w.flush();
+                }
+            }
+            since_publish += 1;
+        }
+        // Publish every 256 frames, and when idle, so a quiet link still
+        // shows fresh counters.
+        if since_publish >= 256 || (idle && since_publish > 0) {
+            *stats.engine.lock().expect("stats") = engine.counters.clone();
+            *stats.actions.lock().expect("stats") = actor.counters.clone();
+            stats
+                .flows
+                .store(engine.flows().len() as u64, Ordering::Relaxed);
+            stats
+                .flows_evicted
+                .store(engine.flows().stats.evicted, Ordering::Relaxed);
+            stats
+                .flows_expired
+                .store(engine.flows().stats.expired, Ordering::Relaxed);
+            since_publish = 0;
+        }
+    }
+    *stats.engine.lock().expect("stats") = engine.counters.clone();
+    *stats.actions.lock().expect("stats") = actor.counters.clone();
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The namespace lab: a client, a censor and a server joined by veth pairs,
+# `chokepoint run` bridging in the censor, real servers and real clients.
+#
+#   client ns (cp-client)          censor ns (cp-censor)            server ns (cp-server)
+#   c0 198.18.0.1/24  ── veth ── c1 [chokepoint run] s1 ── veth ──  s0 198.18.0.2/24, .3/24
+#      fd00:198:18::1/64            inside      outside                fd00:198:18::2/64
+#
+#   tests/lab/lab.sh up POLICY    build it and start the bridge with POLICY
+#   tests/lab/lab.sh check        run the checks (curl, dig) against the lab policy
+#   tests/lab/lab.sh down         tear everything down (also done on any exit of `test`)
+#   tests/lab/lab.sh test         up + check + down: what the test suite runs
+#
+# Needs root (ip netns), iproute2, ethtool, curl, openssl, dnsutils, dnsmasq,
+# python3. Only the addresses above are used; every server and wait has a
+# timeout; processes are stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+LAB=${LAB_DIR:-/tmp/chokepoint-lab}
+CP=${CHOKEPOINT:-target/debug/chokepoint}
+C=cp-client; K=cp-censor; S=cp-server
+PASS=0; FAIL=0
+
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+down() {
+  for f in "$LAB"/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f"); kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$f"
+  done
+  for ns in $C $K $S; do ip netns del "$ns" 2>/dev/null || true; done
+}
+
+start() { # name ns timeout cmd...: run in background under a timeout, record the PID
+  local name=$1 ns=$2 t=$3; shift 3
+  ip netns exec "$ns" timeout "$t" "$@" > "$LAB/$name.log" 2>&1 &
+  echo $! > "$LAB/$name.pid"
+}
+
+up() {
+  local policy=$1
+  down
+  mkdir -p "$LAB"
+  for ns in $C $K $S; do ip netns add "$ns"; nsx "$ns" ip link set lo up; done
+  ip link add c0 netns $C type veth peer name c1 netns $K
+  ip link add s0 netns $S type veth peer name s1 netns $K
+  nsx $C ip addr add 198.18.0.1/24 dev c0
+  nsx $C ip addr add fd00:198:18::1/64 dev c0 nodad
+  nsx $S ip addr add 198.18.0.2/24 dev s0
+  nsx $S ip addr add 198.18.0.3/24 dev s0
+  nsx $S ip addr add fd00:198:18::2/64 dev s0 nodad
+  for x in "$C c0" "$K c1" "$K s1" "$S s0"; do
+    set -- $x
+    nsx "$1" ip link set "$2" up
+    # The bridge reads and writes whole frames: no offloads (a TSO'd or
+    # checksum-less frame would be forwarded as such and refused).
+    nsx "$1" ethtool -K "$2" tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
+  done
+  # Servers: TLS (self-signed, any name), HTTP, DNS.
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$LAB/key.pem" -out "$LAB/cert.pem" -days 2 -subj "/CN=lab.example" >/dev/null 2>&1
+  head -c 1000000 /dev/zero > "$LAB/big.bin"
+  start tls4 $S 300 openssl s_server -accept 198.18.0.2:443 -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
+  start tls4b $S 300 openssl s_server -accept 198.18.0.3:443 -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
+  start tls6 $S 300 openssl s_server -accept "[fd00:198:18::2]:443" -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
+  start http $S 300 python3 -m http.server 80 --bind 198.18.0.2 --directory "$LAB"
+  start dns $S 300 dnsmasq --no-daemon --no-resolv --no-hosts --listen-address=198.18.0.2 --bind-interfaces \
+    --address=/allowed.example/198.18.0.2 --address=/blocked-dns.example/198.18.0.2 --address=/sinkholed.example/198.18.0.2
+  start chokepoint $K 300 "$CP" run --inside c1 --outside s1 --policy "$policy" --events "$LAB/events.jsonl"
+  # Wait (bounded) for the bridge to carry traffic: a TCP connection from
+  # the client to the HTTP server through it.
+  for _ in $(seq 1 50); do
+    if nsx $C timeout 1 bash -c '</dev/tcp/198.18.0.2/80' 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "lab: bridge did not come up"; cat "$LAB/chokepoint.log"; return 1
+}
+
+ok() { echo "PASS  $1"; PASS=$((PASS+1)); }
+bad() { echo "FAIL  $1: $2"; FAIL=$((FAIL+1)); }
+
+check() {
+  local out rc
+  # Allowed name over TLS: the page comes back.
+  out=$(nsx $C curl -sk -m 5 -o /dev/null -w '%{http_code}' --resolve allowed.example:443:198.18.0.2 https://allowed.example/ || true)
+  [ "$out" = 200 ] && ok "allowed TLS name: HTTP 200" || bad "allowed TLS name" "got '$out'"
+  # Blocked SNI under reset: the connection is reset (curl 35 or 56).
+  rc=0; out=$(nsx $C curl -sk -m 5 --resolve t.me:443:198.18.0.2 https://t.me/ 2>&1) || rc=$?
+  { [ $rc = 35 ] || [ $rc = 56 ]; } && ok "blocked SNI (IPv4): reset (curl exit $rc)" || bad "blocked SNI (IPv4)" "curl exit $rc: $out"
+  rc=0; out=$(nsx $C curl -sk -m 5 --resolve t.me:443:[fd00:198:18::2] https://t.me/ 2>&1) || rc=$?
+  { [ $rc = 35 ] || [ $rc = 56 ]; } && ok "blocked SNI (IPv6): reset (curl exit $rc)" || bad "blocked SNI (IPv6)" "curl exit $rc: $out"
+  # Blocked SNI under drop: the connection times out.
+  rc=0; nsx $C curl -sk -m 3 --resolve dropped.example:443:198.18.0.2 https://dropped.example/ >/dev/null 2>&1 || rc=$?
+  [ $rc = 28 ] && ok "blocked SNI under drop: timeout" || bad "blocked SNI under drop" "curl exit $rc"
+  # An address rule blocks a name that is on no list.
+  rc=0; nsx $C curl -sk -m 3 --resolve unlisted.example:443:198.18.0.3 https://unlisted.example/ >/dev/null 2>&1 || rc=$?
+  [ $rc = 28 ] && ok "IP-prefix rule blocks an unlisted name" || bad "IP-prefix rule" "curl exit $rc"
+  # DNS: NXDOMAIN for a blocked name, a sinkhole, the real answer otherwise.
+  out=$(nsx $C dig +time=2 +tries=1 @198.18.0.2 blocked-dns.example A | grep -o 'status: [A-Z]*' || true)
+  [ "$out" = "status: NXDOMAIN" ] && ok "dig blocked name: NXDOMAIN" || bad "dig blocked name" "$out"
+  out=$(nsx $C dig +short +time=2 +tries=1 @198.18.0.2 sinkholed.example A || true)
+  [ "$out" = "198.18.0.99" ] && ok "dig sinkholed name: 198.18.0.99" || bad "dig sinkholed name" "'$out'"
+  out=$(nsx $C dig +short +time=2 +tries=1 @198.18.0.2 allowed.example A || true)
+  [ "$out" = "198.18.0.2" ] && ok "dig allowed name: the server's answer" || bad "dig allowed name" "'$out'"
+  # Plain HTTP under redirect: 302 to the stub page.
+  out=$(nsx $C curl -s -m 5 -o /dev/null -w '%{http_code} %{redirect_url}' --resolve stubbed.example:80:198.18.0.2 http://stubbed.example/ || true)
+  [ "$out" = "302 http://stub.example/blocked" ] && ok "HTTP redirect: 302 to the stub" || bad "HTTP redirect" "'$out'"
+  # Throttling: a download policed to 800 kbit/s.
+  out=$(nsx $C curl -s -m 30 -o /dev/null -w '%{speed_download}' --resolve slow.example:80:198.18.0.2 http://slow.example/big.bin || true)
+  awk -v s="${out:-0}" 'BEGIN { r = s * 8 / 1000; exit !(r > 640 && r < 960) }' \
+    && ok "throttle: $(awk -v s="${out:-0}" 'BEGIN { printf "%.0f", s * 8 / 1000 }') kbit/s for 800" \
+    || bad "throttle" "$(awk -v s="${out:-0}" 'BEGIN { printf "%.0f", s * 8 / 1000 }') kbit/s, wanted 800 ± 20%"
+  echo "lab: $PASS passed, $FAIL failed"
+  [ $FAIL = 0 ]
+}
+
+case "${1:-}" in
+  up) up "${2:?policy}";;
+  down) down;;
+  check) check;;
+  test)
+    trap down EXIT
+    up tests/lab/policy.yaml
+    check
+    ;;
+  *) echo "usage: $0 up POLICY | check | down | test" >&2; exit 2;;
+esac
