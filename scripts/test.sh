@@ -21,6 +21,7 @@ PACKAGES=(
   dnsutils
   dnsmasq-base
   python3
+  prometheus    # promtool check metrics
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -63,12 +63,17 @@ up() {
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$LAB/key.pem" -out "$LAB/cert.pem" -days 2 -subj "/CN=lab.example" >/dev/null 2>&1
   head -c 1000000 /dev/zero > "$LAB/big.bin"
   start tls4 $S 300 openssl s_server -accept 198.18.0.2:443 -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
+  # s_server serves one connection at a time: the drop check, whose hello
+  # never arrives, gets a server of its own.
+  start tls4d $S 300 openssl s_server -accept 198.18.0.2:8443 -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
   start tls4b $S 300 openssl s_server -accept 198.18.0.3:443 -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
   start tls6 $S 300 openssl s_server -accept "[fd00:198:18::2]:443" -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
   start http $S 300 python3 -m http.server 80 --bind 198.18.0.2 --directory "$LAB"
   start dns $S 300 dnsmasq --no-daemon --no-resolv --no-hosts --listen-address=198.18.0.2 --bind-interfaces \
     --address=/allowed.example/198.18.0.2 --address=/blocked-dns.example/198.18.0.2 --address=/sinkholed.example/198.18.0.2
-  start chokepoint $K 300 "$CP" run --inside c1 --outside s1 --policy "$policy" --events "$LAB/events.jsonl"
+  # The bridge reads a copy of the policy, so `check` can change it live.
+  cp "$policy" "$LAB/policy.yaml"
+  start chokepoint $K 300 "$CP" run --inside c1 --outside s1 --policy "$LAB/policy.yaml" --events "$LAB/events.jsonl" --metrics 127.0.0.1:9900
   # Wait (bounded) for the bridge to carry traffic: a TCP connection from
   # the client to the HTTP server through it.
   for _ in $(seq 1 50); do
@@ -92,7 +97,7 @@ check() {
   rc=0; out=$(nsx $C curl -sk -m 5 --resolve t.me:443:[fd00:198:18::2] https://t.me/ 2>&1) || rc=$?
   { [ $rc = 35 ] || [ $rc = 56 ]; } && ok "blocked SNI (IPv6): reset (curl exit $rc)" || bad "blocked SNI (IPv6)" "curl exit $rc: $out"
   # Blocked SNI under drop: the connection times out.
-  rc=0; nsx $C curl -sk -m 3 --resolve dropped.example:443:198.18.0.2 https://dropped.example/ >/dev/null 2>&1 || rc=$?
+  rc=0; nsx $C curl -sk -m 3 --resolve dropped.example:8443:198.18.0.2 https://dropped.example:8443/ >/dev/null 2>&1 || rc=$?
   [ $rc = 28 ] && ok "blocked SNI under drop: timeout" || bad "blocked SNI under drop" "curl exit $rc"
   # An address rule blocks a name that is on no list.
   rc=0; nsx $C curl -sk -m 3 --resolve unlisted.example:443:198.18.0.3 https://unlisted.example/ >/dev/null 2>&1 || rc=$?
@@ -112,6 +117,30 @@ check() {
   awk -v s="${out:-0}" 'BEGIN { r = s * 8 / 1000; exit !(r > 640 && r < 960) }' \
     && ok "throttle: $(awk -v s="${out:-0}" 'BEGIN { printf "%.0f", s * 8 / 1000 }') kbit/s for 800" \
     || bad "throttle" "$(awk -v s="${out:-0}" 'BEGIN { printf "%.0f", s * 8 / 1000 }') kbit/s, wanted 800 ± 20%"
+  # Metrics: a real scrape passes promtool, and the counters moved.
+  nsx $K curl -s -m 5 http://127.0.0.1:9900/metrics > "$LAB/metrics.txt" || true
+  if promtool check metrics < "$LAB/metrics.txt" > "$LAB/promtool.txt" 2>&1; then
+    ok "metrics: promtool check metrics"
+  else
+    bad "metrics: promtool check metrics" "$(head -5 "$LAB/promtool.txt")"
+  fi
+  grep -qE '^chokepoint_decisions_total\{action="reset",rule="reset-sni",trigger="tls_sni"\} [1-9]' "$LAB/metrics.txt" \
+    && grep -qE '^chokepoint_injected_packets_total\{kind="rst"\} [1-9]' "$LAB/metrics.txt" \
+    && grep -qE '^chokepoint_injected_packets_total\{kind="dns"\} [1-9]' "$LAB/metrics.txt" \
+    && ok "metrics: decisions and injections counted" || bad "metrics: counters" "$(grep -E 'decisions_total|injected' "$LAB/metrics.txt" | head -5)"
+  # Hot reload: a broken policy is refused and the old rules keep serving...
+  echo "version: 1
+rules: [{name: broken, match: {list: nowhere}, action: drop}]" > "$LAB/policy.yaml"
+  sleep 1.5
+  rc=0; nsx $C curl -sk -m 5 --resolve t.me:443:198.18.0.2 https://t.me/ >/dev/null 2>&1 || rc=$?
+  nsx $K curl -s -m 5 http://127.0.0.1:9900/metrics > "$LAB/metrics2.txt" || true
+  { [ $rc = 35 ] || [ $rc = 56 ]; } && grep -qE '^chokepoint_reloads_total\{result="failed"\} [1-9]' "$LAB/metrics2.txt" \
+    && ok "reload of a broken policy refused, old rules serving" || bad "broken reload" "curl exit $rc; $(grep reloads "$LAB/metrics2.txt")"
+  # ...and a good one takes over: t.me is no longer blocked.
+  grep -v 'reset-sni' tests/lab/policy.yaml > "$LAB/policy.yaml"
+  sleep 1.5
+  out=$(nsx $C curl -sk -m 5 -o /dev/null -w '%{http_code}' --resolve t.me:443:198.18.0.2 https://t.me/ || true)
+  [ "$out" = 200 ] && ok "reload of a good policy: t.me now passes" || bad "good reload" "got '$out'"
   echo "lab: $PASS passed, $FAIL failed"
   [ $FAIL = 0 ]
 }

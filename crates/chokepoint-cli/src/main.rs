@@ -152,6 +152,9 @@ struct RunArgs {
     /// Frames queued per worker before drops.
     #[arg(long, default_value_t = 4096)]
     queue: usize,
+    /// Serve Prometheus metrics on this address (loopback by default).
+    #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:9900")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -489,6 +492,39 @@ fn run_bridge(a: RunArgs) -> Result<()> {
         )),
         None => None,
     };
+    if let Some(addr) = a.metrics {
+        chokepoint_runtime::metrics::serve(shared.clone(), addr)
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        tracing::info!(%addr, "metrics on /metrics");
+    }
+    // Hot reload: SIGHUP, or a change of the policy/artifact file.
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    {
+        let (shared, stop, hup) = (shared.clone(), stop.clone(), hup.clone());
+        let (policy, artifact) = (a.source.policy.clone(), a.source.artifact.clone());
+        let watched = artifact.clone().or(policy.clone());
+        std::thread::spawn(move || {
+            let mtime = |p: &Option<PathBuf>| {
+                p.as_ref()
+                    .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            };
+            let mut last = mtime(&watched);
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                let now = mtime(&watched);
+                let changed = now.is_some() && now != last;
+                if hup.swap(false, Ordering::Relaxed) || changed {
+                    last = now;
+                    let src = RulesetSource {
+                        policy: policy.clone(),
+                        artifact: artifact.clone(),
+                    };
+                    bridge::reload(&shared, || src.load().map_err(|e| format!("{e:#}")));
+                }
+            }
+        });
+    }
     tracing::info!(
         inside = inside.name(),
         outside = outside.as_ref().map(|o| o.name()),
@@ -502,6 +538,7 @@ fn run_bridge(a: RunArgs) -> Result<()> {
         queue: a.queue,
     };
     let res = bridge::run(shared.clone(), inside, outside, cfg);
+
     stop.store(true, Ordering::Relaxed);
     print!("{}", final_counters(&shared));
     res?;

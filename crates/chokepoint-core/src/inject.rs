@@ -84,10 +84,13 @@ fn frame(l2: &[u8], ip_packet: &[u8]) -> Vec<u8> {
 }
 
 /// TCP resets for the trigger's connection: one to the client (spoofed
-/// from the server, sequence = the client's acknowledgment number, which
-/// the client accepts as in-window) and one to the server (spoofed from the
-/// client, sequence = the client's next byte), each `repeat` times. The
-/// trigger must be client → server TCP.
+/// from the server, sequence = the client's acknowledgment number) and one
+/// to the server (spoofed from the client, sequence = the trigger's own
+/// sequence number: the trigger is dropped, so that is exactly what the
+/// server expects next), each `repeat` times. Both sides then see a RST at
+/// exactly `rcv_nxt`; RFC 5961 stacks (Linux) ignore an in-window RST at
+/// any other sequence number and only send a challenge ACK. The trigger
+/// must be client → server TCP.
 pub fn tcp_resets(t: &Trigger<'_>, repeat: u8) -> Vec<Vec<u8>> {
     let Some(seg) = (t.proto == 6).then(|| l4::tcp(t.l4)).flatten() else {
         return Vec::new();
@@ -117,7 +120,8 @@ pub fn tcp_resets(t: &Trigger<'_>, repeat: u8) -> Vec<Vec<u8>> {
             t.dst,
             seg.sport,
             seg.dport,
-            next,
+            // The trigger is dropped: the server expects its first byte.
+            seg.seq,
             seg.ack,
             TCP_RST | TCP_ACK,
             b"",
@@ -182,7 +186,8 @@ pub fn http_redirect(t: &Trigger<'_>, location: &str) -> Vec<Vec<u8>> {
             t.dst,
             seg.sport,
             seg.dport,
-            next,
+            // The trigger is dropped: the server expects its first byte.
+            seg.seq,
             seg.ack,
             TCP_RST | TCP_ACK,
             b"",
@@ -342,8 +347,8 @@ mod tests {
             } else {
                 assert_eq!(
                     (p.src, p.dst, seg.sport, seg.seq, seg.ack),
-                    (c, s, 40000, 1005, 5000),
-                    "to the server"
+                    (c, s, 40000, 1000, 5000),
+                    "to the server: the dropped segment's own sequence number"
                 );
             }
         }

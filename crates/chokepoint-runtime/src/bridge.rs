@@ -262,3 +262,24 @@ fn worker(
     *stats.engine.lock().expect("stats") = engine.counters.clone();
     *stats.actions.lock().expect("stats") = actor.counters.clone();
 }
+
+/// Load a new ruleset off the packet path and swap it in atomically; on
+/// failure keep the old one serving. Workers pick the new one up between
+/// two packets: a packet is always classified against one whole ruleset.
+pub fn reload(shared: &Shared, load: impl FnOnce() -> Result<Ruleset, String>) -> bool {
+    let t = std::time::Instant::now();
+    match load() {
+        Ok(rs) => {
+            shared.rules.store(Arc::new(rs));
+            *shared.load_seconds.lock().expect("stats") = t.elapsed().as_secs_f64();
+            shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(seconds = t.elapsed().as_secs_f64(), "rules reloaded");
+            true
+        }
+        Err(e) => {
+            shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "reload failed; the previous rules keep serving");
+            false
+        }
+    }
+}

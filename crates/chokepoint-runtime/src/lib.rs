@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bridge;
 pub mod capture;
 pub mod gen;
+pub mod metrics;
 pub mod port;
 pub mod replay;
 pub mod sample;

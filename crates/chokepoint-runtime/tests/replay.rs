@@ -142,10 +142,10 @@ rules:
         "3 resets each way for the TLS flow; QUIC is only dropped"
     );
     assert_eq!(a.injected_redirect, 1);
-    assert!(
-        a.throttled >= 1,
-        "the 1.9 KB hello to the cloud address exceeds 8 kbit/s at once"
-    );
+    // The cloud flow's ~2.3 KB fit in the policer's 3.2 KB burst: nothing is
+    // throttled here (the token bucket's rate is tested in chokepoint-core,
+    // real downloads in the namespace lab).
+    assert_eq!(a.throttled, 0);
     assert_eq!(a.forwarded + a.dropped, 50);
     // Read back what was written.
     let dir = std::env::temp_dir().join(format!("chokepoint-actions-{}", std::process::id()));

@@ -1,0 +1,238 @@
+//! Prometheus exposition of a running bridge.
+//!
+//! Workers never touch a shared counter: each publishes its own
+//! [`WorkerStats`](crate::bridge::WorkerStats), and a scrape sums them into
+//! a fresh `prometheus` registry and encodes it. Labels are rule names,
+//! triggers, verdicts and reasons, never domains or addresses (cardinality
+//! stays bounded by the policy).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use chokepoint_core::decode::Problem;
+use chokepoint_core::Verdict;
+use prometheus::{
+    Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::bridge::Shared;
+
+fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    reg.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+/// The text exposition of everything the bridge counts.
+pub fn render(shared: &Shared) -> String {
+    let reg = Registry::new();
+    let rules = shared.rules.load();
+    let packets = counter(
+        &reg,
+        "chokepoint_packets_total",
+        "Frames received, by the side they came in on and the verdict.",
+        &["direction", "verdict"],
+    );
+    let bytes = counter(
+        &reg,
+        "chokepoint_bytes_total",
+        "Bytes received, by side and verdict.",
+        &["direction", "verdict"],
+    );
+    let decisions = counter(
+        &reg,
+        "chokepoint_decisions_total",
+        "Decisions (per flow, per DNS query), by rule, trigger and action.",
+        &["rule", "trigger", "action"],
+    );
+    let problems = counter(
+        &reg,
+        "chokepoint_parse_problems_total",
+        "Frames that did not parse fully (still sent to the policy), by reason.",
+        &["reason"],
+    );
+    let caps = counter(
+        &reg,
+        "chokepoint_reassembly_cap_hits_total",
+        "Reassembly refused data at a per-flow cap.",
+        &["cap"],
+    );
+    let injected = counter(
+        &reg,
+        "chokepoint_injected_packets_total",
+        "Frames injected, by kind.",
+        &["kind"],
+    );
+    let actions = counter(
+        &reg,
+        "chokepoint_action_frames_total",
+        "Frames forwarded or dropped by the actions (throttling drops included).",
+        &["outcome"],
+    );
+    let queue = counter(
+        &reg,
+        "chokepoint_worker_queue_drops_total",
+        "Frames dropped because a worker's queue was full.",
+        &["worker"],
+    );
+    let flows_ev = counter(
+        &reg,
+        "chokepoint_flow_evictions_total",
+        "Flows dropped from a full flow table.",
+        &[],
+    );
+    let flows_ex = counter(
+        &reg,
+        "chokepoint_flow_expirations_total",
+        "Flows expired after their idle timeout.",
+        &[],
+    );
+    let reloads = counter(
+        &reg,
+        "chokepoint_reloads_total",
+        "Rule reloads, by result.",
+        &["result"],
+    );
+    let sends = counter(
+        &reg,
+        "chokepoint_send_errors_total",
+        "Frames the ports failed to send.",
+        &[],
+    );
+    let flows = IntGauge::new("chokepoint_flows", "Flows in the flow tables.").expect("metric");
+    reg.register(Box::new(flows.clone())).expect("unique");
+    let info = IntGaugeVec::new(
+        Opts::new(
+            "chokepoint_artifact_info",
+            "The ruleset in force (value 1).",
+        ),
+        &["format_version", "policy_blake3", "rules"],
+    )
+    .expect("metric");
+    reg.register(Box::new(info.clone())).expect("unique");
+    let load = Gauge::new(
+        "chokepoint_artifact_load_seconds",
+        "Time the ruleset in force took to load or compile.",
+    )
+    .expect("metric");
+    reg.register(Box::new(load.clone())).expect("unique");
+    let created = IntGauge::new(
+        "chokepoint_artifact_created_timestamp_seconds",
+        "Creation time of the ruleset in force.",
+    )
+    .expect("metric");
+    reg.register(Box::new(created.clone())).expect("unique");
+
+    let mut flows_total = 0i64;
+    for (k, w) in shared.workers.iter().enumerate() {
+        for (si, side) in ["inside", "outside"].iter().enumerate() {
+            for v in Verdict::ALL {
+                let n = w.packets[si][v as usize].load(Ordering::Relaxed);
+                if n > 0 {
+                    packets.with_label_values(&[side, v.as_str()]).inc_by(n);
+                    bytes
+                        .with_label_values(&[side, v.as_str()])
+                        .inc_by(w.bytes[si][v as usize].load(Ordering::Relaxed));
+                }
+            }
+        }
+        let e = w.engine.lock().expect("stats").clone();
+        for p in Problem::ALL {
+            let n = e.problems[p as usize];
+            if n > 0 {
+                problems.with_label_values(&[p.as_str()]).inc_by(n);
+            }
+        }
+        caps.with_label_values(&["bytes"])
+            .inc_by(e.reassembly_cap_bytes);
+        caps.with_label_values(&["segments"])
+            .inc_by(e.reassembly_cap_segments);
+        for ((rule, trigger, verdict), n) in w.decisions.lock().expect("stats").iter() {
+            let name = rule
+                .and_then(|r| rules.meta.rules.get(r as usize))
+                .map_or("none", |r| r.name.as_str());
+            decisions
+                .with_label_values(&[name, trigger, verdict])
+                .inc_by(*n);
+        }
+        let a = w.actions.lock().expect("stats").clone();
+        injected.with_label_values(&["rst"]).inc_by(a.injected_rst);
+        injected.with_label_values(&["dns"]).inc_by(a.injected_dns);
+        injected
+            .with_label_values(&["redirect"])
+            .inc_by(a.injected_redirect);
+        actions
+            .with_label_values(&["forwarded"])
+            .inc_by(a.forwarded);
+        actions.with_label_values(&["dropped"]).inc_by(a.dropped);
+        actions
+            .with_label_values(&["throttled"])
+            .inc_by(a.throttled);
+        queue
+            .with_label_values(&[&k.to_string()])
+            .inc_by(w.queue_drops.load(Ordering::Relaxed));
+        flows_ev
+            .with_label_values::<&str>(&[])
+            .inc_by(w.flows_evicted.load(Ordering::Relaxed));
+        flows_ex
+            .with_label_values::<&str>(&[])
+            .inc_by(w.flows_expired.load(Ordering::Relaxed));
+        flows_total += w.flows.load(Ordering::Relaxed) as i64;
+    }
+    flows.set(flows_total);
+    reloads
+        .with_label_values(&["ok"])
+        .inc_by(shared.reloads_ok.load(Ordering::Relaxed));
+    reloads
+        .with_label_values(&["failed"])
+        .inc_by(shared.reloads_failed.load(Ordering::Relaxed));
+    sends
+        .with_label_values::<&str>(&[])
+        .inc_by(shared.send_errors.load(Ordering::Relaxed));
+    info.with_label_values(&[
+        &chokepoint_rules::artifact::FORMAT_VERSION.to_string(),
+        &rules.meta.policy.blake3,
+        &rules.meta.rules.len().to_string(),
+    ])
+    .set(1);
+    load.set(*shared.load_seconds.lock().expect("stats"));
+    created.set(rules.meta.created_unix as i64);
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&reg.gather(), &mut out)
+        .expect("encode");
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// Serve `/metrics` on `addr` until the bridge stops (in its own thread,
+/// with a single-threaded tokio runtime: scrapes are rare and small).
+pub fn serve(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind(addr))?;
+    Ok(std::thread::spawn(move || {
+        rt.block_on(async move {
+            let s = shared.clone();
+            let app = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let s = s.clone();
+                    async move { ([("content-type", "text/plain; version=0.0.4")], render(&s)) }
+                }),
+            );
+            let stop = shared.stop.clone();
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
+                })
+                .await;
+        });
+    }))
+}
