@@ -7,6 +7,7 @@
 #      fd00:198:18::1/64            inside      outside                fd00:198:18::2/64
 #
 #   tests/lab/lab.sh up POLICY    build it and start the bridge with POLICY
+#   tests/lab/lab.sh up-kernel    the same topology bridged by the kernel (for comparison)
 #   tests/lab/lab.sh check        run the checks (curl, dig) against the lab policy
 #   tests/lab/lab.sh down         tear everything down (also done on any exit of `test`)
 #   tests/lab/lab.sh test         up + check + down: what the test suite runs
@@ -42,6 +43,26 @@ start() { # name ns timeout cmd...: run in background under a timeout, record th
 
 up() {
   local policy=$1
+  topology
+  start_servers
+  # The bridge reads a copy of the policy, so `check` can change it live.
+  cp "$policy" "$LAB/policy.yaml"
+  start chokepoint $K 300 "$CP" run --inside c1 --outside s1 --policy "$LAB/policy.yaml" --events "$LAB/events.jsonl" --metrics 127.0.0.1:9900
+  wait_bridge
+}
+
+# The same topology with a plain kernel bridge in the censor (for comparison).
+up_kernel() {
+  topology
+  start_servers
+  nsx $K ip link add br0 type bridge
+  nsx $K ip link set c1 master br0
+  nsx $K ip link set s1 master br0
+  nsx $K ip link set br0 up
+  wait_bridge
+}
+
+topology() {
   down
   mkdir -p "$LAB"
   for ns in $C $K $S; do ip netns add "$ns"; nsx "$ns" ip link set lo up; done
@@ -59,6 +80,9 @@ up() {
     # checksum-less frame would be forwarded as such and refused).
     nsx "$1" ethtool -K "$2" tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
   done
+}
+
+start_servers() {
   # Servers: TLS (self-signed, any name), HTTP, DNS.
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$LAB/key.pem" -out "$LAB/cert.pem" -days 2 -subj "/CN=lab.example" >/dev/null 2>&1
   head -c 1000000 /dev/zero > "$LAB/big.bin"
@@ -66,14 +90,15 @@ up() {
   # s_server serves one connection at a time: the drop check, whose hello
   # never arrives, gets a server of its own.
   start tls4d $S 300 openssl s_server -accept 198.18.0.2:8443 -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
+  start tls6d $S 300 openssl s_server -accept "[fd00:198:18::2]:8443" -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
   start tls4b $S 300 openssl s_server -accept 198.18.0.3:443 -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
   start tls6 $S 300 openssl s_server -accept "[fd00:198:18::2]:443" -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
   start http $S 300 python3 -m http.server 80 --bind 198.18.0.2 --directory "$LAB"
   start dns $S 300 dnsmasq --no-daemon --no-resolv --no-hosts --listen-address=198.18.0.2 --bind-interfaces \
     --address=/allowed.example/198.18.0.2 --address=/blocked-dns.example/198.18.0.2 --address=/sinkholed.example/198.18.0.2
-  # The bridge reads a copy of the policy, so `check` can change it live.
-  cp "$policy" "$LAB/policy.yaml"
-  start chokepoint $K 300 "$CP" run --inside c1 --outside s1 --policy "$LAB/policy.yaml" --events "$LAB/events.jsonl" --metrics 127.0.0.1:9900
+}
+
+wait_bridge() {
   # Wait (bounded) for the bridge to carry traffic: a TCP connection from
   # the client to the HTTP server through it.
   for _ in $(seq 1 50); do
@@ -91,6 +116,8 @@ check() {
   # Allowed name over TLS: the page comes back.
   out=$(nsx $C curl -sk -m 5 -o /dev/null -w '%{http_code}' --resolve allowed.example:443:198.18.0.2 https://allowed.example/ || true)
   [ "$out" = 200 ] && ok "allowed TLS name: HTTP 200" || bad "allowed TLS name" "got '$out'"
+  out=$(nsx $C curl -sk -m 5 -o /dev/null -w '%{http_code}' --resolve allowed.example:443:[fd00:198:18::2] https://allowed.example/ || true)
+  [ "$out" = 200 ] && ok "allowed TLS name (IPv6): HTTP 200" || bad "allowed TLS name (IPv6)" "got '$out'"
   # Blocked SNI under reset: the connection is reset (curl 35 or 56).
   rc=0; out=$(nsx $C curl -sk -m 5 --resolve t.me:443:198.18.0.2 https://t.me/ 2>&1) || rc=$?
   { [ $rc = 35 ] || [ $rc = 56 ]; } && ok "blocked SNI (IPv4): reset (curl exit $rc)" || bad "blocked SNI (IPv4)" "curl exit $rc: $out"
@@ -98,7 +125,9 @@ check() {
   { [ $rc = 35 ] || [ $rc = 56 ]; } && ok "blocked SNI (IPv6): reset (curl exit $rc)" || bad "blocked SNI (IPv6)" "curl exit $rc: $out"
   # Blocked SNI under drop: the connection times out.
   rc=0; nsx $C curl -sk -m 3 --resolve dropped.example:8443:198.18.0.2 https://dropped.example:8443/ >/dev/null 2>&1 || rc=$?
-  [ $rc = 28 ] && ok "blocked SNI under drop: timeout" || bad "blocked SNI under drop" "curl exit $rc"
+  [ $rc = 28 ] && ok "blocked SNI under drop (IPv4): timeout" || bad "blocked SNI under drop (IPv4)" "curl exit $rc"
+  rc=0; nsx $C curl -sk -m 3 --resolve dropped.example:8443:[fd00:198:18::2] https://dropped.example:8443/ >/dev/null 2>&1 || rc=$?
+  [ $rc = 28 ] && ok "blocked SNI under drop (IPv6): timeout" || bad "blocked SNI under drop (IPv6)" "curl exit $rc"
   # An address rule blocks a name that is on no list.
   rc=0; nsx $C curl -sk -m 3 --resolve unlisted.example:443:198.18.0.3 https://unlisted.example/ >/dev/null 2>&1 || rc=$?
   [ $rc = 28 ] && ok "IP-prefix rule blocks an unlisted name" || bad "IP-prefix rule" "curl exit $rc"
@@ -147,6 +176,7 @@ rules: [{name: broken, match: {list: nowhere}, action: drop}]" > "$LAB/policy.ya
 
 case "${1:-}" in
   up) up "${2:?policy}";;
+  up-kernel) up_kernel;;
   down) down;;
   check) check;;
   test)
