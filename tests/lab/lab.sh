@@ -8,6 +8,7 @@
 #
 #   tests/lab/lab.sh up POLICY    build it and start the bridge with POLICY
 #   tests/lab/lab.sh up-kernel    the same topology bridged by the kernel (for comparison)
+#   tests/lab/lab.sh up-tap POLICY kernel hub + chokepoint --tap on a third port
 #   tests/lab/lab.sh check        run the checks (curl, dig) against the lab policy
 #   tests/lab/lab.sh down         tear everything down (also done on any exit of `test`)
 #   tests/lab/lab.sh test         up + check + down: what the test suite runs
@@ -60,6 +61,36 @@ up_kernel() {
   nsx $K ip link set s1 master br0
   nsx $K ip link set br0 up
   wait_bridge
+}
+
+# Tap mode: the kernel bridges the link as a hub (ageing time 0 floods every
+# frame to every port), and chokepoint watches a third port, t1, never
+# forwarding, injecting resets and forged answers onto the link.
+up_tap() {
+  local policy=$1
+  up_kernel
+  nsx $K ip link set br0 type bridge ageing_time 0
+  nsx $K ip link add t0 type veth peer name t1
+  nsx $K ip link set t0 master br0
+  nsx $K ip link set t0 up
+  nsx $K ip link set t1 up
+  nsx $K ethtool -K t0 tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
+  nsx $K ethtool -K t1 tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
+  cp "$policy" "$LAB/policy.yaml"
+  start chokepoint $K 300 "$CP" run --tap t1 --policy "$LAB/policy.yaml" --events "$LAB/events.jsonl"
+  sleep 1
+}
+
+check_tap() {
+  local out rc
+  out=$(nsx $C curl -sk -m 5 -o /dev/null -w '%{http_code}' --resolve allowed.example:443:198.18.0.2 https://allowed.example/ || true)
+  [ "$out" = 200 ] && ok "tap: allowed TLS name: HTTP 200" || bad "tap: allowed name" "got '$out'"
+  rc=0; out=$(nsx $C curl -sk -m 5 --resolve t.me:443:198.18.0.2 https://t.me/ 2>&1) || rc=$?
+  { [ $rc = 35 ] || [ $rc = 56 ]; } && ok "tap: blocked SNI reset by injected RSTs (curl exit $rc)" || bad "tap: reset" "curl exit $rc: $out"
+  out=$(nsx $C dig +time=2 +tries=1 @198.18.0.2 blocked-dns.example A | grep -o 'status: [A-Z]*' | head -1 || true)
+  [ "$out" = "status: NXDOMAIN" ] && ok "tap: forged NXDOMAIN arrives first" || bad "tap: dns" "$out"
+  echo "lab: $PASS passed, $FAIL failed"
+  [ $FAIL = 0 ]
 }
 
 topology() {
@@ -177,12 +208,16 @@ rules: [{name: broken, match: {list: nowhere}, action: drop}]" > "$LAB/policy.ya
 case "${1:-}" in
   up) up "${2:?policy}";;
   up-kernel) up_kernel;;
+  up-tap) up_tap "${2:?policy}";;
   down) down;;
   check) check;;
   test)
     trap down EXIT
     up tests/lab/policy.yaml
     check
+    PASS=0; FAIL=0
+    up_tap tests/lab/policy.yaml
+    check_tap
     ;;
   *) echo "usage: $0 up POLICY | check | down | test" >&2; exit 2;;
 esac

@@ -102,9 +102,49 @@ impl Engine {
     }
 
     /// Swap the rules (hot reload). Flows already decided keep their
-    /// decision.
+    /// decision, unless the new profile says `reevaluate_on_reload`: then
+    /// every flow is decided again from its addresses and the name it
+    /// carried.
     pub fn set_rules(&mut self, rules: Arc<Ruleset>) {
         self.rules = rules;
+        self.profile.reevaluate_on_reload = self.rules.meta.profile.reevaluate_on_reload;
+        if self.profile.reevaluate_on_reload {
+            self.reevaluate();
+        }
+    }
+
+    fn reevaluate(&mut self) {
+        let rules = self.rules.clone();
+        let default = Verdict::of(&rules.meta.default_action);
+        self.flows.for_each_mut(|f| {
+            let (a, b) = f.addresses();
+            let ip = match (rules.match_ip(a), rules.match_ip(b)) {
+                (Some(x), Some(y)) => Some(if y.rule < x.rule { y } else { x }),
+                (x, y) => x.or(y),
+            };
+            let mut buf = [0u8; MAX_NAME_LEN];
+            let name = f.seen.as_ref().and_then(|s| {
+                let raw = s.2.as_bytes();
+                let m = if s.0 == Trigger::HttpHost {
+                    http::host_for_match(raw)
+                } else {
+                    raw
+                };
+                normalize_wire(m, &mut buf).and_then(|n| rules.match_hello(s.0, s.1, n))
+            });
+            let m = match (ip, name) {
+                (Some(x), Some(y)) => Some(if y.rule < x.rule { y } else { x }),
+                (x, y) => x.or(y),
+            };
+            let v = m.map_or(default, |m| Verdict::of(&rules.rule(m.rule).action));
+            if m.is_some() && !v.forwards() {
+                f.verdict = Some((v, m.map(|m| m.rule)));
+                f.ip_hold = None;
+            } else {
+                f.verdict = None;
+                f.ip_hold = m;
+            }
+        });
     }
 
     pub fn rules(&self) -> &Arc<Ruleset> {
@@ -785,6 +825,13 @@ impl Engine {
         let (d, sticky) = self.decide(hold, p, sport, dport, proto, found);
         if sticky {
             self.flows.flow(idx).verdict = Some((d.verdict, d.rule));
+        }
+        if self.profile.reevaluate_on_reload {
+            self.flows.flow(idx).seen = Some(Box::new((
+                found.trigger,
+                found.ech,
+                NameBuf::new(found.name),
+            )));
         }
         d
     }

@@ -116,6 +116,9 @@ pub struct Flow {
     pub dcid_len: u8,
     pub packets: u64,
     pub bytes: u64,
+    /// The name the flow was decided on (trigger, ECH flag, name), kept only
+    /// when the profile asks to re-evaluate flows on reload.
+    pub seen: Option<Box<(chokepoint_rules::Trigger, bool, crate::event::NameBuf)>>,
 }
 
 impl Flow {
@@ -137,7 +140,13 @@ impl Flow {
             dcid_len: 0,
             packets: 0,
             bytes: 0,
+            seen: None,
         }
+    }
+
+    /// The flow's two addresses, from the key.
+    pub fn addresses(&self) -> (IpAddr, IpAddr) {
+        (self.key.a, self.key.b)
     }
 
     /// Is a packet whose source is side `a` (`from_a`) from the client?
@@ -297,6 +306,13 @@ impl FlowTable {
                 self.remove(i, pool);
                 self.stats.expired += 1;
             }
+        }
+    }
+
+    /// Every live flow.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Flow)) {
+        for fl in self.slots.iter_mut().flatten() {
+            f(fl);
         }
     }
 

@@ -599,3 +599,46 @@ fn ech_condition_reproduces_november_2024() {
         "{err}"
     );
 }
+
+#[test]
+fn reload_keeps_decisions_unless_the_profile_asks_to_reevaluate() {
+    let hello = synth::tls_records(
+        &synth::client_hello(Some("t.me"), HelloShape::default(), 1),
+        16384,
+    );
+    for reevaluate in [false, true] {
+        let profile = format!("profile: {{reevaluate_on_reload: {reevaluate}}}\n");
+        let blocking = format!("version: 1\nlists: {{d: {{format: domains, entries: [t.me]}}}}\nrules: [{{name: r, match: {{list: d}}, action: reset}}]\n{profile}");
+        let open = format!("version: 1\n{profile}");
+        let comp = |y: &str| {
+            Arc::new(chokepoint_rules::compile_str(y, "t.yaml", std::path::Path::new(".")).unwrap())
+        };
+        let mut e = Engine::new(comp(&blocking));
+        assert_eq!(
+            run(&mut e, 0, &tcp(C, S, 42000, 443, 2, 0x18, &hello)).0,
+            Verdict::Reset
+        );
+        e.set_rules(comp(&open));
+        let later = run(
+            &mut e,
+            1,
+            &tcp(C, S, 42000, 443, 2 + hello.len() as u32, 0x10, b""),
+        )
+        .0;
+        if reevaluate {
+            assert_eq!(
+                later,
+                Verdict::Pass,
+                "re-evaluated under rules that no longer block t.me"
+            );
+            // and back: the name kept with the flow blocks it again
+            e.set_rules(comp(&blocking));
+            assert_eq!(
+                run(&mut e, 2, &tcp(S, C, 443, 42000, 9, 0x10, b"")).0,
+                Verdict::Reset
+            );
+        } else {
+            assert_eq!(later, Verdict::Reset, "decided flows keep their decision");
+        }
+    }
+}

@@ -455,6 +455,10 @@ pub struct Profile {
     pub max_fragment_datagrams: u32,
     /// Seconds an incomplete fragmented datagram is kept.
     pub fragment_timeout: u32,
+    /// On a rules reload, decide flows already decided again under the new
+    /// rules (from their addresses and the name they carried). Off, a flow
+    /// keeps the decision it got, as a box that only checks new flows.
+    pub reevaluate_on_reload: bool,
 }
 
 impl Default for Profile {
@@ -472,6 +476,7 @@ impl Default for Profile {
             reassembly_max_segments: 32,
             max_fragment_datagrams: 4096,
             fragment_timeout: 30,
+            reevaluate_on_reload: false,
         }
     }
 }
