@@ -76,6 +76,10 @@ up_tap() {
   nsx $K ip link set t1 up
   nsx $K ethtool -K t0 tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
   nsx $K ethtool -K t1 tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
+  # A resolver address where nothing answers (a static neighbour entry, so
+  # queries go out on the link): on a tap, the forged answer would race the
+  # real one; here it is the only one.
+  nsx $C ip neigh replace 198.18.0.4 lladdr 02:00:5e:00:00:04 dev c0 nud permanent
   cp "$policy" "$LAB/policy.yaml"
   start chokepoint $K 300 "$CP" run --tap t1 --policy "$LAB/policy.yaml" --events "$LAB/events.jsonl"
   sleep 1
@@ -85,10 +89,10 @@ check_tap() {
   local out rc
   out=$(nsx $C curl -sk -m 5 -o /dev/null -w '%{http_code}' --resolve allowed.example:443:198.18.0.2 https://allowed.example/ || true)
   [ "$out" = 200 ] && ok "tap: allowed TLS name: HTTP 200" || bad "tap: allowed name" "got '$out'"
-  rc=0; out=$(nsx $C curl -sk -m 5 --resolve t.me:443:198.18.0.2 https://t.me/ 2>&1) || rc=$?
+  rc=0; out=$(nsx $C curl -sk -m 5 --resolve t.me:9443:198.18.0.2 https://t.me:9443/ 2>&1) || rc=$?
   { [ $rc = 35 ] || [ $rc = 56 ]; } && ok "tap: blocked SNI reset by injected RSTs (curl exit $rc)" || bad "tap: reset" "curl exit $rc: $out"
-  out=$(nsx $C dig +time=2 +tries=1 @198.18.0.2 blocked-dns.example A | grep -o 'status: [A-Z]*' | head -1 || true)
-  [ "$out" = "status: NXDOMAIN" ] && ok "tap: forged NXDOMAIN arrives first" || bad "tap: dns" "$out"
+  out=$(nsx $C dig +time=2 +tries=1 @198.18.0.4 blocked-dns.example A | grep -o 'status: [A-Z]*' | head -1 || true)
+  [ "$out" = "status: NXDOMAIN" ] && ok "tap: forged NXDOMAIN injected from the tap" || bad "tap: dns" "$out"
   echo "lab: $PASS passed, $FAIL failed"
   [ $FAIL = 0 ]
 }
@@ -125,6 +129,12 @@ start_servers() {
   start tls4b $S 300 openssl s_server -accept 198.18.0.3:443 -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
   start tls6 $S 300 openssl s_server -accept "[fd00:198:18::2]:443" -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
   start http $S 300 python3 -m http.server 80 --bind 198.18.0.2 --directory "$LAB"
+  # A tarpit: accepts TCP on 9443 and never answers. On a tap, the censor's
+  # injected resets race the real server's reply; against it they cannot lose.
+  start tarpit $S 300 python3 -c 'import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("198.18.0.2", 9443)); s.listen(64); held = []
+while True: held.append(s.accept()[0])'
   start dns $S 300 dnsmasq --no-daemon --no-resolv --no-hosts --listen-address=198.18.0.2 --bind-interfaces \
     --address=/allowed.example/198.18.0.2 --address=/blocked-dns.example/198.18.0.2 --address=/sinkholed.example/198.18.0.2
 }
