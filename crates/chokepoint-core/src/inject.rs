@@ -111,22 +111,7 @@ pub fn tcp_resets(t: &Trigger<'_>, repeat: u8) -> Vec<Vec<u8>> {
             b"",
         ),
     );
-    let to_server = synth::ip_packet(
-        t.src,
-        t.dst,
-        6,
-        &synth::tcp_segment(
-            t.src,
-            t.dst,
-            seg.sport,
-            seg.dport,
-            // The trigger is dropped: the server expects its first byte.
-            seg.seq,
-            seg.ack,
-            TCP_RST | TCP_ACK,
-            b"",
-        ),
-    );
+    let to_server = reset_to_server(t, &seg);
     let (rev, fwd) = (reverse_l2(t), t.l2);
     let mut out = Vec::new();
     for _ in 0..repeat.max(1) {
@@ -134,6 +119,23 @@ pub fn tcp_resets(t: &Trigger<'_>, repeat: u8) -> Vec<Vec<u8>> {
         out.push(frame(fwd, &to_server));
     }
     out
+}
+
+/// The RST to the server, spoofed from the client. The trigger is dropped,
+/// so the server still expects its first byte: that is the sequence number
+/// (exactly `rcv_nxt`, which RFC 5961 stacks require of a RST).
+fn reset_to_server(t: &Trigger<'_>, seg: &Tcp<'_>) -> Vec<u8> {
+    let rst = synth::tcp_segment(
+        t.src,
+        t.dst,
+        seg.sport,
+        seg.dport,
+        seg.seq,
+        seg.ack,
+        TCP_RST | TCP_ACK,
+        b"",
+    );
+    synth::ip_packet(t.src, t.dst, 6, &rst)
 }
 
 /// Sequence number after this segment (SYN and FIN count one).
@@ -177,22 +179,7 @@ pub fn http_redirect(t: &Trigger<'_>, location: &str) -> Vec<Vec<u8>> {
             reply.as_bytes(),
         ),
     );
-    let to_server = synth::ip_packet(
-        t.src,
-        t.dst,
-        6,
-        &synth::tcp_segment(
-            t.src,
-            t.dst,
-            seg.sport,
-            seg.dport,
-            // The trigger is dropped: the server expects its first byte.
-            seg.seq,
-            seg.ack,
-            TCP_RST | TCP_ACK,
-            b"",
-        ),
-    );
+    let to_server = reset_to_server(t, &seg);
     vec![frame(&reverse_l2(t), &to_client), frame(t.l2, &to_server)]
 }
 

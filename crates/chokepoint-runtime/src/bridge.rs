@@ -201,20 +201,24 @@ fn worker(
             // Injected frames addressed to this frame's sender go back out
             // the side it came from; the rest go the other way (in tap
             // mode everything goes out the tap).
-            let src = chokepoint_core::inject::trigger(LinkType::Ethernet, &frame).map(|t| t.src);
-            for f in &o.inject {
-                let to_sender =
-                    chokepoint_core::inject::trigger(LinkType::Ethernet, f).map(|t| t.dst) == src;
-                let port = if !forward {
-                    Some(&inside)
-                } else if to_sender {
-                    same
-                } else {
-                    other
-                };
-                if let Some(p) = port {
-                    if p.send(f).is_err() {
-                        shared.send_errors.fetch_add(1, Ordering::Relaxed);
+            if !o.inject.is_empty() {
+                let src =
+                    chokepoint_core::inject::trigger(LinkType::Ethernet, &frame).map(|t| t.src);
+                for f in &o.inject {
+                    let to_sender = chokepoint_core::inject::trigger(LinkType::Ethernet, f)
+                        .map(|t| t.dst)
+                        == src;
+                    let port = if !forward {
+                        Some(&inside)
+                    } else if to_sender {
+                        same
+                    } else {
+                        other
+                    };
+                    if let Some(p) = port {
+                        if p.send(f).is_err() {
+                            shared.send_errors.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             }
