@@ -416,6 +416,42 @@ impl Engine {
             }
             return self.tcp_inspect_slice(idx, p, t, t.payload, dns_port, server_port);
         }
+        // Fast path: the whole ClientHello at the start of the stream, in
+        // this one segment, nothing held yet: parse it where it lies, with
+        // no copy into a flow buffer.
+        {
+            let f = self.flows.flow(idx);
+            let base = *f.seq_base.get_or_insert(data_seq);
+            let fresh = f.buf.is_none()
+                && data_seq == base
+                && matches!(f.inspect, Inspect::Start | Inspect::Tls);
+            if fresh && !dns_port && t.payload[0] == 0x16 && self.port_inspected(server_port) {
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let progress = tls::gather(t.payload, &mut scratch, MAX_CLIENT_HELLO);
+                self.scratch = scratch;
+                if let tls::Progress::Complete {
+                    len,
+                    in_stream: true,
+                } = progress
+                {
+                    self.flows.flow(idx).inspect = Inspect::Tls;
+                    let d = match tls::handshake(&t.payload[5..len]) {
+                        Some(ch) => {
+                            let found = Found {
+                                trigger: Trigger::TlsSni,
+                                name: ch.sni.unwrap_or(b""),
+                                ech: ch.ech,
+                                grease: ch.grease,
+                            };
+                            self.decide_flow(idx, p, t.sport, t.dport, 6, &found)
+                        }
+                        None => self.undecided(idx),
+                    };
+                    self.give_up_if_undecided(idx);
+                    return d;
+                }
+            }
+        }
         let (max_b, max_s) = (
             self.profile.reassembly_max_bytes as usize,
             self.profile.reassembly_max_segments as usize,
