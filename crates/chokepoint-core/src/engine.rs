@@ -67,6 +67,8 @@ pub struct Engine {
     scratch: Vec<u8>,
     crypt: Vec<u8>,
     datagram: Vec<u8>,
+    /// Reused for segments inspected on their own.
+    slice: crate::reasm::Reassembly,
     index: u64,
     now: u64,
 }
@@ -94,6 +96,7 @@ impl Engine {
             scratch: Vec::with_capacity(MAX_CLIENT_HELLO),
             crypt: Vec::with_capacity(65_536),
             datagram: Vec::with_capacity(65_536),
+            slice: crate::reasm::Reassembly::default(),
             index: 0,
             now: 0,
             rules,
@@ -118,10 +121,7 @@ impl Engine {
         let default = Verdict::of(&rules.meta.default_action);
         self.flows.for_each_mut(|f| {
             let (a, b) = f.addresses();
-            let ip = match (rules.match_ip(a), rules.match_ip(b)) {
-                (Some(x), Some(y)) => Some(if y.rule < x.rule { y } else { x }),
-                (x, y) => x.or(y),
-            };
+            let ip = earlier(rules.match_ip(a), rules.match_ip(b));
             let mut buf = [0u8; MAX_NAME_LEN];
             let name = f.seen.as_ref().and_then(|s| {
                 let raw = s.2.as_bytes();
@@ -132,10 +132,7 @@ impl Engine {
                 };
                 normalize_wire(m, &mut buf).and_then(|n| rules.match_hello(s.0, s.1, n))
             });
-            let m = match (ip, name) {
-                (Some(x), Some(y)) => Some(if y.rule < x.rule { y } else { x }),
-                (x, y) => x.or(y),
-            };
+            let m = earlier(ip, name);
             let v = m.map_or(default, |m| Verdict::of(&rules.rule(m.rule).action));
             if m.is_some() && !v.forwards() {
                 f.verdict = Some((v, m.map(|m| m.rule)));
@@ -245,10 +242,7 @@ impl Engine {
     fn ip_match(&self, src: IpAddr, dst: IpAddr) -> Option<Match> {
         let a = self.rules.match_ip(src);
         let b = self.rules.match_ip(dst);
-        match (a, b) {
-            (Some(x), Some(y)) => Some(if y.rule < x.rule { y } else { x }),
-            (x, y) => x.or(y),
-        }
+        earlier(a, b)
     }
 
     fn packet(&mut self, p: &Packet<'_>) -> Decision {
@@ -435,20 +429,7 @@ impl Engine {
                 } = progress
                 {
                     self.flows.flow(idx).inspect = Inspect::Tls;
-                    let d = match tls::handshake(&t.payload[5..len]) {
-                        Some(ch) => {
-                            let found = Found {
-                                trigger: Trigger::TlsSni,
-                                name: ch.sni.unwrap_or(b""),
-                                ech: ch.ech,
-                                grease: ch.grease,
-                            };
-                            self.decide_flow(idx, p, t.sport, t.dport, 6, &found)
-                        }
-                        None => self.undecided(idx),
-                    };
-                    self.give_up_if_undecided(idx);
-                    return d;
+                    return self.decide_hello(idx, p, Trigger::TlsSni, &t.payload[5..len]);
                 }
             }
         }
@@ -499,11 +480,16 @@ impl Engine {
         dns_port: bool,
         server_port: u16,
     ) -> Decision {
-        let mut one = crate::reasm::Reassembly::default();
-        if one.insert(0, data, usize::MAX >> 1, 1).is_err() {
-            return self.undecided(idx);
-        }
-        let d = self.tcp_stream(idx, p, t, &mut one, dns_port, server_port);
+        // A reused buffer: this runs per segment in `direction: both` and
+        // without reassembly, and must not allocate each time.
+        let mut one = std::mem::take(&mut self.slice);
+        one.clear();
+        let d = if one.insert(0, data, usize::MAX >> 1, 1).is_err() {
+            self.undecided(idx)
+        } else {
+            self.tcp_stream(idx, p, t, &mut one, dns_port, server_port)
+        };
+        self.slice = one;
         if self.flows.flow(idx).verdict.is_none()
             && self.flows.flow(idx).inspect != Inspect::Done
             && !self.profile.reassemble_client_hello
@@ -557,23 +543,7 @@ impl Engine {
                             } else {
                                 &scratch[..len]
                             };
-                            match tls::handshake(msg) {
-                                Some(ch) => {
-                                    let found = Found {
-                                        trigger: Trigger::TlsSni,
-                                        name: ch.sni.unwrap_or(b""),
-                                        ech: ch.ech,
-                                        grease: ch.grease,
-                                    };
-                                    let d = self.decide_flow(idx, p, sport, dport, 6, &found);
-                                    self.give_up_if_undecided(idx);
-                                    d
-                                }
-                                None => {
-                                    self.give_up(idx);
-                                    self.undecided(idx)
-                                }
-                            }
+                            self.decide_hello(idx, p, Trigger::TlsSni, msg)
                         }
                         tls::Progress::NeedMore => self.undecided(idx),
                         tls::Progress::TooLarge => {
@@ -635,6 +605,30 @@ impl Engine {
                 _ => return decision,
             }
         }
+    }
+
+    /// Decide a flow on a ClientHello handshake message (TLS, or QUIC's
+    /// CRYPTO stream), then stop inspecting it unless it was decided.
+    fn decide_hello(&mut self, idx: u32, p: &Packet<'_>, trigger: Trigger, msg: &[u8]) -> Decision {
+        let (sport, dport, proto) = match p.l4 {
+            L4::Tcp(t) => (t.sport, t.dport, 6),
+            L4::Udp(u) => (u.sport, u.dport, 17),
+            L4::Other(proto) => (0, 0, proto),
+        };
+        let d = match tls::handshake(msg) {
+            Some(ch) => {
+                let found = Found {
+                    trigger,
+                    name: ch.sni.unwrap_or(b""),
+                    ech: ch.ech,
+                    grease: ch.grease,
+                };
+                self.decide_flow(idx, p, sport, dport, proto, &found)
+            }
+            None => self.undecided(idx),
+        };
+        self.give_up_if_undecided(idx);
+        d
     }
 
     fn give_up_if_undecided(&mut self, idx: u32) {
@@ -785,15 +779,7 @@ impl Engine {
             if data[0] != 1 || n > MAX_CLIENT_HELLO {
                 done = true;
             } else if data.len() >= n {
-                if let Some(ch) = tls::handshake(&data[..n]) {
-                    let found = Found {
-                        trigger: Trigger::QuicSni,
-                        name: ch.sni.unwrap_or(b""),
-                        ech: ch.ech,
-                        grease: ch.grease,
-                    };
-                    d = self.decide_flow(idx, p, sport, dport, 17, &found);
-                }
+                d = self.decide_hello(idx, p, Trigger::QuicSni, &data[..n]);
                 done = true;
             }
         }
@@ -892,10 +878,7 @@ impl Engine {
         };
         let name_match = normalize_wire(matchable, &mut buf)
             .and_then(|n| self.rules.match_hello(found.trigger, found.ech, n));
-        let m = match (hold, name_match) {
-            (Some(h), Some(n)) => Some(if n.rule < h.rule { n } else { h }),
-            (h, n) => n.or(h),
-        };
+        let m = earlier(hold, name_match);
         let verdict = match &m {
             Some(m) => Verdict::of(&self.rules.rule(m.rule).action),
             None => Verdict::of(&self.rules.meta.default_action),
@@ -960,6 +943,14 @@ impl Engine {
             hit: m.map(|m| m.hit),
             verdict,
         });
+    }
+}
+
+/// The match whose rule comes first in the policy; `a` on a tie.
+fn earlier(a: Option<Match>, b: Option<Match>) -> Option<Match> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.rule < x.rule { y } else { x }),
+        (x, y) => x.or(y),
     }
 }
 
