@@ -13,9 +13,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use chokepoint_rules::name::{normalize_wire, MAX_NAME_LEN};
-use chokepoint_rules::policy::{Direction, Profile};
-use chokepoint_rules::{Match, Ruleset, Trigger};
+use chokepoint_ruleset::name::{normalize_wire, MAX_NAME_LEN};
+use chokepoint_ruleset::{Direction, Profile};
+use chokepoint_ruleset::{Match, Ruleset, Trigger};
 
 use crate::decode::{decode, resume_ip, Decoded, Packet, Problem, L4};
 use crate::defrag::Defrag;

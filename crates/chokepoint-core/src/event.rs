@@ -4,62 +4,9 @@
 
 use std::net::IpAddr;
 
-use chokepoint_rules::{Action, Hit, Trigger};
+use chokepoint_ruleset::{Hit, RuleId, Trigger};
 
-/// What to do with a packet: the deciding rule's action, reduced to its kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Verdict {
-    Pass,
-    Log,
-    Drop,
-    Reset,
-    Dns,
-    Redirect,
-    Throttle,
-}
-
-impl Verdict {
-    pub const ALL: [Verdict; 7] = [
-        Verdict::Pass,
-        Verdict::Log,
-        Verdict::Drop,
-        Verdict::Reset,
-        Verdict::Dns,
-        Verdict::Redirect,
-        Verdict::Throttle,
-    ];
-    pub const COUNT: usize = 7;
-
-    pub fn of(a: &Action) -> Verdict {
-        match a {
-            Action::Pass => Verdict::Pass,
-            Action::Log => Verdict::Log,
-            Action::Drop => Verdict::Drop,
-            Action::Reset { .. } => Verdict::Reset,
-            Action::Dns { .. } => Verdict::Dns,
-            Action::Redirect { .. } => Verdict::Redirect,
-            Action::Throttle { .. } => Verdict::Throttle,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Log => "log",
-            Verdict::Drop => "drop",
-            Verdict::Reset => "reset",
-            Verdict::Dns => "dns",
-            Verdict::Redirect => "redirect",
-            Verdict::Throttle => "throttle",
-        }
-    }
-
-    /// Does the packet go on unchanged?
-    pub fn forwards(self) -> bool {
-        matches!(self, Verdict::Pass | Verdict::Log)
-    }
-}
+pub use chokepoint_ruleset::Verdict;
 
 /// A name as extracted, kept inline so events never allocate.
 #[derive(Clone, Copy)]
@@ -109,7 +56,7 @@ pub struct Event {
     pub name: NameBuf,
     pub ech: bool,
     pub grease: bool,
-    pub rule: Option<u16>,
+    pub rule: Option<RuleId>,
     pub hit: Option<Hit>,
     pub verdict: Verdict,
 }
@@ -118,7 +65,7 @@ pub struct Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub verdict: Verdict,
-    pub rule: Option<u16>,
+    pub rule: Option<RuleId>,
     /// Set when this packet completed the flow's (or query's) decision.
     pub decided_now: bool,
 }

@@ -14,8 +14,8 @@ use std::net::IpAddr;
 // 5-tuples cannot be aimed at one bucket.
 use hashbrown::HashMap;
 
-use chokepoint_rules::policy::Timeouts;
-use chokepoint_rules::Match;
+use chokepoint_ruleset::Match;
+use chokepoint_ruleset::Timeouts;
 
 use crate::event::Verdict;
 use crate::reasm::{Pool, Reassembly};
@@ -98,7 +98,7 @@ pub struct Flow {
     pub last_seen: u64,
     pub state: State,
     /// The sticky decision: (verdict, rule).
-    pub verdict: Option<(Verdict, Option<u16>)>,
+    pub verdict: Option<(Verdict, Option<chokepoint_ruleset::RuleId>)>,
     /// A `pass`/`log` IP rule that matched: a name rule before it in the
     /// policy may still decide.
     pub ip_hold: Option<Match>,
@@ -118,7 +118,7 @@ pub struct Flow {
     pub bytes: u64,
     /// The name the flow was decided on (trigger, ECH flag, name), kept only
     /// when the profile asks to re-evaluate flows on reload.
-    pub seen: Option<Box<(chokepoint_rules::Trigger, bool, crate::event::NameBuf)>>,
+    pub seen: Option<Box<(chokepoint_ruleset::Trigger, bool, crate::event::NameBuf)>>,
 }
 
 impl Flow {

@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use chokepoint_rules::DnsAnswer;
+use chokepoint_ruleset::DnsAnswer;
 
 use crate::synth;
 use crate::wire::l4::{self, Tcp, TCP_ACK, TCP_FIN, TCP_RST};

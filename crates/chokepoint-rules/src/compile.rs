@@ -17,8 +17,8 @@ use crate::lists::{
 use crate::policy::{ListFormat, ListSpec, OnError, Policy, TextEncoding, Trigger};
 use crate::prefix_table::{Addr, PrefixEntry, PrefixTable, NONE, PAD};
 use crate::ruleset::{
-    column, ListMeta, ListStats, Meta, RecordEntry, RuleMeta, Ruleset, SourceMeta, Totals, COLUMNS,
-    NO_RULE,
+    column, ListMeta, ListStats, Meta, Parts, RecordEntry, RuleMeta, Ruleset, SourceMeta, Totals,
+    COLUMNS, NO_RULE,
 };
 use crate::Error;
 
@@ -227,10 +227,10 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
         s.shadowed += c.shadowed;
         s.v6_addresses = c.addresses;
     }
-    for e in &v4.entries {
+    for e in v4.entries() {
         stats[e.list as usize].v4_prefixes += 1;
     }
-    for e in &v6.entries {
+    for e in v6.entries() {
         stats[e.list as usize].v6_prefixes += 1;
     }
     let (records, record_blob) = build_records(&parsed);
@@ -240,8 +240,8 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
         keywords: keywords.len() as u64,
         v4_prefixes: v4.len() as u64,
         v6_prefixes: v6.len() as u64,
-        v4_addresses: decided_addresses(&v4) as u64,
-        v6_addresses: decided_addresses(&v6),
+        v4_addresses: v4.decided_addresses() as u64,
+        v6_addresses: v6.decided_addresses(),
         records: records.len() as u64,
         compile_ms: started.elapsed().as_millis() as u64,
     };
@@ -272,7 +272,7 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
         first_rule,
         totals,
     };
-    let rs = Ruleset {
+    Ruleset::from_parts(Parts {
         meta,
         domains,
         keywords,
@@ -280,9 +280,8 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
         v6,
         records,
         record_blob,
-    };
-    debug_assert_eq!(rs.validate(), Ok(()));
-    Ok(rs)
+    })
+    .map_err(|e| invalid(format!("internal error: compiled tables disagree: {e}")))
 }
 
 /// Creation time; `SOURCE_DATE_EPOCH` makes artifacts reproducible.
@@ -415,23 +414,6 @@ fn split_prefixes(parsed: &[ParsedList]) -> (Vec<PrefixEntry<u32>>, Vec<PrefixEn
         }
     }
     (v4, v6)
-}
-
-/// Addresses in ranges some rule decides.
-fn decided_addresses<A: Addr + Into<u128>>(t: &PrefixTable<A>) -> u128 {
-    let mut total = 0u128;
-    for (i, (&s, &v)) in t.starts.iter().zip(&t.vals).enumerate() {
-        if v == NONE {
-            continue;
-        }
-        let start: u128 = s.into();
-        total += match t.starts.get(i + 1) {
-            Some(&n) => n.into() - start,
-            // Last range runs to the end of the space.
-            None => (u128::MAX >> (128 - A::BITS)) - start + 1,
-        };
-    }
-    total
 }
 
 fn build_records(parsed: &[ParsedList]) -> (Vec<RecordEntry>, Vec<u8>) {

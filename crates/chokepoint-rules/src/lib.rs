@@ -1,9 +1,10 @@
 //! # chokepoint-rules
 //!
-//! Policies, list formats, the blocklist compiler, the matchers and the
-//! artifact format of chokepoint. The compiler (`compile`) and the packet
-//! core share this crate, so the two can never disagree on what a table
-//! means.
+//! The blocklist compiler of chokepoint: policies, list formats, name
+//! normalisation (IDNA) and `explain`. It builds a
+//! [`chokepoint_ruleset::Ruleset`], the one type the compiler, the artifact
+//! and the packet core share, so the two sides can never disagree on what
+//! a table means. The lookup side is re-exported here under its old paths.
 //!
 //! ```text
 //! policy.yaml ─┐
@@ -32,20 +33,24 @@
 
 pub mod artifact;
 pub mod compile;
-pub mod domain_table;
 pub mod explain;
-pub mod keyword_table;
 pub mod lists;
 pub mod name;
 pub mod policy;
-pub mod prefix_table;
-pub mod ruleset;
 
-pub use artifact::ArtifactError;
+// The lookup side, re-exported so `chokepoint_rules::ruleset::…` and the
+// like keep naming the one definition.
+pub use chokepoint_ruleset::{
+    domain_table, ids, keyword_table, prefix_table, profile, ruleset, vocab,
+};
+pub use chokepoint_ruleset::{
+    Action, ArtifactError, Direction, DnsAnswer, Hit, HitInfo, ListFormat, Match, Profile, RuleId,
+    Ruleset, Timeouts, Trigger, Verdict,
+};
+
 pub use compile::{compile_file, compile_str};
 pub use explain::{explain, Explanation};
-pub use policy::{Action, DnsAnswer, Policy, Trigger};
-pub use ruleset::{Hit, HitInfo, Match, Ruleset};
+pub use policy::Policy;
 
 /// The bundled default policy: the April 2018 Telegram block.
 pub const DEFAULT_POLICY: &str = include_str!("../../../config/default.yaml");

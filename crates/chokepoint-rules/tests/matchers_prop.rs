@@ -96,11 +96,11 @@ proptest! {
                 }
             }
             let got = rs.match_name(Trigger::TlsSni, q.as_bytes());
-            prop_assert_eq!(got.map(|m| m.rule), want, "query {}", q);
+            prop_assert_eq!(got.map(|m| m.rule.stored()), want, "query {}", q);
             if let Some(m) = got {
                 // the reported entry really matches the query and belongs to the rule
                 let info = rs.describe(m.hit);
-                prop_assert_eq!(&info.list[1..], &format!("{}", order[m.rule as usize]));
+                prop_assert_eq!(&info.list[1..], &format!("{}", order[m.rule.index()]));
                 if let Hit::Name(_) = m.hit {
                     let e = info.entry.trim_start_matches("*.");
                     prop_assert!(q == e || q.ends_with(&format!(".{e}")), "{} vs {}", q, e);

@@ -43,7 +43,8 @@ impl Side {
 }
 
 /// Decisions by (rule, trigger, verdict).
-pub type DecisionCounts = std::collections::HashMap<(Option<u16>, &'static str, &'static str), u64>;
+pub type DecisionCounts =
+    std::collections::HashMap<(Option<chokepoint_rules::RuleId>, &'static str, &'static str), u64>;
 
 /// One worker's published counters (written by that worker only).
 #[derive(Default)]

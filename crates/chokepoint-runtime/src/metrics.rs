@@ -150,7 +150,7 @@ pub fn render(shared: &Shared) -> String {
             .inc_by(e.reassembly_cap_segments);
         for ((rule, trigger, verdict), n) in w.decisions.lock().expect("stats").iter() {
             let name = rule
-                .and_then(|r| rules.meta.rules.get(r as usize))
+                .and_then(|r| rules.meta.rules.get(r.index()))
                 .map_or("none", |r| r.name.as_str());
             decisions
                 .with_label_values(&[name, trigger, verdict])

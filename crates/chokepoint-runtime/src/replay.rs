@@ -24,7 +24,7 @@ pub struct Summary {
     /// DNS query decisions by verdict.
     pub dns_by_verdict: [u64; Verdict::COUNT],
     /// Decisions by (rule, trigger); rule `None` = no rule matched.
-    pub by_rule: HashMap<(Option<u16>, Trigger), u64>,
+    pub by_rule: HashMap<(Option<chokepoint_rules::RuleId>, Trigger), u64>,
     /// Names of decisions that did not forward the traffic.
     pub blocked_names: HashMap<String, u64>,
     pub events: u64,

@@ -113,5 +113,5 @@ fn a_bad_artifact_is_refused_and_the_old_rules_keep_serving() {
     assert!(!reload(&sh, || chokepoint_rules::artifact::load(&bad)
         .map_err(|e| e.to_string())));
     assert_eq!(sh.reloads_failed.load(Ordering::Relaxed), 2);
-    assert_eq!(sh.rules.load().rule(0).name, "a-rule");
+    assert_eq!(sh.rules.load().meta.rules[0].name, "a-rule");
 }

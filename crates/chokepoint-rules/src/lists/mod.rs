@@ -15,20 +15,7 @@ use crate::Error;
 
 pub use registry::{decode_text, split_record, RecordFields};
 
-/// The name itself is matched.
-pub const MODE_EXACT: u8 = 1;
-/// Names below it are matched.
-pub const MODE_SUBDOMAINS: u8 = 2;
-/// Both: `example.com` in a domains list.
-pub const MODE_SUFFIX: u8 = MODE_EXACT | MODE_SUBDOMAINS;
-
-pub fn mode_str(mode: u8) -> &'static str {
-    match mode {
-        MODE_EXACT => "exact",
-        MODE_SUBDOMAINS => "subdomains",
-        _ => "suffix",
-    }
-}
+pub use chokepoint_ruleset::domain_table::{mode_str, MODE_EXACT, MODE_SUBDOMAINS, MODE_SUFFIX};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameItem {

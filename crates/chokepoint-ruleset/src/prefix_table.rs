@@ -17,8 +17,11 @@ const INDEX_LEN: usize = (1 << 16) + 1;
 
 /// An address type the table can hold.
 pub trait Addr: Copy + Ord + Pod + std::fmt::Debug {
+    /// Address width.
     const BITS: u32;
+    /// The all-zero address.
     const ZERO: Self;
+    /// The top 16 bits, for the first-level index.
     fn top16(self) -> usize;
     /// Last address of the prefix `self/len`.
     fn last(self, len: u8) -> Self;
@@ -58,16 +61,22 @@ impl Addr for u128 {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PrefixEntry<A: Addr> {
+    /// Network address.
     pub addr: A,
+    /// Source line.
     pub line: u32,
+    /// The list it came from.
     pub list: u16,
+    /// Prefix length.
     pub len: u8,
+    /// Zero padding (the entry is stored as plain bytes).
     pub _pad: [u8; PAD],
 }
 
 // u32 entry: 4+4+2+1 = 11 -> pad 1; u128 entry: 16+4+2+1 = 23 -> pad 9 to 32
 // (u128 alignment). One PAD for both keeps the struct generic; the u32 form
 // pays 8 bytes, which only `explain` reads.
+/// Padding bytes of a [`PrefixEntry`].
 pub const PAD: usize = 9;
 
 // SAFETY: both instantiations are repr(C) with no implicit padding
@@ -159,14 +168,17 @@ impl<A: Addr> PrefixTable<A> {
         (v != NONE).then_some(v)
     }
 
+    /// The entry a lookup returned.
     pub fn entry(&self, idx: u32) -> &PrefixEntry<A> {
         &self.entries[idx as usize]
     }
 
+    /// Prefixes held.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// No prefixes?
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -176,6 +188,7 @@ impl<A: Addr> PrefixTable<A> {
         self.starts.len()
     }
 
+    /// Bytes held.
     pub fn memory_bytes(&self) -> usize {
         self.entries.len() * std::mem::size_of::<PrefixEntry<A>>()
             + self.starts.len() * std::mem::size_of::<A>()
@@ -214,6 +227,31 @@ impl<A: Addr> PrefixTable<A> {
     }
 
     /// Check a table read from an artifact.
+    /// Every prefix entry, sorted.
+    pub fn entries(&self) -> &[PrefixEntry<A>] {
+        &self.entries
+    }
+
+    /// Addresses in ranges some rule decides.
+    pub fn decided_addresses(&self) -> u128
+    where
+        A: Into<u128>,
+    {
+        let mut total = 0u128;
+        for (i, (&s, &v)) in self.starts.iter().zip(&self.vals).enumerate() {
+            if v == NONE {
+                continue;
+            }
+            let start: u128 = s.into();
+            total += match self.starts.get(i + 1) {
+                Some(&n) => n.into() - start,
+                // Last range runs to the end of the space.
+                None => (u128::MAX >> (128 - A::BITS)) - start + 1,
+            };
+        }
+        total
+    }
+
     pub(crate) fn validate(&self, lists: usize) -> Result<(), String> {
         if self.index.len() != INDEX_LEN {
             return Err("prefix index has the wrong length".into());

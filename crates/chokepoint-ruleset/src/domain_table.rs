@@ -30,15 +30,35 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::name::{for_each_suffix_in, hash_name, label_bit, label_count, MAX_NAME_LEN};
 
+/// The name itself is matched.
+pub const MODE_EXACT: u8 = 1;
+/// Names below it are matched.
+pub const MODE_SUBDOMAINS: u8 = 2;
+/// Both: `example.com` in a domains list.
+pub const MODE_SUFFIX: u8 = MODE_EXACT | MODE_SUBDOMAINS;
+
+/// A match mode in words.
+pub fn mode_str(mode: u8) -> &'static str {
+    match mode {
+        MODE_EXACT => "exact",
+        MODE_SUBDOMAINS => "subdomains",
+        _ => "suffix",
+    }
+}
+
 /// One slot of the table; `len == 0` marks it empty (names are never empty).
 #[repr(C, align(16))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct NameEntry {
+    /// Fingerprint: the high 32 bits of the name hash.
     pub fp: u32,
+    /// Offset of the name in the blob.
     pub off: u32,
+    /// Length of the name; 0 marks an empty slot.
     pub len: u8,
-    /// [`crate::lists::MODE_EXACT`] / [`crate::lists::MODE_SUBDOMAINS`] bits.
+    /// [`MODE_EXACT`] / [`MODE_SUBDOMAINS`] bits.
     pub mode: u8,
+    /// The list the entry came from.
     pub list: u16,
     /// Source line, for `explain`.
     pub line: u32,
@@ -47,6 +67,7 @@ pub struct NameEntry {
 const _: () = assert!(std::mem::size_of::<NameEntry>() == 16);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// Listed names, keyed by the suffix hash (see the module docs).
 pub struct DomainTable {
     pub(crate) slots: Vec<NameEntry>,
     pub(crate) blob: Vec<u8>,
@@ -135,6 +156,7 @@ impl DomainTable {
         self.slots.iter().filter(|s| s.len != 0).count()
     }
 
+    /// No names at all?
     pub fn is_empty(&self) -> bool {
         self.blob.is_empty()
     }
@@ -144,15 +166,18 @@ impl DomainTable {
         (0..self.slots.len() as u32).filter(|&i| self.slots[i as usize].len != 0)
     }
 
+    /// The entry at a slot index a lookup returned.
     pub fn entry(&self, idx: u32) -> &NameEntry {
         &self.slots[idx as usize]
     }
 
+    /// The name stored at a slot.
     pub fn name(&self, idx: u32) -> &[u8] {
         let e = &self.slots[idx as usize];
         &self.blob[e.off as usize..e.off as usize + e.len as usize]
     }
 
+    /// The source line of the entry at a slot.
     pub fn line(&self, idx: u32) -> u32 {
         self.slots[idx as usize].line
     }
@@ -182,7 +207,6 @@ impl DomainTable {
     /// parent-suffix hits the subdomains bit. `name` must be normalised.
     #[inline]
     pub fn for_each_match(&self, name: &[u8], mut f: impl FnMut(u32, &NameEntry, bool)) {
-        use crate::lists::{MODE_EXACT, MODE_SUBDOMAINS};
         if self.blob.is_empty() || name.len() > MAX_NAME_LEN {
             return;
         }

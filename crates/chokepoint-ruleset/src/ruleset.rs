@@ -11,11 +11,12 @@ use std::net::IpAddr;
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
-use crate::domain_table::DomainTable;
+use crate::domain_table::{mode_str, DomainTable, MODE_SUBDOMAINS};
+use crate::ids::RuleId;
 use crate::keyword_table::KeywordTable;
-use crate::lists::mode_str;
-use crate::policy::{Action, ListFormat, Trigger};
 use crate::prefix_table::PrefixTable;
+use crate::profile::Profile;
+use crate::vocab::{Action, ListFormat, Trigger};
 
 /// `first_rule` value for "no rule uses this list for this trigger".
 pub const NO_RULE: u16 = u16::MAX;
@@ -37,22 +38,34 @@ pub fn column(trigger: Trigger, ech: bool) -> usize {
 /// Where a source came from and its digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceMeta {
+    /// Path as given to the compiler.
     pub path: String,
+    /// BLAKE3 of its bytes, hex.
     pub blake3: String,
+    /// Its size.
     pub bytes: u64,
 }
 
 /// Figures for one list, as compiled.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListStats {
+    /// Lines read.
     pub lines: u32,
+    /// Names that match themselves only.
     pub names_exact: u64,
+    /// Names that match themselves and their subdomains.
     pub names_suffix: u64,
+    /// Names whose subdomains match (`*.example.com`).
     pub names_subdomains: u64,
+    /// IPv4 prefixes.
     pub v4_prefixes: u64,
+    /// IPv6 prefixes.
     pub v6_prefixes: u64,
+    /// Substring patterns.
     pub keywords: u64,
+    /// Registry records.
     pub records: u64,
+    /// Registry records left out by a decision filter.
     pub records_filtered: u64,
     /// Entries listed more than once in this list (kept once).
     pub duplicates: u64,
@@ -61,11 +74,14 @@ pub struct ListStats {
     pub shadowed: u64,
     /// Bad lines skipped under `on_error: skip`.
     pub skipped: u64,
+    /// The first few skipped lines, as `file:line: reason`.
     pub first_errors: Vec<String>,
     /// Hosts-file names such as `localhost`.
     pub ignored: u64,
+    /// IPv4 addresses covered.
     pub v4_addresses: u64,
     #[serde(with = "u128_text")]
+    /// IPv6 addresses covered.
     pub v6_addresses: u128,
 }
 
@@ -94,28 +110,37 @@ mod u128_text {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One list as compiled.
 pub struct ListMeta {
+    /// Its name in the policy.
     pub name: String,
+    /// Its format.
     pub format: ListFormat,
     /// File path or `POLICY: lists.NAME.entries`.
     pub source: String,
     /// Registry `Updated:` header.
     pub updated: Option<String>,
+    /// What it held.
     pub stats: ListStats,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One rule as compiled.
 pub struct RuleMeta {
+    /// Its name in the policy.
     pub name: String,
+    /// What it does.
     pub action: Action,
     /// [`Trigger::bit`] mask.
     pub on: u8,
+    /// The lists it matches against.
     pub lists: Vec<u16>,
     /// ECH condition on TLS/QUIC SNI, if any.
     pub ech: Option<bool>,
 }
 
 impl RuleMeta {
+    /// The triggers the rule applies to.
     pub fn triggers(&self) -> impl Iterator<Item = Trigger> + '_ {
         Trigger::ALL.into_iter().filter(|t| self.on & t.bit() != 0)
     }
@@ -124,32 +149,46 @@ impl RuleMeta {
 /// Whole-policy figures.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
+    /// Distinct names.
     pub names: u64,
+    /// Substring patterns.
     pub keywords: u64,
+    /// IPv4 prefixes.
     pub v4_prefixes: u64,
+    /// IPv6 prefixes.
     pub v6_prefixes: u64,
     /// IPv4 addresses that some IP rule decides.
     pub v4_addresses: u64,
     /// IPv6 addresses that some IP rule decides.
     #[serde(with = "u128_text")]
     pub v6_addresses: u128,
+    /// Registry records.
     pub records: u64,
+    /// Compile time, milliseconds.
     pub compile_ms: u64,
 }
 
 /// Everything but the tables.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
+    /// When it was compiled (unix seconds).
     pub created_unix: u64,
+    /// The policy file.
     pub policy: SourceMeta,
+    /// Every list file read.
     pub sources: Vec<SourceMeta>,
+    /// Lists, by id.
     pub lists: Vec<ListMeta>,
+    /// Rules, in policy order (by [`RuleId`]).
     pub rules: Vec<RuleMeta>,
+    /// What happens when no rule matches.
     pub default_action: Action,
-    pub profile: crate::policy::Profile,
+    /// How the engine inspects.
+    pub profile: Profile,
     /// Per list, per trigger: the first rule (policy order) that uses the
     /// list for that trigger, or [`NO_RULE`].
     pub first_rule: Vec<[u16; COLUMNS]>,
+    /// Whole-policy figures.
     pub totals: Totals,
 }
 
@@ -157,47 +196,65 @@ pub struct Meta {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct RecordEntry {
+    /// Line of the record in its list.
     pub line: u32,
+    /// Offset of its text in the blob.
     pub off: u32,
+    /// The list it belongs to.
     pub list: u16,
+    /// Length of the decision number.
     pub decision_len: u16,
+    /// Length of the decision date.
     pub date_len: u16,
+    /// Length of the deciding organisation.
     pub org_len: u16,
 }
 
 /// Which entry decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Hit {
+    /// A domain table slot.
     Name(u32),
+    /// A keyword entry.
     Keyword(u32),
+    /// An IPv4 prefix entry.
     V4(u32),
+    /// An IPv6 prefix entry.
     V6(u32),
 }
 
 /// A lookup's answer: the rule (policy index) and the entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Match {
-    pub rule: u16,
+    /// The deciding rule.
+    pub rule: RuleId,
+    /// The entry that matched.
     pub hit: Hit,
 }
 
 /// A hit in words, for `explain`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HitInfo {
+    /// The list's name.
     pub list: String,
     /// The entry as listed: `t.me` (suffix), `*.example.com`, `149.154.160.0/20`, keyword `t.co`.
     pub entry: String,
+    /// `exact`, `suffix`, `subdomains`, `keyword` or `prefix`.
     pub kind: &'static str,
     /// `file:line`.
     pub source: String,
+    /// Registry: the decision number.
     pub decision: Option<String>,
+    /// Registry: the decision date.
     pub decision_date: Option<String>,
+    /// Registry: the organisation that decided.
     pub org: Option<String>,
 }
 
 /// A compiled policy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ruleset {
+    /// Everything but the tables.
     pub meta: Meta,
     pub(crate) domains: DomainTable,
     pub(crate) keywords: KeywordTable,
@@ -207,7 +264,40 @@ pub struct Ruleset {
     pub(crate) record_blob: Vec<u8>,
 }
 
+/// The tables a ruleset is made of, as the compiler builds them.
+pub struct Parts {
+    /// Everything but the tables.
+    pub meta: Meta,
+    /// Names.
+    pub domains: DomainTable,
+    /// Substring patterns.
+    pub keywords: KeywordTable,
+    /// IPv4 prefixes.
+    pub v4: PrefixTable<u32>,
+    /// IPv6 prefixes.
+    pub v6: PrefixTable<u128>,
+    /// Registry records, sorted by (list, line).
+    pub records: Vec<RecordEntry>,
+    /// The records' text.
+    pub record_blob: Vec<u8>,
+}
+
 impl Ruleset {
+    /// Assemble a ruleset, checking that its tables agree with each other.
+    pub fn from_parts(p: Parts) -> Result<Ruleset, String> {
+        let rs = Ruleset {
+            meta: p.meta,
+            domains: p.domains,
+            keywords: p.keywords,
+            v4: p.v4,
+            v6: p.v6,
+            records: p.records,
+            record_blob: p.record_blob,
+        };
+        rs.validate()?;
+        Ok(rs)
+    }
+
     /// The deciding rule for a normalised name seen as `trigger`: every
     /// domain entry on a label-boundary suffix and every keyword inside the
     /// name is a candidate; the candidate whose rule comes first wins, ties
@@ -222,13 +312,12 @@ impl Ruleset {
     #[inline]
     pub fn match_hello(&self, trigger: Trigger, ech: bool, name: &[u8]) -> Option<Match> {
         let t = column(trigger, ech);
-        let mut best: Option<(u16, bool, Hit)> = None;
+        let mut best: Option<(RuleId, bool, Hit)> = None;
         let first = &self.meta.first_rule;
         self.domains.for_each_match(name, |idx, e, whole| {
-            let r = first[e.list as usize][t];
-            if r == NO_RULE {
+            let Some(r) = RuleId::from_stored(first[e.list as usize][t]) else {
                 return;
-            }
+            };
             let better = match best {
                 None => true,
                 Some((br, bwhole, _)) => r < br || (r == br && whole && !bwhole),
@@ -238,8 +327,10 @@ impl Ruleset {
             }
         });
         self.keywords.for_each_match(name, |idx, e| {
-            let r = first[e.list as usize][t];
-            if r != NO_RULE && best.is_none_or(|(br, _, _)| r < br) {
+            let Some(r) = RuleId::from_stored(first[e.list as usize][t]) else {
+                return;
+            };
+            if best.is_none_or(|(br, _, _)| r < br) {
                 best = Some((r, false, Hit::Keyword(idx)));
             }
         });
@@ -247,11 +338,12 @@ impl Ruleset {
     }
 
     #[inline]
+    /// The deciding IP rule for an IPv4 address.
     pub fn match_v4(&self, addr: u32) -> Option<Match> {
         let idx = self.v4.lookup(addr)?;
         let e = self.v4.entry(idx);
         Some(Match {
-            rule: self.meta.first_rule[e.list as usize][Trigger::Ip.index()],
+            rule: RuleId::from_stored(self.meta.first_rule[e.list as usize][Trigger::Ip.index()])?,
             hit: Hit::V4(idx),
         })
     }
@@ -265,11 +357,12 @@ impl Ruleset {
         let idx = self.v6.lookup(addr)?;
         let e = self.v6.entry(idx);
         Some(Match {
-            rule: self.meta.first_rule[e.list as usize][Trigger::Ip.index()],
+            rule: RuleId::from_stored(self.meta.first_rule[e.list as usize][Trigger::Ip.index()])?,
             hit: Hit::V6(idx),
         })
     }
 
+    /// The deciding IP rule for an address of either family.
     pub fn match_ip(&self, ip: IpAddr) -> Option<Match> {
         match ip {
             IpAddr::V4(a) => self.match_v4(a.into()),
@@ -277,8 +370,10 @@ impl Ruleset {
         }
     }
 
-    pub fn rule(&self, id: u16) -> &RuleMeta {
-        &self.meta.rules[id as usize]
+    /// The rule with this id. Every id a lookup returns is valid: loading
+    /// checks the tables name only rules that exist.
+    pub fn rule(&self, id: RuleId) -> &RuleMeta {
+        &self.meta.rules[id.index()]
     }
 
     /// The action of a match, or the policy default.
@@ -289,6 +384,7 @@ impl Ruleset {
         }
     }
 
+    /// The list an entry belongs to.
     pub fn list_of(&self, hit: Hit) -> u16 {
         match hit {
             Hit::Name(i) => self.domains.entry(i).list,
@@ -305,7 +401,7 @@ impl Ruleset {
             Hit::Name(i) => {
                 let e = self.domains.entry(i);
                 let name = String::from_utf8_lossy(self.domains.name(i)).into_owned();
-                let shown = if e.mode == crate::lists::MODE_SUBDOMAINS {
+                let shown = if e.mode == MODE_SUBDOMAINS {
                     format!("*.{name}")
                 } else {
                     name
@@ -372,15 +468,19 @@ impl Ruleset {
         v
     }
 
+    /// The name table.
     pub fn domain_table(&self) -> &DomainTable {
         &self.domains
     }
+    /// The keyword table.
     pub fn keyword_table(&self) -> &KeywordTable {
         &self.keywords
     }
+    /// The IPv4 table.
     pub fn v4_table(&self) -> &PrefixTable<u32> {
         &self.v4
     }
+    /// The IPv6 table.
     pub fn v6_table(&self) -> &PrefixTable<u128> {
         &self.v6
     }

@@ -10,14 +10,20 @@ use bytemuck::{Pod, Zeroable};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+/// One substring pattern, with provenance.
 pub struct KeywordEntry {
+    /// Offset of the pattern in the blob.
     pub off: u32,
+    /// Source line.
     pub line: u32,
+    /// Length of the pattern.
     pub len: u16,
+    /// The list it came from.
     pub list: u16,
 }
 
 #[derive(Clone, Debug, Default)]
+/// Substring patterns and the aho-corasick automaton over them.
 pub struct KeywordTable {
     pub(crate) entries: Vec<KeywordEntry>,
     pub(crate) blob: Vec<u8>,
@@ -31,6 +37,7 @@ impl PartialEq for KeywordTable {
 }
 
 impl KeywordTable {
+    /// Build from (pattern, list, line) items.
     pub fn build(items: &[(String, u16, u32)]) -> Result<KeywordTable, String> {
         let mut entries = Vec::with_capacity(items.len());
         let mut blob = Vec::new();
@@ -75,18 +82,22 @@ impl KeywordTable {
         })
     }
 
+    /// Patterns held.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// No patterns?
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// The entry a match returned.
     pub fn entry(&self, idx: u32) -> &KeywordEntry {
         &self.entries[idx as usize]
     }
 
+    /// The pattern of an entry.
     pub fn pattern(&self, idx: u32) -> &[u8] {
         let e = &self.entries[idx as usize];
         &self.blob[e.off as usize..e.off as usize + e.len as usize]
@@ -105,6 +116,7 @@ impl KeywordTable {
         }
     }
 
+    /// Bytes held, automaton included.
     pub fn memory_bytes(&self) -> usize {
         self.entries.len() * std::mem::size_of::<KeywordEntry>()
             + self.blob.len()

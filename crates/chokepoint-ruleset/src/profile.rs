@@ -1,0 +1,96 @@
+//! The engine's [`Profile`]: how the censor inspects traffic. It travels in
+//! the artifact with the rules, so a node enforces exactly what was compiled.
+
+use serde::{Deserialize, Serialize};
+
+/// Which directions of a flow are inspected for names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Only what the client (the side that opened the flow) sends.
+    ClientToServer,
+    /// Both directions (a server's certificate or a DNS answer names too).
+    Both,
+}
+
+/// Idle timeouts per flow state, in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// TCP before the handshake completes.
+    pub syn: u32,
+    /// TCP after the handshake.
+    pub established: u32,
+    /// TCP after a FIN or RST.
+    pub fin: u32,
+    /// UDP flows.
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            syn: 60,
+            established: 300,
+            fin: 60,
+            udp: 60,
+        }
+    }
+}
+
+/// The realism knobs of the packet core. Later versions add more (residual
+/// blocking, RST/TCB behaviours); unknown keys are still errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Profile {
+    /// Reassemble a ClientHello (or HTTP request) split over TCP segments.
+    /// Off, only names inside the first data segment are seen (old DPI).
+    pub reassemble_client_hello: bool,
+    /// Data packets per flow inspected before the flow is passed unseen.
+    pub max_inspect_packets: u32,
+    /// Payload bytes per flow inspected before the flow is passed unseen.
+    pub max_inspect_bytes: u32,
+    /// TCP/UDP server ports inspected for TLS, QUIC and HTTP; empty = all.
+    /// DNS is recognised on port 53 whatever this says.
+    pub inspect_ports: Vec<u16>,
+    /// Reassemble IP fragments before inspection.
+    pub defragment: bool,
+    /// Which directions are inspected for names.
+    pub direction: Direction,
+    /// Flow table capacity; the oldest idle flows are evicted beyond it.
+    pub max_flows: u32,
+    /// Idle timeouts per flow state.
+    pub timeouts: Timeouts,
+    /// Per-flow cap on bytes held for stream reassembly.
+    pub reassembly_max_bytes: u32,
+    /// Per-flow cap on out-of-order segments held.
+    pub reassembly_max_segments: u32,
+    /// Datagrams being reassembled from IP fragments at once.
+    pub max_fragment_datagrams: u32,
+    /// Seconds an incomplete fragmented datagram is kept.
+    pub fragment_timeout: u32,
+    /// On a rules reload, decide flows already decided again under the new
+    /// rules (from their addresses and the name they carried). Off, a flow
+    /// keeps the decision it got, as a box that only checks new flows.
+    pub reevaluate_on_reload: bool,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            reassemble_client_hello: true,
+            max_inspect_packets: 32,
+            max_inspect_bytes: 64 * 1024,
+            inspect_ports: Vec::new(),
+            defragment: true,
+            direction: Direction::ClientToServer,
+            max_flows: 1 << 20,
+            timeouts: Timeouts::default(),
+            reassembly_max_bytes: 32 * 1024,
+            reassembly_max_segments: 32,
+            max_fragment_datagrams: 4096,
+            fragment_timeout: 30,
+            reevaluate_on_reload: false,
+        }
+    }
+}
