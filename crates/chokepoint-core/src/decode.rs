@@ -342,35 +342,27 @@ fn upper<'a>(
     }
 }
 
-/// A hash of a frame's innermost flow that is the same for both directions:
-/// context, protocol, and the two (address, port) endpoints in a fixed
-/// order. Fragments hash by their addresses only (later fragments carry no
-/// ports), frames that do not decode hash to 0. This is how the runtime
-/// spreads frames over workers so each flow has one owner.
-pub fn flow_hash(link: LinkType, frame: &[u8]) -> u64 {
-    let endpoints = |ctx: u64, proto: u8, a: IpAddr, pa: u16, b: IpAddr, pb: u16| {
-        let (x, y) = ((addr_bits(a), pa), (addr_bits(b), pb));
-        let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
-        let mut h = mix(ctx, u64::from(proto));
-        for v in [
-            lo.0 as u64,
-            (lo.0 >> 64) as u64,
-            u64::from(lo.1),
-            hi.0 as u64,
-            (hi.0 >> 64) as u64,
-            u64::from(hi.1),
-        ] {
-            h = mix(h, v);
-        }
-        h
+/// Which worker owns a frame: a hash of the innermost IP header's two
+/// addresses (in a fixed order, so both directions agree) and the
+/// VLAN/tunnel context. Ports and protocol are left out on purpose: IP
+/// fragments after the first carry no ports, and every packet of a flow,
+/// fragments included, must reach the worker that holds the flow. The cost
+/// is coarser balancing (all flows between two hosts share a worker), the
+/// trade symmetric RSS makes too. Tunnelled traffic whose *outer* header is
+/// fragmented is keyed by the outer addresses until reassembled, so such a
+/// flow can be split; inner fragmentation is handled. Frames that do not
+/// decode hash to 0.
+pub fn shard_key(link: LinkType, frame: &[u8]) -> u64 {
+    let (ctx, a, b) = match decode(link, frame) {
+        Decoded::Packet(p) => (p.ctx, p.src, p.dst),
+        Decoded::Fragment(f) => (f.ctx, f.src, f.dst),
+        _ => return 0,
     };
-    match decode(link, frame) {
-        Decoded::Packet(p) => match p.l4 {
-            L4::Tcp(t) => endpoints(p.ctx, 6, p.src, t.sport, p.dst, t.dport),
-            L4::Udp(u) => endpoints(p.ctx, 17, p.src, u.sport, p.dst, u.dport),
-            L4::Other(proto) => endpoints(p.ctx, proto, p.src, 0, p.dst, 0),
-        },
-        Decoded::Fragment(f) => endpoints(f.ctx, 0, f.src, 0, f.dst, 0),
-        _ => 0,
+    let (x, y) = (addr_bits(a), addr_bits(b));
+    let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+    let mut h = mix(ctx, 0x0053_4841_5244);
+    for v in [lo as u64, (lo >> 64) as u64, hi as u64, (hi >> 64) as u64] {
+        h = mix(h, v);
     }
+    h
 }

@@ -60,6 +60,12 @@ impl Defrag {
         }
     }
 
+    /// New limits (a reload); a lower cap applies as new datagrams arrive.
+    pub fn set_limits(&mut self, max_datagrams: usize, timeout_secs: u32) {
+        self.max_datagrams = max_datagrams.max(1);
+        self.timeout_ns = u64::from(timeout_secs) * 1_000_000_000;
+    }
+
     /// Datagrams in progress.
     pub fn len(&self) -> usize {
         self.pending.len()

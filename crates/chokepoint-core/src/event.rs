@@ -16,11 +16,13 @@ pub struct NameBuf {
 }
 
 impl NameBuf {
+    /// The empty name.
     pub const EMPTY: NameBuf = NameBuf {
         bytes: [0; 255],
         len: 0,
     };
 
+    /// A copy of `b`, cut at 255 bytes.
     pub fn new(b: &[u8]) -> NameBuf {
         let mut n = NameBuf::EMPTY;
         let len = b.len().min(255);
@@ -28,6 +30,7 @@ impl NameBuf {
         n.len = len as u8;
         n
     }
+    /// The name's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
@@ -46,26 +49,45 @@ pub struct Event {
     pub packet: u64,
     /// Its timestamp (nanoseconds, caller's clock).
     pub ts: u64,
+    /// Source address of the deciding packet.
     pub src: IpAddr,
+    /// Its destination address.
     pub dst: IpAddr,
+    /// Its source port.
     pub sport: u16,
+    /// Its destination port.
     pub dport: u16,
+    /// Its IP protocol.
     pub proto: u8,
+    /// Where the name came from (`ip` for an address rule).
     pub trigger: Trigger,
     /// The name as sent (empty for `ip`, and for a ClientHello without SNI).
     pub name: NameBuf,
+    /// The ClientHello carried Encrypted Client Hello.
     pub ech: bool,
+    /// The ClientHello carried GREASE values.
     pub grease: bool,
+    /// The deciding rule (none: the policy default).
     pub rule: Option<RuleId>,
+    /// The list entry that matched.
     pub hit: Option<Hit>,
+    /// What the rule (or default) says to do.
     pub verdict: Verdict,
 }
 
 /// The core's answer for one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
+    /// What to do with the packet.
     pub verdict: Verdict,
+    /// The rule that decided (none: the policy default, or no flow rule).
     pub rule: Option<RuleId>,
     /// Set when this packet completed the flow's (or query's) decision.
     pub decided_now: bool,
+    /// The flow the packet belongs to: a number unique within this engine
+    /// for the flow's lifetime, so per-flow state outside the core (a
+    /// throttle's token bucket) can follow the flow, IP fragments included.
+    /// `None` for packets the engine keeps no flow for (non-IP frames,
+    /// fragments of an incomplete datagram, malformed packets).
+    pub flow: Option<u64>,
 }

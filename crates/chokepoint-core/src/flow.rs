@@ -14,67 +14,77 @@ use std::net::IpAddr;
 // 5-tuples cannot be aimed at one bucket.
 use hashbrown::HashMap;
 
-use chokepoint_ruleset::Match;
-use chokepoint_ruleset::Timeouts;
+use chokepoint_ruleset::{Match, RuleId, Timeouts, Trigger, Verdict};
 
-use crate::event::Verdict;
+use crate::event::NameBuf;
+use crate::quic::InitialDecoder;
 use crate::reasm::{Pool, Reassembly};
+use crate::wire::l4::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
+/// A packet's transport endpoints as sent (source first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FiveTuple {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// Source port (0 when the protocol has none).
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// IP protocol number.
+    pub proto: u8,
+}
+
+/// A flow's identity: the tuple with its endpoints in a fixed order, so
+/// both directions of a flow share one key, plus the VLAN/tunnel context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
+    /// VLAN, PPPoE session and tunnel context (see [`crate::decode`]).
     pub ctx: u64,
+    /// IP protocol number.
     pub proto: u8,
+    /// The lower endpoint's address.
     pub a: IpAddr,
+    /// The lower endpoint's port.
     pub pa: u16,
+    /// The higher endpoint's address.
     pub b: IpAddr,
+    /// The higher endpoint's port.
     pub pb: u16,
 }
 
 impl FlowKey {
     /// The key for a packet, and whether the packet's source is side `a`.
-    pub fn new(
-        ctx: u64,
-        proto: u8,
-        src: IpAddr,
-        sport: u16,
-        dst: IpAddr,
-        dport: u16,
-    ) -> (FlowKey, bool) {
-        if (src, sport) <= (dst, dport) {
-            (
-                FlowKey {
-                    ctx,
-                    proto,
-                    a: src,
-                    pa: sport,
-                    b: dst,
-                    pb: dport,
-                },
-                true,
-            )
+    pub fn new(ctx: u64, t: &FiveTuple) -> (FlowKey, bool) {
+        let from_a = (t.src, t.sport) <= (t.dst, t.dport);
+        let ((a, pa), (b, pb)) = if from_a {
+            ((t.src, t.sport), (t.dst, t.dport))
         } else {
-            (
-                FlowKey {
-                    ctx,
-                    proto,
-                    a: dst,
-                    pa: dport,
-                    b: src,
-                    pb: sport,
-                },
-                false,
-            )
-        }
+            ((t.dst, t.dport), (t.src, t.sport))
+        };
+        let key = FlowKey {
+            ctx,
+            proto: t.proto,
+            a,
+            pa,
+            b,
+            pb,
+        };
+        (key, from_a)
     }
 }
 
+/// Where a TCP flow is in its life (it picks the idle timeout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     /// TCP, handshake not complete.
     Syn,
+    /// TCP, handshake seen.
     Established,
     /// TCP FIN or RST seen.
     Closing,
+    /// A UDP flow, or another protocol.
     Udp,
 }
 
@@ -83,65 +93,101 @@ pub enum State {
 pub enum Inspect {
     /// Nothing seen yet.
     Start,
+    /// Gathering a TLS ClientHello.
     Tls,
+    /// Reading HTTP requests (keep-alive: one after another).
     Http,
+    /// Reading length-prefixed DNS messages.
     DnsTcp,
+    /// Reading QUIC Initial packets.
     Quic,
     /// Finished or given up: later packets are not looked at.
     Done,
 }
 
+/// The decision that sticks to a flow: every later packet gets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowDecision {
+    /// What happens to the flow's packets.
+    pub verdict: Verdict,
+    /// The rule that decided (none: the policy default).
+    pub rule: Option<RuleId>,
+    /// What decided it: `Ip`, or the trigger whose name matched.
+    pub by: Trigger,
+}
+
+/// The name a flow carried, kept so a reload can decide the flow again.
+#[derive(Clone, Copy, Debug)]
+pub struct Seen {
+    /// Where the name came from.
+    pub trigger: Trigger,
+    /// Whether the ClientHello carried ECH.
+    pub ech: bool,
+    /// The name as sent.
+    pub name: NameBuf,
+}
+
+/// One bidirectional flow.
+///
+/// Invariants, kept by the engine:
+/// * `decision.is_some()` ⇒ `inspect == Done` and `buf.is_none()`: a decided
+///   flow is never inspected again, so its packets cost one table lookup;
+/// * `hold` is a match whose action forwards (`pass`/`log`): a rule before it
+///   in the policy may still decide the flow on a name;
+/// * `buf` holds data only while `inspect` is `Tls`, `Http`, `DnsTcp` or
+///   `Quic`; it goes back to the pool when inspection ends;
+/// * `seen` is kept only when the profile asks to re-evaluate on reload.
 pub struct Flow {
-    pub key: FlowKey,
-    pub client_is_a: bool,
-    pub first_seen: u64,
-    pub last_seen: u64,
-    pub state: State,
-    /// The sticky decision: (verdict, rule).
-    pub verdict: Option<(Verdict, Option<chokepoint_ruleset::RuleId>)>,
-    /// A `pass`/`log` IP rule that matched: a name rule before it in the
-    /// policy may still decide.
-    pub ip_hold: Option<Match>,
-    pub inspect: Inspect,
+    pub(crate) key: FlowKey,
+    /// Unique within the table's lifetime (see [`crate::Decision::flow`]).
+    pub(crate) serial: u64,
+    client_is_a: bool,
+    pub(crate) last_seen: u64,
+    pub(crate) state: State,
+    pub(crate) decision: Option<FlowDecision>,
+    pub(crate) hold: Option<Match>,
+    pub(crate) inspect: Inspect,
     /// Client data packets and bytes inspected so far.
-    pub inspected_packets: u32,
-    pub inspected_bytes: u32,
+    pub(crate) inspected_packets: u32,
+    pub(crate) inspected_bytes: u32,
     /// Client stream offset 0 in sequence space (ISN + 1), once known.
-    pub seq_base: Option<u32>,
+    pub(crate) seq_base: Option<u32>,
     /// Client stream or QUIC CRYPTO data being reassembled.
-    pub buf: Option<Box<Reassembly>>,
-    /// QUIC: the client's first Destination Connection ID (keys derive
-    /// from it for the whole handshake).
-    pub dcid: [u8; 20],
-    pub dcid_len: u8,
-    pub packets: u64,
-    pub bytes: u64,
-    /// The name the flow was decided on (trigger, ECH flag, name), kept only
-    /// when the profile asks to re-evaluate flows on reload.
-    pub seen: Option<Box<(chokepoint_ruleset::Trigger, bool, crate::event::NameBuf)>>,
+    pub(crate) buf: Option<Box<Reassembly>>,
+    /// QUIC: what the client's first Initial fixed for the handshake.
+    pub(crate) quic: InitialDecoder,
+    pub(crate) seen: Option<Box<Seen>>,
 }
 
 impl Flow {
+    /// A flow seen for the first time now.
     pub fn new(key: FlowKey, client_is_a: bool, now: u64, state: State) -> Flow {
         Flow {
             key,
+            serial: 0,
             client_is_a,
-            first_seen: now,
             last_seen: now,
             state,
-            verdict: None,
-            ip_hold: None,
+            decision: None,
+            hold: None,
             inspect: Inspect::Start,
             inspected_packets: 0,
             inspected_bytes: 0,
             seq_base: None,
             buf: None,
-            dcid: [0; 20],
-            dcid_len: 0,
-            packets: 0,
-            bytes: 0,
+            quic: InitialDecoder::default(),
             seen: None,
         }
+    }
+
+    /// The flow's identity.
+    pub fn key(&self) -> &FlowKey {
+        &self.key
+    }
+
+    /// The decision that sticks to the flow, if any.
+    pub fn decision(&self) -> Option<FlowDecision> {
+        self.decision
     }
 
     /// The flow's two addresses, from the key.
@@ -152,6 +198,30 @@ impl Flow {
     /// Is a packet whose source is side `a` (`from_a`) from the client?
     pub fn from_client(&self, from_a: bool) -> bool {
         from_a == self.client_is_a
+    }
+
+    /// Make `d` stick and stop inspecting; the buffer goes back to `pool`.
+    pub(crate) fn decide(&mut self, d: FlowDecision, pool: &mut Pool) {
+        self.decision = Some(d);
+        self.hold = None;
+        self.stop_inspecting(pool);
+    }
+
+    /// Inspection is over (finished, given up, or out of budget).
+    pub(crate) fn stop_inspecting(&mut self, pool: &mut Pool) {
+        self.inspect = Inspect::Done;
+        if let Some(b) = self.buf.take() {
+            pool.give(b);
+        }
+    }
+
+    /// Track the TCP state machine far enough to pick a timeout.
+    pub(crate) fn track_tcp(&mut self, flags: u8) {
+        if flags & (TCP_FIN | TCP_RST) != 0 {
+            self.state = State::Closing;
+        } else if flags & TCP_ACK != 0 && self.state == State::Syn && flags & TCP_SYN == 0 {
+            self.state = State::Established;
+        }
     }
 
     fn timeout(&self, t: &Timeouts) -> u64 {
@@ -167,12 +237,20 @@ impl Flow {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowStats {
+    /// Flows created.
     pub created: u64,
+    /// Flows removed after their idle timeout.
     pub expired: u64,
     /// Flows dropped from a full table before their timeout.
     pub evicted: u64,
 }
 
+/// A live flow's slot in the table. Valid until the flow is removed (by
+/// expiry or eviction, which only happen between packets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowId(u32);
+
+/// The flows, bounded by a capacity, with idle timeouts per state.
 pub struct FlowTable {
     map: HashMap<FlowKey, u32>,
     slots: Vec<Option<Flow>>,
@@ -180,6 +258,7 @@ pub struct FlowTable {
     cap: usize,
     cursor: usize,
     timeouts: Timeouts,
+    /// What the table did.
     pub stats: FlowStats,
 }
 
@@ -189,6 +268,7 @@ const SWEEP_PER_PACKET: usize = 2;
 const EVICTION_SAMPLE: usize = 32;
 
 impl FlowTable {
+    /// An empty table for at most `cap` flows.
     pub fn new(cap: usize, timeouts: Timeouts) -> FlowTable {
         FlowTable {
             map: HashMap::new(),
@@ -201,24 +281,42 @@ impl FlowTable {
         }
     }
 
+    /// Live flows.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// No live flows?
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
+    /// Most flows held at once.
     pub fn capacity(&self) -> usize {
         self.cap
     }
 
-    pub fn get(&mut self, key: &FlowKey) -> Option<u32> {
-        self.map.get(key).copied()
+    /// New limits (a reload): a smaller capacity evicts down to it as new
+    /// flows arrive; new timeouts apply to every flow from the next sweep.
+    pub fn set_limits(&mut self, cap: usize, timeouts: Timeouts) {
+        self.cap = cap.max(1);
+        self.timeouts = timeouts;
     }
 
-    pub fn flow(&mut self, idx: u32) -> &mut Flow {
-        self.slots[idx as usize].as_mut().expect("live flow")
+    /// The flow with this key.
+    pub fn find(&self, key: &FlowKey) -> Option<FlowId> {
+        self.map.get(key).map(|&i| FlowId(i))
+    }
+
+    /// A live flow. Panics on a stale id, which the engine never keeps
+    /// across packets.
+    pub fn get_mut(&mut self, id: FlowId) -> &mut Flow {
+        self.slots[id.0 as usize].as_mut().expect("live flow")
+    }
+
+    /// Every live flow.
+    pub fn iter(&self) -> impl Iterator<Item = &Flow> {
+        self.slots.iter().flatten()
     }
 
     fn remove(&mut self, idx: usize, pool: &mut Pool) {
@@ -232,9 +330,14 @@ impl FlowTable {
     }
 
     /// Insert a new flow, evicting one if the table is full.
-    pub fn insert(&mut self, flow: Flow, pool: &mut Pool) -> u32 {
-        if self.map.len() >= self.cap {
-            self.evict_one(pool);
+    pub fn insert(&mut self, mut flow: Flow, pool: &mut Pool) -> FlowId {
+        flow.serial = self.stats.created;
+        // A loop, not one eviction: after a reload lowered the capacity the
+        // table shrinks to it.
+        while self.map.len() >= self.cap {
+            if !self.evict_one(pool) {
+                break;
+            }
         }
         let key = flow.key;
         let idx = match self.free.pop() {
@@ -249,10 +352,11 @@ impl FlowTable {
         };
         self.map.insert(key, idx);
         self.stats.created += 1;
-        idx
+        FlowId(idx)
     }
 
-    fn evict_one(&mut self, pool: &mut Pool) {
+    /// Evict the least recently seen of a sample; false if the table is empty.
+    fn evict_one(&mut self, pool: &mut Pool) -> bool {
         let n = self.slots.len();
         let mut victim: Option<(u64, usize)> = None;
         let mut seen = 0;
@@ -270,9 +374,13 @@ impl FlowTable {
             }
         }
         self.cursor = i;
-        if let Some((_, i)) = victim {
-            self.remove(i, pool);
-            self.stats.evicted += 1;
+        match victim {
+            Some((_, i)) => {
+                self.remove(i, pool);
+                self.stats.evicted += 1;
+                true
+            }
+            None => false,
         }
     }
 
@@ -309,7 +417,7 @@ impl FlowTable {
         }
     }
 
-    /// Every live flow.
+    /// Every live flow, mutably.
     pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Flow)) {
         for fl in self.slots.iter_mut().flatten() {
             f(fl);
@@ -327,35 +435,24 @@ impl FlowTable {
 mod tests {
     use super::*;
 
+    fn tuple(src: &str, sport: u16, dst: &str, dport: u16, proto: u8) -> FiveTuple {
+        FiveTuple {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            sport,
+            dport,
+            proto,
+        }
+    }
+
     fn key(i: u16) -> (FlowKey, bool) {
-        FlowKey::new(
-            0,
-            17,
-            "198.18.0.1".parse().unwrap(),
-            1000 + i,
-            "198.18.0.2".parse().unwrap(),
-            53,
-        )
+        FlowKey::new(0, &tuple("198.18.0.1", 1000 + i, "198.18.0.2", 53, 17))
     }
 
     #[test]
     fn both_directions_share_a_key() {
-        let (k1, a1) = FlowKey::new(
-            7,
-            6,
-            "198.18.0.9".parse().unwrap(),
-            40000,
-            "198.18.0.2".parse().unwrap(),
-            443,
-        );
-        let (k2, a2) = FlowKey::new(
-            7,
-            6,
-            "198.18.0.2".parse().unwrap(),
-            443,
-            "198.18.0.9".parse().unwrap(),
-            40000,
-        );
+        let (k1, a1) = FlowKey::new(7, &tuple("198.18.0.9", 40000, "198.18.0.2", 443, 6));
+        let (k2, a2) = FlowKey::new(7, &tuple("198.18.0.2", 443, "198.18.0.9", 40000, 6));
         assert_eq!(k1, k2);
         assert_ne!(a1, a2);
     }
@@ -370,13 +467,28 @@ mod tests {
         }
         assert_eq!(t.len(), 4);
         assert_eq!(t.stats.evicted, 6);
-        assert!(t.get(&key(9).0).is_some(), "newest kept");
-        assert!(t.get(&key(0).0).is_none(), "oldest evicted");
+        assert!(t.find(&key(9).0).is_some(), "newest kept");
+        assert!(t.find(&key(0).0).is_none(), "oldest evicted");
         let late = 61 * 1_000_000_000 + 10;
         for _ in 0..8 {
             t.sweep(late, &mut pool);
         }
         assert_eq!(t.len(), 0);
         assert_eq!(t.stats.expired, 4);
+    }
+
+    #[test]
+    fn a_lower_capacity_evicts_down_to_it() {
+        let mut pool = Pool::new(4);
+        let mut t = FlowTable::new(8, Timeouts::default());
+        for i in 0..8u16 {
+            let (k, a) = key(i);
+            t.insert(Flow::new(k, a, u64::from(i), State::Udp), &mut pool);
+        }
+        t.set_limits(3, Timeouts::default());
+        let (k, a) = key(100);
+        t.insert(Flow::new(k, a, 100, State::Udp), &mut pool);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.stats.evicted, 6);
     }
 }

@@ -388,6 +388,123 @@ pub fn chlo_sni(m: &[u8]) -> Option<Option<&[u8]>> {
     Some(None)
 }
 
+/// What one datagram's Initial packets gave.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fed {
+    /// Initial packets of a known version.
+    pub initials: u32,
+    /// Of those, how many failed to decrypt.
+    pub failures: u32,
+    /// Google QUIC numbering (Q050/T05x): the CRYPTO data is a CHLO.
+    pub google: bool,
+}
+
+/// What the CRYPTO stream assembled so far holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hello<'a> {
+    /// A whole TLS ClientHello handshake message.
+    Tls(&'a [u8]),
+    /// A Google CHLO, and its SNI if it has one.
+    Chlo(Option<&'a [u8]>),
+    /// Not whole yet.
+    NeedMore,
+    /// Not a ClientHello, or larger than allowed: stop looking.
+    NotHello,
+}
+
+/// The client's Initial packets of one flow, decrypted, their CRYPTO
+/// frames handed on for assembly. The state is what the first Initial
+/// fixed: the client's first Destination Connection ID, from which the
+/// keys of every later client Initial derive (RFC 9001 §5.2), even after
+/// the client switches to the server's chosen DCID.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InitialDecoder {
+    dcid: [u8; 20],
+    dcid_len: u8,
+}
+
+impl InitialDecoder {
+    /// Decrypt every client Initial coalesced in `datagram`, calling
+    /// `crypto(offset, data)` for each CRYPTO frame. `crypt` is the caller's
+    /// scratch buffer for the plaintext (reused, so nothing allocates once
+    /// it has grown).
+    pub fn feed(
+        &mut self,
+        datagram: &[u8],
+        crypt: &mut Vec<u8>,
+        mut crypto: impl FnMut(u64, &[u8]),
+    ) -> Fed {
+        let mut fed = Fed::default();
+        let mut rest = datagram;
+        while let Some((pkt, next)) = long_packet(rest) {
+            rest = next;
+            if !pkt.is_initial() {
+                continue;
+            }
+            let Some(scheme) = scheme(pkt.version) else {
+                continue;
+            };
+            fed.initials += 1;
+            fed.google = scheme.google;
+            if self.dcid_len == 0 {
+                self.dcid[..pkt.dcid.len()].copy_from_slice(pkt.dcid);
+                self.dcid_len = pkt.dcid.len() as u8;
+            }
+            match self.open(&pkt, &scheme, crypt) {
+                Some(plain) => {
+                    crypto_frames(plain, scheme.google, &mut crypto);
+                }
+                None => fed.failures += 1,
+            }
+        }
+        fed
+    }
+
+    /// Keys from this packet's DCID first, then from the first one.
+    fn open<'o>(
+        &self,
+        pkt: &LongPacket<'_>,
+        scheme: &Scheme,
+        crypt: &'o mut Vec<u8>,
+    ) -> Option<&'o [u8]> {
+        let first = &self.dcid[..usize::from(self.dcid_len)];
+        let with_own =
+            Keys::client(scheme, pkt.dcid).is_some_and(|k| decrypt(pkt, &k, crypt).is_some());
+        if !with_own {
+            if pkt.dcid == first {
+                return None;
+            }
+            let keys = Keys::client(scheme, first)?;
+            decrypt(pkt, &keys, crypt)?;
+        }
+        // `decrypt` left header + plaintext + tag in `crypt`.
+        let hdr = pkt.pn_offset + usize::from(crypt[0] & 3) + 1;
+        crypt.get(hdr..crypt.len().checked_sub(16)?)
+    }
+}
+
+/// Read the assembled CRYPTO stream: a TLS ClientHello (at most `max`
+/// bytes) or, for Google QUIC, a CHLO.
+pub fn hello(data: &[u8], google: bool, max: usize) -> Hello<'_> {
+    if google && data.starts_with(b"CHLO") {
+        return match chlo_sni(data) {
+            Some(sni) => Hello::Chlo(sni),
+            None => Hello::NeedMore,
+        };
+    }
+    if data.len() < 4 {
+        return Hello::NeedMore;
+    }
+    let n = u32::from_be_bytes([0, data[1], data[2], data[3]]) as usize + 4;
+    if data[0] != 1 || n > max {
+        Hello::NotHello
+    } else if data.len() >= n {
+        Hello::Tls(&data[..n])
+    } else {
+        Hello::NeedMore
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,93 +2,15 @@
 //! what the published captures lack (IP-fragmented ClientHello, IPv6
 //! extension headers before a ClientHello, 802.1ad tags, MPLS).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use chokepoint_core::synth::{self, HelloShape};
 use chokepoint_core::{Engine, LinkType, Verdict};
 use chokepoint_rules::Trigger;
 
-const POLICY: &str = r#"
-version: 1
-lists:
-  blocked: {format: domains, entries: [blocked.example, t.me]}
-  nets: {format: cidr, entries: [198.19.0.0/24, "fd00:198:18::66/128"]}
-  watched: {format: cidr, entries: [198.19.1.0/24]}
-rules:
-  - {name: names, match: {list: blocked}, action: reset}
-  - {name: nets, match: {list: nets, on: [ip]}, action: drop}
-  - {name: watched, match: {list: watched, on: [ip]}, action: log}
-"#;
+mod common;
 
-fn engine_with(extra: &str) -> Engine {
-    let rs = chokepoint_rules::compile_str(
-        &format!("{POLICY}{extra}"),
-        "t.yaml",
-        std::path::Path::new("."),
-    )
-    .unwrap();
-    Engine::new(Arc::new(rs))
-}
-
-fn engine() -> Engine {
-    engine_with("")
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-const C: &str = "198.18.0.10";
-const S: &str = "198.18.1.20";
-const SEC: u64 = 1_000_000_000;
-
-/// TCP frame client→server (or back with `rev`).
-fn tcp(
-    src: &str,
-    dst: &str,
-    sport: u16,
-    dport: u16,
-    seq: u32,
-    flags: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let (s, d) = (ip(src), ip(dst));
-    synth::ethernet(
-        &synth::ip_packet(
-            s,
-            d,
-            6,
-            &synth::tcp_segment(s, d, sport, dport, seq, 1, flags, payload),
-        ),
-        &[],
-    )
-}
-
-fn udp(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let (s, d) = (ip(src), ip(dst));
-    synth::ethernet(
-        &synth::ip_packet(s, d, 17, &synth::udp_datagram(s, d, sport, dport, payload)),
-        &[],
-    )
-}
-
-fn run(e: &mut Engine, t: u64, f: &[u8]) -> (Verdict, Vec<(Trigger, String, Verdict, u64)>) {
-    let d = e.process(t, LinkType::Ethernet, f);
-    let ev = e
-        .events()
-        .iter()
-        .map(|x| {
-            (
-                x.trigger,
-                String::from_utf8_lossy(x.name.as_bytes()).into_owned(),
-                x.verdict,
-                x.packet,
-            )
-        })
-        .collect();
-    (d.verdict, ev)
-}
+use common::*;
 
 #[test]
 fn split_post_quantum_hello_out_of_order_with_retransmission() {
@@ -308,10 +230,7 @@ fn dns_is_decided_per_query_over_udp_and_tcp() {
     assert_eq!((v, ev[0].1.as_str()), (Verdict::Pass, "example.org"));
     // TCP: two messages in one segment, then one split over two segments
     let mut stream = Vec::new();
-    for (i, n) in ["a.example", "blocked.example", "c.example"]
-        .iter()
-        .enumerate()
-    {
+    for (i, n) in ["a.example", "b.example", "c.example"].iter().enumerate() {
         let q = synth::dns_query(i as u16, n, 28);
         stream.extend_from_slice(&(q.len() as u16).to_be_bytes());
         stream.extend_from_slice(&q);
@@ -324,7 +243,7 @@ fn dns_is_decided_per_query_over_udp_and_tcp() {
         &tcp(C, S, 40010, 53, 101, 0x18, &stream[..split]),
     );
     let names: Vec<&str> = ev.iter().map(|x| x.1.as_str()).collect();
-    assert_eq!(names, ["a.example", "blocked.example"]);
+    assert_eq!(names, ["a.example", "b.example"]);
     let (_, ev) = run(
         &mut e,
         4,
@@ -332,6 +251,16 @@ fn dns_is_decided_per_query_over_udp_and_tcp() {
     );
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].1, "c.example");
+    // A blocked query ends the conversation: the decision sticks to the
+    // connection, so the client's retransmission meets it too.
+    let q = synth::dns_query(9, "blocked.example", 1);
+    let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+    msg.extend_from_slice(&q);
+    let seq = 101 + stream.len() as u32;
+    let (v, ev) = run(&mut e, 5, &tcp(C, S, 40010, 53, seq, 0x18, &msg));
+    assert_eq!((v, ev.len()), (Verdict::Reset, 1));
+    let (v, ev) = run(&mut e, 6, &tcp(C, S, 40010, 53, seq, 0x18, &msg));
+    assert_eq!((v, ev.len()), (Verdict::Reset, 0), "retransmission");
 }
 
 #[test]
@@ -598,47 +527,4 @@ fn ech_condition_reproduces_november_2024() {
         err.contains("`ech` applies to tls_sni and quic_sni only"),
         "{err}"
     );
-}
-
-#[test]
-fn reload_keeps_decisions_unless_the_profile_asks_to_reevaluate() {
-    let hello = synth::tls_records(
-        &synth::client_hello(Some("t.me"), HelloShape::default(), 1),
-        16384,
-    );
-    for reevaluate in [false, true] {
-        let profile = format!("profile: {{reevaluate_on_reload: {reevaluate}}}\n");
-        let blocking = format!("version: 1\nlists: {{d: {{format: domains, entries: [t.me]}}}}\nrules: [{{name: r, match: {{list: d}}, action: reset}}]\n{profile}");
-        let open = format!("version: 1\n{profile}");
-        let comp = |y: &str| {
-            Arc::new(chokepoint_rules::compile_str(y, "t.yaml", std::path::Path::new(".")).unwrap())
-        };
-        let mut e = Engine::new(comp(&blocking));
-        assert_eq!(
-            run(&mut e, 0, &tcp(C, S, 42000, 443, 2, 0x18, &hello)).0,
-            Verdict::Reset
-        );
-        e.set_rules(comp(&open));
-        let later = run(
-            &mut e,
-            1,
-            &tcp(C, S, 42000, 443, 2 + hello.len() as u32, 0x10, b""),
-        )
-        .0;
-        if reevaluate {
-            assert_eq!(
-                later,
-                Verdict::Pass,
-                "re-evaluated under rules that no longer block t.me"
-            );
-            // and back: the name kept with the flow blocks it again
-            e.set_rules(comp(&blocking));
-            assert_eq!(
-                run(&mut e, 2, &tcp(S, C, 443, 42000, 9, 0x10, b"")).0,
-                Verdict::Reset
-            );
-        } else {
-            assert_eq!(later, Verdict::Reset, "decided flows keep their decision");
-        }
-    }
 }

@@ -15,7 +15,7 @@ use crate::lists::{
     self, parse_list, ListText, ParsedList, MODE_EXACT, MODE_SUBDOMAINS, MODE_SUFFIX,
 };
 use crate::policy::{ListFormat, ListSpec, OnError, Policy, TextEncoding, Trigger};
-use crate::prefix_table::{Addr, PrefixEntry, PrefixTable, NONE, PAD};
+use crate::prefix_table::{PrefixEntry, PrefixTable, PAD};
 use crate::ruleset::{
     column, ListMeta, ListStats, Meta, Parts, RecordEntry, RuleMeta, Ruleset, SourceMeta, Totals,
     COLUMNS, NO_RULE,

@@ -17,7 +17,7 @@ impl RuleId {
 
     /// The id of the rule at `index`, if a policy can have that many rules.
     pub fn new(index: usize) -> Option<RuleId> {
-        (index < Self::MAX_RULES).then(|| RuleId(index as u16))
+        (index < Self::MAX_RULES).then_some(RuleId(index as u16))
     }
 
     /// From the 16-bit form stored in tables (`u16::MAX` is no rule).

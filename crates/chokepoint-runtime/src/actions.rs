@@ -71,7 +71,12 @@ impl Actor {
                 inject: Vec::new(),
             }
         } else if let (Verdict::Throttle, Action::Throttle { kbps }) = (d.verdict, action) {
-            let key = chokepoint_core::decode::flow_hash(link, frame);
+            // The engine's flow number follows the flow through IP
+            // fragments; frames it keeps no flow for share one bucket per
+            // host pair.
+            let key = d
+                .flow
+                .unwrap_or_else(|| chokepoint_core::decode::shard_key(link, frame));
             if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&key) {
                 self.buckets.clear();
             }

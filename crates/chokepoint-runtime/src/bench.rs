@@ -2,7 +2,7 @@
 //! extraction, lookup, decision) over a capture held in memory, with N
 //! workers sharded as the live runtime shards them, and no I/O.
 //!
-//! Frames are spread by [`chokepoint_core::decode::flow_hash`] (symmetric:
+//! Frames are spread by [`chokepoint_core::decode::shard_key`] (symmetric:
 //! both directions of a flow reach one worker). Each worker owns an engine
 //! and walks its own contiguous ring of frames; all start together behind a
 //! barrier and the wall time is taken from the barrier to the last worker.
@@ -10,7 +10,7 @@
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use chokepoint_core::decode::flow_hash;
+use chokepoint_core::decode::shard_key;
 use chokepoint_core::{Engine, LinkType};
 use chokepoint_rules::Ruleset;
 use serde::Serialize;
@@ -48,7 +48,7 @@ pub type Frames = Vec<(LinkType, u64, Vec<u8>)>;
 pub fn shard(frames: &Frames, n: usize) -> Vec<Ring> {
     let mut rings: Vec<Ring> = (0..n.max(1)).map(|_| Ring::new()).collect();
     for (link, ts, f) in frames {
-        let h = flow_hash(*link, f);
+        let h = shard_key(*link, f);
         // High bits of a multiplicative hash spread better than `% n`.
         let w = ((u128::from(h.wrapping_mul(0x9e37_79b9_7f4a_7c15)) * rings.len() as u128) >> 64)
             as usize;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  inside (subscribers) ──► rx thread ─┐            ┌─► forward out `outside`
-//!                                      ├─ flow_hash ─► worker k: Engine + Actor ──┤
+//!                                      ├─ shard_key ─► worker k: Engine + Actor ──┤
 //!  outside (Internet)  ──► rx thread ─┘   (bounded   └─► injected frames out the
 //!                                          queues)        side they are meant for
 //! ```
@@ -19,7 +19,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use chokepoint_core::decode::flow_hash;
+use chokepoint_core::decode::shard_key;
 use chokepoint_core::{Counters, Engine, LinkType, Verdict};
 use chokepoint_rules::Ruleset;
 
@@ -128,7 +128,7 @@ pub fn run(
                         continue;
                     };
                     let frame = &buf[..len];
-                    let h = flow_hash(LinkType::Ethernet, frame);
+                    let h = shard_key(LinkType::Ethernet, frame);
                     let k = ((u128::from(h.wrapping_mul(0x9e37_79b9_7f4a_7c15))
                         * senders.len() as u128)
                         >> 64) as usize;

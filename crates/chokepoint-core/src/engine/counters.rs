@@ -1,0 +1,47 @@
+//! What the engine counts.
+
+use chokepoint_ruleset::{Trigger, Verdict};
+
+use crate::decode::Problem;
+
+/// Everything the engine counts. Plain integers: one engine per worker,
+/// summed by whoever reports them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames seen.
+    pub packets: u64,
+    /// Bytes of those frames.
+    pub bytes: u64,
+    /// Packets by the verdict they got.
+    pub packets_by_verdict: [u64; Verdict::COUNT],
+    /// Bytes by the verdict they got.
+    pub bytes_by_verdict: [u64; Verdict::COUNT],
+    /// Frames that are not IP (ARP, LLDP...), passed.
+    pub not_ip: u64,
+    /// Parse problems by kind; the packets still reached the policy.
+    pub problems: [u64; Problem::COUNT],
+    /// Decisions by what decided them.
+    pub decisions_by_trigger: [u64; Trigger::COUNT],
+    /// Events beyond the per-packet buffer.
+    pub events_dropped: u64,
+    /// Reassembly refused data: byte cap.
+    pub reassembly_cap_bytes: u64,
+    /// Reassembly refused data: segment cap.
+    pub reassembly_cap_segments: u64,
+    /// ClientHellos larger than the engine gathers.
+    pub client_hello_too_large: u64,
+    /// Flows passed uninspected because the budget ran out first.
+    pub inspection_budget_exhausted: u64,
+    /// QUIC Initial packets of a known version.
+    pub quic_initials: u64,
+    /// QUIC Initials that did not decrypt.
+    pub quic_decrypt_failures: u64,
+    /// DNS questions decided (a query may hold several).
+    pub dns_queries: u64,
+    /// Flows a reload re-decided.
+    pub reevaluated: u64,
+    /// Flows a reload could not re-decide, because the name they were
+    /// decided on was not kept (re-evaluation was off when they were
+    /// decided): they keep their decision.
+    pub reevaluate_name_unknown: u64,
+}

@@ -1,0 +1,453 @@
+//! [`Engine`]: `(timestamp, link type, frame)` in, [`Decision`] out.
+//!
+//! Order of work for a packet:
+//! 1. decode to the innermost IP packet (reassembling IP fragments);
+//! 2. find or create its flow; a decided flow costs that one lookup;
+//! 3. on a new flow, IP-prefix rules on either address;
+//! 4. inspect client data within the profile's budget: reassemble the TCP
+//!    stream ([`tcp`]) or QUIC CRYPTO data ([`udp`]), extract the TLS SNI,
+//!    QUIC SNI, HTTP Host or DNS question names, and match them;
+//! 5. the first matching rule in policy order decides ([`decide`]); for
+//!    TLS, QUIC and HTTP the decision sticks to the flow, for DNS it is per
+//!    query (over TCP a blocking decision ends the connection, so it sticks).
+//!
+//! ## How the state is split
+//! The way regex-automata keeps a `Regex` apart from its `Cache`, the
+//! engine's state is in parts that can be borrowed apart:
+//! * `Config`: the rules and profile; read-only while a packet is handled,
+//!   replaced whole by a reload;
+//! * the flow table and the IP defragmenter: state per flow and datagram;
+//! * `Scratch`: buffers reused from packet to packet, so steady traffic
+//!   does not allocate;
+//! * `Output` and [`Counters`]: what packets produce besides decisions.
+//!
+//! Once a packet's flow is found, one `FlowCx` (the packet's five-tuple and
+//! direction, its flow, and the parts a decision writes to) is built and
+//! handed to the inspectors, instead of the packet and the engine.
+
+mod counters;
+mod decide;
+mod tcp;
+mod udp;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chokepoint_ruleset::{Direction, Match, Profile, Ruleset, Verdict};
+
+pub use counters::Counters;
+
+use crate::decode::{decode, resume_ip, Decoded, Fragment, Packet, L4};
+use crate::defrag::{Defrag, DefragStats};
+use crate::event::{Decision, Event};
+use crate::flow::{FiveTuple, Flow, FlowDecision, FlowId, FlowKey, FlowTable, Inspect, State};
+use crate::reasm::{Pool, Reassembly};
+use crate::wire::l4::{PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN};
+use crate::wire::link::LinkType;
+
+/// Events kept per packet (a DNS-over-TCP segment may hold many queries).
+const MAX_EVENTS_PER_PACKET: usize = 256;
+/// Largest ClientHello gathered.
+const MAX_CLIENT_HELLO: usize = 64 * 1024;
+
+/// What a reload replaces: the rules and the profile compiled with them.
+struct Config {
+    rules: Arc<Ruleset>,
+    profile: Profile,
+}
+
+impl Config {
+    fn default_verdict(&self) -> Verdict {
+        Verdict::of(&self.rules.meta.default_action)
+    }
+
+    /// The IP rule for a packet's addresses: the earlier of the two matches.
+    fn ip_match(&self, src: IpAddr, dst: IpAddr) -> Option<Match> {
+        decide::earlier(self.rules.match_ip(src), self.rules.match_ip(dst))
+    }
+
+    fn port_inspected(&self, server_port: u16) -> bool {
+        self.profile.inspect_ports.is_empty() || self.profile.inspect_ports.contains(&server_port)
+    }
+}
+
+/// Buffers reused from packet to packet.
+struct Scratch {
+    /// A ClientHello gathered across TLS records.
+    hello: Vec<u8>,
+    /// QUIC Initial plaintext.
+    crypt: Vec<u8>,
+    /// A datagram reassembled from IP fragments.
+    datagram: Vec<u8>,
+    /// A segment inspected on its own (no reassembly).
+    alone: Reassembly,
+    /// Reassembly buffers lent to flows.
+    pool: Pool,
+}
+
+/// What the current packet produced besides its decision.
+struct Output {
+    events: Vec<Event>,
+    /// 1-based index of the current packet.
+    index: u64,
+    /// The latest timestamp seen: the core's only clock.
+    now: u64,
+}
+
+/// The sans-IO packet core: one per worker.
+pub struct Engine {
+    cfg: Config,
+    flows: FlowTable,
+    defrag: Defrag,
+    scratch: Scratch,
+    out: Output,
+    /// Everything counted so far.
+    pub counters: Counters,
+}
+
+/// One packet's view of the engine, once its flow is known.
+pub(crate) struct FlowCx<'e> {
+    cfg: &'e Config,
+    flow: &'e mut Flow,
+    pool: &'e mut Pool,
+    out: &'e mut Output,
+    counters: &'e mut Counters,
+    tuple: FiveTuple,
+    from_client: bool,
+}
+
+impl FlowCx<'_> {
+    /// No decision yet: a held `pass`/`log` match, or the default.
+    fn undecided(&self) -> Decision {
+        let (verdict, rule) = match self.flow.hold {
+            Some(m) => (
+                Verdict::of(&self.cfg.rules.rule(m.rule).action),
+                Some(m.rule),
+            ),
+            None => (self.cfg.default_verdict(), None),
+        };
+        Decision {
+            verdict,
+            rule,
+            decided_now: false,
+            flow: Some(self.flow.serial),
+        }
+    }
+
+    /// The server's port, whichever way the packet goes.
+    fn server_port(&self) -> u16 {
+        if self.from_client {
+            self.tuple.dport
+        } else {
+            self.tuple.sport
+        }
+    }
+
+    /// Charge a data packet to the flow's inspection budget; false once spent.
+    fn budget(&mut self, len: usize) -> bool {
+        let p = &self.cfg.profile;
+        let f = &mut *self.flow;
+        if f.inspected_packets >= p.max_inspect_packets || f.inspected_bytes >= p.max_inspect_bytes
+        {
+            f.stop_inspecting(self.pool);
+            self.counters.inspection_budget_exhausted += 1;
+            return false;
+        }
+        f.inspected_packets += 1;
+        f.inspected_bytes = f.inspected_bytes.saturating_add(len as u32);
+        true
+    }
+
+    fn give_up(&mut self) {
+        self.flow.stop_inspecting(self.pool);
+    }
+
+    fn give_up_if_undecided(&mut self) {
+        if self.flow.decision.is_none() {
+            self.give_up();
+        }
+    }
+}
+
+impl Output {
+    fn event(&mut self, counters: &mut Counters, e: Event) {
+        if self.events.len() >= MAX_EVENTS_PER_PACKET {
+            counters.events_dropped += 1;
+        } else {
+            self.events.push(e);
+        }
+    }
+}
+
+/// A new flow: decided by an IP rule at once, or open for inspection.
+enum Opened {
+    Decided(Decision),
+    Open(FlowId),
+}
+
+impl Engine {
+    /// An engine enforcing `rules` with the profile compiled into them.
+    pub fn new(rules: Arc<Ruleset>) -> Engine {
+        let profile = rules.meta.profile.clone();
+        Engine {
+            flows: FlowTable::new(profile.max_flows as usize, profile.timeouts.clone()),
+            defrag: Defrag::new(
+                profile.max_fragment_datagrams as usize,
+                profile.fragment_timeout,
+            ),
+            scratch: Scratch {
+                hello: Vec::with_capacity(MAX_CLIENT_HELLO),
+                crypt: Vec::with_capacity(65_536),
+                datagram: Vec::with_capacity(65_536),
+                alone: Reassembly::default(),
+                pool: Pool::new(1024),
+            },
+            out: Output {
+                events: Vec::with_capacity(MAX_EVENTS_PER_PACKET),
+                index: 0,
+                now: 0,
+            },
+            counters: Counters::default(),
+            cfg: Config { rules, profile },
+        }
+    }
+
+    /// Swap the rules (hot reload), with the profile compiled into them:
+    /// inspection knobs apply from the next packet, new timeouts from the
+    /// next sweep, a lower flow or fragment capacity as new ones arrive.
+    /// Flows already decided keep their decision, unless the new profile
+    /// says `reevaluate_on_reload`: then every flow is decided again from
+    /// its addresses and the name it carried (see [`Counters::reevaluated`]).
+    pub fn set_rules(&mut self, rules: Arc<Ruleset>) {
+        let profile = rules.meta.profile.clone();
+        self.flows
+            .set_limits(profile.max_flows as usize, profile.timeouts.clone());
+        self.defrag.set_limits(
+            profile.max_fragment_datagrams as usize,
+            profile.fragment_timeout,
+        );
+        self.cfg = Config { rules, profile };
+        if self.cfg.profile.reevaluate_on_reload {
+            self.reevaluate();
+        }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &Arc<Ruleset> {
+        &self.cfg.rules
+    }
+
+    /// The profile in force.
+    pub fn profile(&self) -> &Profile {
+        &self.cfg.profile
+    }
+
+    /// Events completed by the last [`Engine::process`] call.
+    pub fn events(&self) -> &[Event] {
+        &self.out.events
+    }
+
+    /// The flow table.
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    /// What the IP defragmenter did.
+    pub fn defrag_stats(&self) -> DefragStats {
+        self.defrag.stats
+    }
+
+    /// Expire idle flows and fragments as of `now` (end of a capture).
+    pub fn expire(&mut self, now: u64) {
+        self.flows.expire_all(now, &mut self.scratch.pool);
+        self.defrag.expire(now);
+    }
+
+    /// Run one frame through the core. `ts` is the capture or arrival time
+    /// in nanoseconds; it is the only clock the core knows.
+    pub fn process(&mut self, ts: u64, link: LinkType, frame: &[u8]) -> Decision {
+        self.out.index += 1;
+        self.out.now = self.out.now.max(ts);
+        self.out.events.clear();
+        self.counters.packets += 1;
+        self.counters.bytes += frame.len() as u64;
+        self.flows.sweep(self.out.now, &mut self.scratch.pool);
+        let d = match decode(link, frame) {
+            Decoded::Packet(p) => self.packet(&p),
+            Decoded::NotIp => {
+                self.counters.not_ip += 1;
+                Decision {
+                    verdict: Verdict::Pass,
+                    rule: None,
+                    decided_now: false,
+                    flow: None,
+                }
+            }
+            Decoded::Malformed(problem) => {
+                self.counters.problems[problem as usize] += 1;
+                self.ip_only(None)
+            }
+            Decoded::Fragment(f) => self.fragment(&f),
+        };
+        let v = d.verdict as usize;
+        self.counters.packets_by_verdict[v] += 1;
+        self.counters.bytes_by_verdict[v] += frame.len() as u64;
+        d
+    }
+
+    fn fragment(&mut self, f: &Fragment<'_>) -> Decision {
+        let now = self.out.now;
+        if !self.cfg.profile.defragment || !self.defrag.add(now, f, &mut self.scratch.datagram) {
+            // A fragment on its own: the addresses are all there is.
+            return self.ip_only(Some((f.src, f.dst)));
+        }
+        // The datagram is read while the engine is borrowed: lend it out.
+        let datagram = std::mem::take(&mut self.scratch.datagram);
+        let d = match resume_ip(f, &datagram) {
+            Decoded::Packet(p) => self.packet(&p),
+            Decoded::Malformed(problem) => {
+                self.counters.problems[problem as usize] += 1;
+                self.ip_only(Some((f.src, f.dst)))
+            }
+            _ => self.ip_only(Some((f.src, f.dst))),
+        };
+        self.scratch.datagram = datagram;
+        d
+    }
+
+    /// IP rules for a packet whose transport layer is not available.
+    fn ip_only(&self, addresses: Option<(IpAddr, IpAddr)>) -> Decision {
+        let m = addresses.and_then(|(src, dst)| self.cfg.ip_match(src, dst));
+        Decision {
+            verdict: m.map_or(self.cfg.default_verdict(), |m| {
+                Verdict::of(&self.cfg.rules.rule(m.rule).action)
+            }),
+            rule: m.map(|m| m.rule),
+            decided_now: false,
+            flow: None,
+        }
+    }
+
+    fn packet(&mut self, p: &Packet<'_>) -> Decision {
+        if let Some(problem) = p.problem {
+            self.counters.problems[problem as usize] += 1;
+        }
+        let (tuple, flags) = five_tuple(p);
+        let (key, from_a) = FlowKey::new(p.ctx, &tuple);
+        let id = match self.flows.find(&key) {
+            Some(id) => id,
+            None => match self.open(&tuple, key, from_a, flags) {
+                Opened::Decided(d) => return d,
+                Opened::Open(id) => id,
+            },
+        };
+        let Engine {
+            cfg,
+            flows,
+            scratch,
+            out,
+            counters,
+            ..
+        } = self;
+        let flow = flows.get_mut(id);
+        flow.last_seen = out.now;
+        if tuple.proto == PROTO_TCP {
+            flow.track_tcp(flags);
+        }
+        if let Some(fd) = flow.decision {
+            return Decision {
+                verdict: fd.verdict,
+                rule: fd.rule,
+                decided_now: false,
+                flow: Some(flow.serial),
+            };
+        }
+        let from_client = flow.from_client(from_a);
+        let mut cx = FlowCx {
+            cfg,
+            flow,
+            pool: &mut scratch.pool,
+            out,
+            counters,
+            tuple,
+            from_client,
+        };
+        if cx.flow.inspect == Inspect::Done
+            || (!from_client && cx.cfg.profile.direction == Direction::ClientToServer)
+        {
+            return cx.undecided();
+        }
+        match p.l4 {
+            L4::Tcp(t) => tcp::inspect(&mut cx, &mut scratch.hello, &mut scratch.alone, &t),
+            L4::Udp(u) => udp::inspect(&mut cx, &mut scratch.crypt, &u),
+            L4::Other(_) => cx.undecided(),
+        }
+    }
+
+    /// Create a flow; IP rules decide it now or hold a `pass`/`log` match.
+    fn open(&mut self, tuple: &FiveTuple, key: FlowKey, from_a: bool, flags: u8) -> Opened {
+        let client_is_a = from_a == client_is_sender(tuple, flags);
+        let state = if tuple.proto == PROTO_TCP {
+            State::Syn
+        } else {
+            State::Udp
+        };
+        let mut f = Flow::new(key, client_is_a, self.out.now, state);
+        let ip = self.cfg.ip_match(tuple.src, tuple.dst);
+        let judged = ip.map(|m| decide::judge(&self.cfg.rules, Some(m), None));
+        match judged {
+            Some(j) if j.sticky => {
+                f.decision = Some(FlowDecision {
+                    verdict: j.verdict,
+                    rule: j.rule(),
+                    by: j.by,
+                });
+                f.inspect = Inspect::Done;
+            }
+            _ => f.hold = ip,
+        }
+        let id = self.flows.insert(f, &mut self.scratch.pool);
+        let flow = self.flows.get_mut(id);
+        match (judged, flow.decision) {
+            (Some(j), Some(fd)) => {
+                let e = decide::event(&self.out, tuple, &decide::Found::IP, &j);
+                self.out.event(&mut self.counters, e);
+                self.counters.decisions_by_trigger[j.by.index()] += 1;
+                Opened::Decided(Decision {
+                    verdict: fd.verdict,
+                    rule: fd.rule,
+                    decided_now: true,
+                    flow: Some(flow.serial),
+                })
+            }
+            _ => Opened::Open(id),
+        }
+    }
+}
+
+/// The packet's five-tuple and TCP flags.
+fn five_tuple(p: &Packet<'_>) -> (FiveTuple, u8) {
+    let (proto, sport, dport, flags) = match p.l4 {
+        L4::Tcp(t) => (PROTO_TCP, t.sport, t.dport, t.flags),
+        L4::Udp(u) => (PROTO_UDP, u.sport, u.dport, 0),
+        L4::Other(proto) => (proto, 0, 0, 0),
+    };
+    let tuple = FiveTuple {
+        src: p.src,
+        dst: p.dst,
+        sport,
+        dport,
+        proto,
+    };
+    (tuple, flags)
+}
+
+/// Who opened the flow, judged from its first packet: a SYN's sender, a
+/// SYN-ACK's receiver; otherwise the sender, unless it sends from a
+/// well-known port to an ephemeral one (a capture that starts mid-flow).
+fn client_is_sender(t: &FiveTuple, flags: u8) -> bool {
+    if t.proto == PROTO_TCP && flags & TCP_SYN != 0 {
+        return flags & TCP_ACK == 0;
+    }
+    !(t.sport < 1024 && t.dport >= 1024)
+}

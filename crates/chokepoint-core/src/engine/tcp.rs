@@ -1,0 +1,237 @@
+//! TCP inspection: the client stream reassembled (or one segment alone),
+//! then read as a TLS ClientHello, HTTP requests (keep-alive: one after
+//! another) or length-prefixed DNS messages.
+
+use chokepoint_ruleset::Trigger;
+
+use super::decide::Found;
+use super::{FlowCx, MAX_CLIENT_HELLO};
+use crate::event::Decision;
+use crate::flow::{FlowDecision, Inspect};
+use crate::reasm::{CapHit, Reassembly};
+use crate::wire::l4::{Tcp, TCP_ACK, TCP_SYN};
+use crate::{http, tls};
+
+/// Inspect a TCP segment of an undecided flow.
+pub(super) fn inspect(
+    cx: &mut FlowCx<'_>,
+    hello: &mut Vec<u8>,
+    alone: &mut Reassembly,
+    t: &Tcp<'_>,
+) -> Decision {
+    let syn = t.flags & TCP_SYN != 0;
+    // Sequence number of the first payload byte (SYN occupies one).
+    let data_seq = if syn { t.seq.wrapping_add(1) } else { t.seq };
+    if cx.from_client && syn && t.flags & TCP_ACK == 0 {
+        cx.flow.seq_base = Some(data_seq);
+    }
+    if t.payload.is_empty() || !cx.budget(t.payload.len()) {
+        return cx.undecided();
+    }
+    let dns = t.sport == 53 || t.dport == 53;
+    if !cx.from_client {
+        // Direction::Both: look at this segment alone, no reassembly.
+        return inspect_alone(cx, hello, alone, t.payload, dns);
+    }
+    if !cx.cfg.profile.reassemble_client_hello {
+        if cx.flow.inspect != Inspect::Start {
+            // Old-style DPI: the first data segment only.
+            cx.give_up();
+            return cx.undecided();
+        }
+        return inspect_alone(cx, hello, alone, t.payload, dns);
+    }
+    let base = *cx.flow.seq_base.get_or_insert(data_seq);
+    if let Some(d) = hello_in_place(cx, hello, t.payload, data_seq == base, dns) {
+        return d;
+    }
+    let mut buf = cx.flow.buf.take().unwrap_or_else(|| cx.pool.take());
+    let rel = data_seq.wrapping_sub(base) as i32;
+    // Segments before the stream start (retransmitted SYN data, or a
+    // capture that began mid-flow) are skipped.
+    let (off, data) = if rel < 0 {
+        let skip = rel.unsigned_abs() as usize;
+        (0u64, t.payload.get(skip..).unwrap_or(&[]))
+    } else {
+        (rel as u64, t.payload)
+    };
+    let p = &cx.cfg.profile;
+    match buf.insert(
+        off,
+        data,
+        p.reassembly_max_bytes as usize,
+        p.reassembly_max_segments as usize,
+    ) {
+        Ok(()) => {}
+        Err(CapHit::Bytes) => cx.counters.reassembly_cap_bytes += 1,
+        Err(CapHit::Ranges) => cx.counters.reassembly_cap_segments += 1,
+    }
+    let d = read_stream(cx, hello, &mut buf, dns);
+    if cx.flow.inspect == Inspect::Done || cx.flow.decision.is_some() {
+        cx.pool.give(buf);
+    } else {
+        cx.flow.buf = Some(buf);
+    }
+    d
+}
+
+/// The fast path: a whole ClientHello at the start of the stream, in this
+/// one segment, nothing held yet: parse it where it lies, no copy into a
+/// flow buffer.
+fn hello_in_place(
+    cx: &mut FlowCx<'_>,
+    hello: &mut Vec<u8>,
+    payload: &[u8],
+    at_start: bool,
+    dns: bool,
+) -> Option<Decision> {
+    let fresh = cx.flow.buf.is_none()
+        && at_start
+        && matches!(cx.flow.inspect, Inspect::Start | Inspect::Tls);
+    if !fresh || dns || payload[0] != 0x16 || !cx.cfg.port_inspected(cx.server_port()) {
+        return None;
+    }
+    match tls::gather(payload, hello, MAX_CLIENT_HELLO) {
+        tls::Progress::Complete {
+            len,
+            in_stream: true,
+        } => {
+            cx.flow.inspect = Inspect::Tls;
+            Some(cx.decide_hello(Trigger::TlsSni, &payload[5..len]))
+        }
+        _ => None,
+    }
+}
+
+/// Inspect one segment's payload on its own, in a reused buffer (this runs
+/// per segment in `direction: both` and without reassembly, and must not
+/// allocate each time).
+fn inspect_alone(
+    cx: &mut FlowCx<'_>,
+    hello: &mut Vec<u8>,
+    alone: &mut Reassembly,
+    data: &[u8],
+    dns: bool,
+) -> Decision {
+    alone.clear();
+    let d = if alone.insert(0, data, usize::MAX >> 1, 1).is_err() {
+        cx.undecided()
+    } else {
+        read_stream(cx, hello, alone, dns)
+    };
+    if cx.flow.decision.is_none()
+        && cx.flow.inspect != Inspect::Done
+        && !cx.cfg.profile.reassemble_client_hello
+    {
+        cx.give_up();
+    }
+    d
+}
+
+/// Run the flow's reader over the contiguous client stream.
+fn read_stream(
+    cx: &mut FlowCx<'_>,
+    hello: &mut Vec<u8>,
+    buf: &mut Reassembly,
+    dns: bool,
+) -> Decision {
+    let mut decision = cx.undecided();
+    loop {
+        let data = buf.contiguous();
+        if data.is_empty() {
+            return decision;
+        }
+        if cx.flow.inspect == Inspect::Start {
+            let inspected = cx.cfg.port_inspected(cx.server_port());
+            cx.flow.inspect = if dns {
+                Inspect::DnsTcp
+            } else if data[0] == 0x16 && inspected {
+                Inspect::Tls
+            } else if inspected && http::looks_like_request(data) {
+                Inspect::Http
+            } else {
+                cx.give_up();
+                return decision;
+            };
+        }
+        match cx.flow.inspect {
+            Inspect::Tls => return read_hello(cx, hello, data),
+            Inspect::Http => match http::request(data) {
+                http::Request::Complete { host, end, body } => {
+                    if let Some(host) = host {
+                        decision = cx.decide_flow(&Found::name(Trigger::HttpHost, host));
+                        if cx.flow.decision.is_some() {
+                            return decision;
+                        }
+                    }
+                    // Keep-alive: skip the body, look at the next request.
+                    let total = end + body.unwrap_or(0);
+                    if data.len() < total {
+                        cx.give_up();
+                        return decision;
+                    }
+                    buf.consume(total);
+                }
+                http::Request::NeedMore => return decision,
+                http::Request::NotHttp => {
+                    cx.give_up();
+                    return decision;
+                }
+            },
+            Inspect::DnsTcp => {
+                let Some(msg) = dns_frame(data) else {
+                    return decision;
+                };
+                let d = cx.dns_message(msg);
+                if d.rule.is_some() || d.decided_now {
+                    decision = d;
+                }
+                if d.rule.is_some() && !d.verdict.forwards() {
+                    // The forged answer or reset ends the conversation; a
+                    // retransmitted query must meet the same decision,
+                    // not an empty stream that passes it.
+                    let fd = FlowDecision {
+                        verdict: d.verdict,
+                        rule: d.rule,
+                        by: Trigger::DnsQname,
+                    };
+                    cx.flow.decide(fd, cx.pool);
+                    return decision;
+                }
+                let used = msg.len() + 2;
+                buf.consume(used);
+            }
+            _ => return decision,
+        }
+    }
+}
+
+/// A DNS message over TCP: a 2-byte length, then the message.
+fn dns_frame(data: &[u8]) -> Option<&[u8]> {
+    let n = usize::from(u16::from_be_bytes([*data.first()?, *data.get(1)?]));
+    data.get(2..2 + n)
+}
+
+/// Gather the ClientHello from the stream's TLS records and decide on it.
+fn read_hello(cx: &mut FlowCx<'_>, hello: &mut Vec<u8>, data: &[u8]) -> Decision {
+    match tls::gather(data, hello, MAX_CLIENT_HELLO) {
+        tls::Progress::Complete { len, in_stream } => {
+            let msg = if in_stream {
+                &data[5..len]
+            } else {
+                &hello[..len]
+            };
+            cx.decide_hello(Trigger::TlsSni, msg)
+        }
+        tls::Progress::NeedMore => cx.undecided(),
+        tls::Progress::TooLarge => {
+            cx.counters.client_hello_too_large += 1;
+            cx.give_up();
+            cx.undecided()
+        }
+        tls::Progress::NotTls => {
+            cx.give_up();
+            cx.undecided()
+        }
+    }
+}
