@@ -265,6 +265,18 @@ pub fn explanation(ex: &Explanation) -> String {
             }
         }
     }
+    if let Some(split) = &ex.ech {
+        let case = |c: &chokepoint_rules::explain::EchCase| match &c.rule {
+            Some(r) => format!("{} (rule {r})", c.action),
+            None => format!("{} (policy default)", c.action),
+        };
+        let _ = writeln!(
+            o,
+            "  depends on ECH: a ClientHello with ECH gets {}; without ECH (or DNS, HTTP) {}",
+            case(&split.with_ech),
+            case(&split.without_ech)
+        );
+    }
     o
 }
 

@@ -22,23 +22,36 @@ use crate::wire::tunnel;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Problem {
+    /// The capture's link type is not one the decoder reads.
     UnsupportedLinkType,
+    /// The link-layer header is cut short.
     LinkTruncated,
+    /// The IP header is cut short.
     IpTruncated,
+    /// The IP version is neither 4 nor 6.
     IpBadVersion,
+    /// The IPv4 header length is impossible.
     IpBadHeaderLength,
+    /// The IP total length is impossible.
     IpBadTotalLength,
+    /// The IPv6 extension-header chain is too long or malformed.
     Ipv6ExtChain,
     /// The capture holds fewer bytes than the IP header says (snaplen).
     CaptureTruncated,
+    /// The TCP header is cut short.
     TcpTruncated,
+    /// The UDP header is cut short.
     UdpTruncated,
+    /// A tunnel header is cut short.
     TunnelTruncated,
+    /// More nested headers than the decoder peels.
     TooManyEncapsulations,
+    /// A fragment could not be reassembled.
     FragmentDropped,
 }
 
 impl Problem {
+    /// Every problem, in index order.
     pub const ALL: [Problem; 13] = [
         Problem::UnsupportedLinkType,
         Problem::LinkTruncated,
@@ -54,8 +67,10 @@ impl Problem {
         Problem::TooManyEncapsulations,
         Problem::FragmentDropped,
     ];
+    /// How many problems there are.
     pub const COUNT: usize = Self::ALL.len();
 
+    /// The name used in summaries and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Problem::UnsupportedLinkType => "unsupported_link_type",
@@ -88,7 +103,9 @@ impl Problem {
 /// The transport layer of the innermost packet.
 #[derive(Clone, Copy, Debug)]
 pub enum L4<'a> {
+    /// TCP.
     Tcp(Tcp<'a>),
+    /// UDP.
     Udp(Udp<'a>),
     /// Another protocol, or a transport header that did not parse.
     Other(u8),
@@ -97,30 +114,44 @@ pub enum L4<'a> {
 /// An innermost IP packet.
 #[derive(Clone, Copy, Debug)]
 pub struct Packet<'a> {
+    /// VLAN, PPPoE session and tunnel context folded into one value.
     pub ctx: u64,
+    /// Source address.
     pub src: IpAddr,
+    /// Destination address.
     pub dst: IpAddr,
+    /// The transport layer.
     pub l4: L4<'a>,
+    /// What could not be parsed, if anything (the packet still counts).
     pub problem: Option<Problem>,
 }
 
 /// A fragment to reassemble before the walk can go on.
 #[derive(Clone, Copy, Debug)]
 pub struct Fragment<'a> {
+    /// VLAN, PPPoE session and tunnel context folded into one value.
     pub ctx: u64,
+    /// Headers peeled off before this one.
     pub depth: u8,
+    /// Source address.
     pub src: IpAddr,
+    /// Destination address.
     pub dst: IpAddr,
     /// Protocol of the reassembled payload (IPv6: next header after the
     /// Fragment header, whose chain is walked again after reassembly).
     pub proto: u8,
+    /// Offset, id and more-fragments flag.
     pub frag: Frag,
+    /// The fragment's payload.
     pub data: &'a [u8],
 }
 
 #[derive(Clone, Copy, Debug)]
+/// What a frame decodes to.
 pub enum Decoded<'a> {
+    /// An IP packet with its transport layer.
     Packet(Packet<'a>),
+    /// An IP fragment, to reassemble first.
     Fragment(Fragment<'a>),
     /// Not IP (ARP, LLDP, PPPoE discovery, ...).
     NotIp,

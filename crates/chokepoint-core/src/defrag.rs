@@ -31,7 +31,9 @@ struct Pending {
 /// Counters of the reassembler.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DefragStats {
+    /// Fragments received.
     pub fragments: u64,
+    /// Datagrams completed.
     pub datagrams: u64,
     /// Incomplete datagrams dropped at the timeout.
     pub timeouts: u64,
@@ -41,15 +43,18 @@ pub struct DefragStats {
     pub refused: u64,
 }
 
+/// IP fragment reassembly, bounded in datagrams and time.
 pub struct Defrag {
     pending: HashMap<Key, Pending>,
     pool: Pool,
     max_datagrams: usize,
     timeout_ns: u64,
+    /// What it did.
     pub stats: DefragStats,
 }
 
 impl Defrag {
+    /// At most `max_datagrams` in progress, each kept `timeout_secs`.
     pub fn new(max_datagrams: usize, timeout_secs: u32) -> Defrag {
         Defrag {
             pending: HashMap::new(),
@@ -71,6 +76,7 @@ impl Defrag {
         self.pending.len()
     }
 
+    /// Nothing in progress?
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
     }

@@ -10,12 +10,17 @@ const MAX_POINTERS: usize = 32;
 /// A DNS message header, as far as a censor cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// Query id.
     pub id: u16,
+    /// QR bit: a response.
     pub response: bool,
+    /// Opcode (0: a standard query).
     pub opcode: u8,
+    /// Questions.
     pub qdcount: u16,
 }
 
+/// The header of a DNS message.
 pub fn header(msg: &[u8]) -> Option<Header> {
     let mut r = Rd::new(msg);
     let id = r.u16()?;

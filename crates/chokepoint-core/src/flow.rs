@@ -236,6 +236,7 @@ impl Flow {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What the flow table did.
 pub struct FlowStats {
     /// Flows created.
     pub created: u64,

@@ -23,12 +23,16 @@ pub enum Request<'a> {
     /// header's value if present, verbatim (port included). `body` is the
     /// Content-Length, if any.
     Complete {
+        /// The `Host` header's value, if any.
         host: Option<&'a [u8]>,
+        /// Where the headers end.
         end: usize,
+        /// The body's length, from `Content-Length`.
         body: Option<usize>,
     },
     /// A request, not yet complete.
     NeedMore,
+    /// Not an HTTP request.
     NotHttp,
 }
 

@@ -4,6 +4,9 @@
 //! bytes)` in, a decision out. No sockets, threads, clocks or locks; time
 //! comes from the caller's timestamps, and buffers are bounded and reused.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod decode;
 pub mod defrag;
 pub mod dns;

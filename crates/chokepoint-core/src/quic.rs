@@ -49,17 +49,25 @@ const SALT_T051: [u8; 20] = [
     0xda, 0x6e, 0x03, 0x3d,
 ];
 
+/// QUIC v1 (RFC 9000).
 pub const V1: u32 = 0x0000_0001;
+/// QUIC v2 (RFC 9369).
 pub const V2: u32 = 0x6b33_43cf;
+/// draft-ietf-quic-v2-00.
 pub const V2_DRAFT: u32 = 0x709a_50c4;
+/// Google QUIC Q046 (CHLO in clear).
 pub const Q046: u32 = 0x5130_3436;
+/// Google QUIC Q050 (encrypted Initials).
 pub const Q050: u32 = 0x5130_3530;
+/// Google QUIC T050 (TLS, draft-style Initials).
 pub const T050: u32 = 0x5430_3530;
+/// Google QUIC T051.
 pub const T051: u32 = 0x5430_3531;
 
 /// How a version protects its Initial packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scheme {
+    /// The Initial salt.
     pub salt: &'static [u8; 20],
     /// RFC 9369 labels (`quicv2 key`...) instead of `quic key`...
     pub v2_labels: bool,
@@ -151,6 +159,7 @@ pub fn client_key_material(s: &Scheme, dcid: &[u8]) -> Option<([u8; 16], [u8; 12
 }
 
 impl Keys {
+    /// The client's Initial keys for a Destination Connection ID.
     pub fn client(s: &Scheme, dcid: &[u8]) -> Option<Keys> {
         let (key, iv, hpk) = client_key_material(s, dcid)?;
         Some(Keys {
@@ -164,9 +173,13 @@ impl Keys {
 /// One long-header packet inside a datagram.
 #[derive(Clone, Copy, Debug)]
 pub struct LongPacket<'a> {
+    /// The first byte (protected).
     pub first: u8,
+    /// The version.
     pub version: u32,
+    /// Destination Connection ID.
     pub dcid: &'a [u8],
+    /// Source Connection ID.
     pub scid: &'a [u8],
     /// Offset of the packet number from the start of the packet.
     pub pn_offset: usize,
@@ -232,6 +245,7 @@ pub fn long_packet(b: &[u8]) -> Option<(LongPacket<'_>, &[u8])> {
 }
 
 impl LongPacket<'_> {
+    /// Is it an Initial of its version?
     pub fn is_initial(&self) -> bool {
         scheme(self.version).is_some_and(|s| (self.first >> 4) & 3 == s.initial_type)
     }

@@ -10,11 +10,14 @@
 /// Why data was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CapHit {
+    /// The byte cap.
     Bytes,
+    /// The cap on disjoint pieces.
     Ranges,
 }
 
 #[derive(Debug, Default)]
+/// Bytes at stream offsets, with the ranges received.
 pub struct Reassembly {
     buf: Vec<u8>,
     /// Disjoint, sorted, non-adjacent received ranges `[start, end)`.
@@ -24,6 +27,7 @@ pub struct Reassembly {
 }
 
 impl Reassembly {
+    /// Forget everything, keeping the allocation.
     pub fn clear(&mut self) {
         self.buf.clear();
         self.ranges.clear();
@@ -157,15 +161,18 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// A pool keeping at most `keep` idle buffers.
     pub fn new(keep: usize) -> Pool {
         Pool {
             free: Vec::new(),
             keep,
         }
     }
+    /// An empty buffer, reused when one is idle.
     pub fn take(&mut self) -> Box<Reassembly> {
         self.free.pop().unwrap_or_default()
     }
+    /// Return a buffer (emptied here).
     pub fn give(&mut self, mut r: Box<Reassembly>) {
         if self.free.len() < self.keep {
             r.clear();

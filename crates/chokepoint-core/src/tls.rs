@@ -6,9 +6,11 @@
 
 use crate::wire::Rd;
 
+/// The server_name extension (RFC 6066).
 pub const EXT_SERVER_NAME: u16 = 0x0000;
 /// Encrypted Client Hello (RFC 9849), and the draft code points before it.
 pub const EXT_ECH: u16 = 0xfe0d;
+/// ECH extension code points of drafts 8 to 12.
 pub const EXT_ECH_DRAFTS: [u16; 5] = [0xfe08, 0xfe09, 0xfe0a, 0xfe0b, 0xfe0c];
 /// The abandoned ESNI draft.
 pub const EXT_ESNI: u16 = 0xffce;
@@ -18,7 +20,9 @@ pub const EXT_ESNI: u16 = 0xffce;
 pub struct ClientHello<'a> {
     /// The first `host_name` of the server_name extension.
     pub sni: Option<&'a [u8]>,
+    /// An Encrypted Client Hello extension is present.
     pub ech: bool,
+    /// The older encrypted-SNI extension is present.
     pub esni: bool,
     /// A GREASE value (RFC 8701) among cipher suites or extensions.
     pub grease: bool,
@@ -97,7 +101,13 @@ pub fn handshake(msg: &[u8]) -> Option<ClientHello<'_>> {
 pub enum Progress {
     /// A whole ClientHello handshake message is in `scratch` (or in the
     /// stream, if `in_stream`) at `..len`.
-    Complete { len: usize, in_stream: bool },
+    Complete {
+        /// Length of the handshake message.
+        len: usize,
+        /// The message lies in the stream (after the 5-byte record
+        /// header) rather than in `scratch`.
+        in_stream: bool,
+    },
     /// Looks like a ClientHello in progress.
     NeedMore,
     /// Not a TLS handshake, or a malformed one.

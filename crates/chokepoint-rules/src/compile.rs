@@ -81,6 +81,14 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
             ids.push(id);
         }
         if let Some(kw) = &m.keywords {
+            // A blank line in a list file is nothing; a blank keyword
+            // written inline is a mistake that would match nothing.
+            if let Some(i) = kw.iter().position(|k| k.trim().is_empty()) {
+                return Err(invalid(format!(
+                    "rule `{}`: keywords[{i}] is empty",
+                    r.name
+                )));
+            }
             let spec = ListSpec {
                 format: ListFormat::Keywords,
                 path: None,

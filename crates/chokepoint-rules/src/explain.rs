@@ -10,6 +10,7 @@ use crate::ruleset::{Match, Ruleset};
 /// The answer for one query; the JSON form is `chokepoint explain --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Explanation {
+    /// The name or address asked about, as normalised.
     pub query: String,
     /// `domain`, `ip` or `url`.
     pub kind: &'static str,
@@ -19,18 +20,71 @@ pub struct Explanation {
     pub verdict: String,
     /// The action with its parameters, e.g. `reset(x2)`.
     pub action: String,
+    /// The deciding rule's name (none: the default action).
     pub rule: Option<String>,
     /// Triggers for which this rule decides the name (`ip` for addresses).
     pub on: Vec<&'static str>,
+    /// The list whose entry matched.
     pub list: Option<String>,
+    /// The entry as listed.
     pub entry: Option<String>,
+    /// `exact`, `suffix`, `subdomains`, `keyword` or `prefix`.
     pub entry_kind: Option<&'static str>,
+    /// `file:line` of the entry.
     pub source: Option<String>,
+    /// Registry: the decision number.
     pub decision: Option<String>,
+    /// Registry: the decision date.
     pub decision_date: Option<String>,
+    /// Registry: the organisation that decided.
     pub org: Option<String>,
+    /// Set when the verdict for a ClientHello's SNI depends on whether it
+    /// carries Encrypted Client Hello (a rule with an `ech:` condition).
+    pub ech: Option<EchSplit>,
     /// Set when the query could not be read as a name, address or URL.
     pub error: Option<String>,
+}
+
+/// The two answers for a name whose verdict depends on ECH.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EchSplit {
+    /// A TLS or QUIC ClientHello carrying an ECH extension.
+    pub with_ech: EchCase,
+    /// Any other sighting of the name (a ClientHello without ECH, DNS, HTTP).
+    pub without_ech: EchCase,
+}
+
+/// What one case decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EchCase {
+    /// The deciding rule's name (none: the default action).
+    pub rule: Option<String>,
+    /// The action's word.
+    pub verdict: String,
+    /// The action with its parameters.
+    pub action: String,
+}
+
+impl EchCase {
+    fn of(rs: &Ruleset, m: Option<Match>) -> EchCase {
+        let action = rs.action(m.as_ref());
+        EchCase {
+            rule: m.map(|m| rs.rule(m.rule).name.clone()),
+            verdict: action.verb().to_string(),
+            action: action.to_string(),
+        }
+    }
+}
+
+/// The earliest rule deciding `name` on any name trigger, the SNI
+/// triggers read as a ClientHello with (`ech`) or without ECH.
+fn best_for_name(rs: &Ruleset, name: &[u8], ech: bool) -> Vec<(Trigger, Match)> {
+    let per: Vec<(Trigger, Match)> = Trigger::NAMES
+        .iter()
+        .filter_map(|&tr| rs.match_hello(tr, ech, name).map(|m| (tr, m)))
+        .collect();
+    let best = per.iter().map(|p| p.1.rule).min();
+    per.into_iter().filter(|p| Some(p.1.rule) == best).collect()
 }
 
 enum Target {
@@ -86,6 +140,7 @@ pub fn explain(rs: &Ruleset, query: &str) -> Explanation {
         decision: None,
         decision_date: None,
         org: None,
+        ech: None,
         error: None,
     };
     let (kind, t) = match target(query) {
@@ -103,17 +158,20 @@ pub fn explain(rs: &Ruleset, query: &str) -> Explanation {
         }
         Target::Name(name) => {
             ex.looked_up = name.clone();
-            let per: Vec<(Trigger, Match)> = Trigger::NAMES
-                .iter()
-                .filter_map(|&tr| rs.match_name(tr, name.as_bytes()).map(|m| (tr, m)))
-                .collect();
-            let best = per.iter().map(|p| p.1).min_by_key(|m| m.rule);
-            let on = per
-                .iter()
-                .filter(|p| Some(p.1.rule) == best.map(|b| b.rule))
-                .map(|p| p.0.as_str())
-                .collect();
-            (best, on)
+            let plain = best_for_name(rs, name.as_bytes(), false);
+            let with_ech = best_for_name(rs, name.as_bytes(), true);
+            let (p, e) = (plain.first().map(|x| x.1), with_ech.first().map(|x| x.1));
+            if p.map(|m| m.rule) != e.map(|m| m.rule) {
+                ex.ech = Some(EchSplit {
+                    with_ech: EchCase::of(rs, e),
+                    without_ech: EchCase::of(rs, p),
+                });
+            }
+            // The main answer is the one without ECH, unless only a
+            // ClientHello with ECH is decided by a rule.
+            let shown = if p.is_none() { with_ech } else { plain };
+            let on = shown.iter().map(|x| x.0.as_str()).collect();
+            (shown.first().map(|x| x.1), on)
         }
     };
     if let Some(m) = m {

@@ -31,6 +31,8 @@
 //!   compile time.
 //! * No lookup allocates.
 
+#![warn(missing_docs)]
+
 pub mod artifact;
 pub mod compile;
 pub mod explain;
@@ -69,14 +71,39 @@ pub fn compile_default() -> Result<Ruleset, Error> {
 /// Everything that can go wrong between a policy and a loaded ruleset.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The policy file does not parse (YAML, unknown field, version).
     #[error("{file}: {reason}")]
-    Policy { file: String, reason: String },
+    Policy {
+        /// The policy file.
+        file: String,
+        /// What is wrong, with line and column where known.
+        reason: String,
+    },
+    /// The policy parses but says something impossible.
     #[error("{file}: {reason}")]
-    Invalid { file: String, reason: String },
+    Invalid {
+        /// The policy file.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A list line is bad (file, line and reason inside).
     #[error("{0}")]
     BadLine(lists::LineError),
+    /// A file could not be read or written.
     #[error("{file}: {reason}")]
-    Source { file: String, reason: String },
+    Source {
+        /// The file.
+        file: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// An artifact was refused.
     #[error("{file}: {source}")]
-    Artifact { file: String, source: ArtifactError },
+    Artifact {
+        /// The artifact file.
+        file: String,
+        /// Why it was refused.
+        source: ArtifactError,
+    },
 }

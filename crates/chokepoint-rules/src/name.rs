@@ -15,18 +15,25 @@ pub use chokepoint_ruleset::name::*;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
     #[error("empty name")]
+    /// Nothing left after the trailing dot.
     Empty,
     #[error("name is {0} bytes long, more than the 253 DNS allows")]
+    /// Longer than 253 bytes (the length).
     TooLong(usize),
     #[error("empty label (two dots in a row, or a leading dot)")]
+    /// Two dots in a row, or a leading dot.
     EmptyLabel,
     #[error("label `{0}` is longer than 63 bytes")]
+    /// A label over 63 bytes (the label).
     LabelTooLong(String),
     #[error("character {0:?} is not allowed in a domain name")]
+    /// A character names cannot hold.
     BadChar(char),
     #[error("`*` is only allowed as a whole leading label (`*.example.com`)")]
+    /// `*` somewhere other than a whole leading label.
     BadWildcard,
     #[error("IDN conversion failed: {0}")]
+    /// IDNA conversion failed (why).
     Idna(String),
 }
 

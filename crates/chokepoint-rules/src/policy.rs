@@ -165,14 +165,18 @@ pub enum TextEncoding {
     #[default]
     Auto,
     #[serde(alias = "utf8")]
+    /// UTF-8.
     Utf8,
     #[serde(alias = "cp1251")]
+    /// Windows-1251 (the registry dump's historical encoding).
     Windows1251,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A list as a policy declares it.
 pub struct ListSpec {
+    /// The list's format.
     pub format: ListFormat,
     /// File path, relative to the policy file.
     pub path: Option<String>,
@@ -188,15 +192,20 @@ pub struct ListSpec {
     #[serde(default)]
     pub exclude_decisions: Vec<String>,
     #[serde(default)]
+    /// What a bad line does.
     pub on_error: OnError,
     #[serde(default)]
+    /// The file's text encoding.
     pub encoding: TextEncoding,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// What a rule matches.
 pub struct MatchSpec {
+    /// One list.
     pub list: Option<String>,
+    /// Several lists.
     pub lists: Option<Vec<String>>,
     /// Inline substring patterns (the `*t.co*` kind). Never implied by a
     /// domain entry.
@@ -211,22 +220,31 @@ pub struct MatchSpec {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A rule as a policy writes it.
 pub struct RuleSpec {
+    /// Its name (unique).
     pub name: String,
     #[serde(rename = "match")]
+    /// What it matches.
     pub matcher: MatchSpec,
+    /// What it does.
     pub action: ActionSpec,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// A policy file.
 pub struct Policy {
+    /// The policy format version (1).
     pub version: u32,
     #[serde(default)]
+    /// Lists by name.
     pub lists: BTreeMap<String, ListSpec>,
     #[serde(default)]
+    /// Rules, in precedence order.
     pub rules: Vec<RuleSpec>,
     #[serde(default)]
+    /// What happens when no rule matches.
     pub default: ActionSpec,
     /// How the censor inspects traffic; defaults model a modern TSPU box.
     #[serde(default)]

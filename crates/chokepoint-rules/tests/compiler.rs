@@ -362,3 +362,45 @@ fn long_names_with_many_labels_match() {
     );
     assert_eq!(rule_for(&rs, Trigger::TlsSni, "example"), None);
 }
+
+#[test]
+fn keyword_mask_form_matches_and_empty_keywords_are_refused() {
+    // The registry writes the 2021 rule as the mask `*t.co*`.
+    let rs = inline("version: 1\nrules: [{name: k, match: {keywords: ['*t.co*'], on: [tls_sni]}, action: drop}]\n").unwrap();
+    assert_eq!(
+        rule_for(&rs, Trigger::TlsSni, "reddit.com").as_deref(),
+        Some("k")
+    );
+    let err = inline(
+        "version: 1\nrules: [{name: k, match: {keywords: [''], on: [tls_sni]}, action: drop}]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("keywords[0] is empty"), "{err}");
+    let err = inline("version: 1\nrules: [{name: k, match: {keywords: ['a*b']}, action: drop}]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`*` inside"), "{err}");
+    // Non-ASCII keywords are normalised as names are: punycode.
+    let rs = inline("version: 1\nrules: [{name: k, match: {keywords: [Пример], on: [tls_sni]}, action: drop}]\n").unwrap();
+    assert_eq!(
+        rule_for(&rs, Trigger::TlsSni, "www.xn--e1afmkfd.xn--p1ai").as_deref(),
+        Some("k")
+    );
+}
+
+#[test]
+fn explain_says_when_a_verdict_depends_on_ech() {
+    let rs = inline("version: 1\nlists: {cf: {format: domains, entries: [cloudflare-ech.com]}}\nrules: [{name: ech-2024, match: {list: cf, on: [tls_sni, quic_sni], ech: true}, action: drop}]\n").unwrap();
+    let e = explain(&rs, "cloudflare-ech.com");
+    let split = e.ech.expect("the verdict depends on ECH");
+    assert_eq!(split.with_ech.rule.as_deref(), Some("ech-2024"));
+    assert_eq!(split.with_ech.verdict, "drop");
+    assert_eq!(
+        (split.without_ech.rule, split.without_ech.verdict.as_str()),
+        (None, "pass")
+    );
+    // A rule without an ECH condition: no split.
+    let rs = inline("version: 1\nlists: {d: {format: domains, entries: [t.me]}}\nrules: [{name: r, match: {list: d}, action: reset}]\n").unwrap();
+    assert_eq!(explain(&rs, "t.me").ech, None);
+}

@@ -8,16 +8,20 @@ use super::Rd;
 /// Where a fragment sits in its datagram.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Frag {
+    /// Identification (IPv6: 32 bits).
     pub id: u32,
     /// Byte offset of this fragment's data.
     pub offset: u32,
+    /// More fragments follow.
     pub more: bool,
 }
 
 /// A parsed IP header and its upper-layer payload.
 #[derive(Clone, Copy, Debug)]
 pub struct Ip<'a> {
+    /// Source address.
     pub src: IpAddr,
+    /// Destination address.
     pub dst: IpAddr,
     /// Upper-layer protocol (after IPv6 extension headers).
     pub proto: u8,
@@ -32,13 +36,19 @@ pub struct Ip<'a> {
 /// Why an IP header was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IpError {
+    /// Shorter than its header.
     Truncated,
+    /// Not version 4 or 6.
     BadVersion,
+    /// IPv4 IHL below 5 or past the data.
     BadHeaderLength,
+    /// Total length below the header length.
     BadTotalLength,
+    /// More IPv6 extension headers than are walked.
     ExtChainTooLong,
 }
 
+/// Parse an IPv4 header.
 pub fn ipv4(b: &[u8]) -> Result<Ip<'_>, IpError> {
     let mut r = Rd::new(b);
     let vihl = r.u8().ok_or(IpError::Truncated)?;
@@ -85,13 +95,21 @@ pub fn ipv4(b: &[u8]) -> Result<Ip<'_>, IpError> {
     })
 }
 
+/// IPv6 Hop-by-Hop Options.
 pub const NH_HOPOPT: u8 = 0;
+/// IPv6 Routing header.
 pub const NH_ROUTING: u8 = 43;
+/// IPv6 Fragment header.
 pub const NH_FRAGMENT: u8 = 44;
+/// Authentication Header.
 pub const NH_AH: u8 = 51;
+/// IPv6 Destination Options.
 pub const NH_DSTOPTS: u8 = 60;
+/// Mobility header.
 pub const NH_MOBILITY: u8 = 135;
+/// Host Identity Protocol.
 pub const NH_HIP: u8 = 139;
+/// Shim6.
 pub const NH_SHIM6: u8 = 140;
 
 /// Most extension headers followed.
@@ -135,6 +153,7 @@ pub fn ipv6_ext_chain(mut next: u8, b: &[u8]) -> Result<(u8, &[u8], Option<Frag>
     Err(IpError::ExtChainTooLong)
 }
 
+/// Parse an IPv6 header and its extension chain.
 pub fn ipv6(b: &[u8]) -> Result<Ip<'_>, IpError> {
     let mut r = Rd::new(b);
     let v = r.u8().ok_or(IpError::Truncated)?;

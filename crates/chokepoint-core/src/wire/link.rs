@@ -7,23 +7,32 @@ use super::Rd;
 /// Capture link types (the pcap `LINKTYPE_*` / DLT numbers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkType {
+    /// Ethernet II (DLT 1).
     Ethernet,
     /// IPv4 or IPv6, told apart by the version nibble.
     Raw,
+    /// Raw IPv4 (DLT 228).
     Ipv4,
+    /// Raw IPv6 (DLT 229).
     Ipv6,
+    /// Linux cooked capture v1 (DLT 113).
     LinuxSll,
+    /// Linux cooked capture v2 (DLT 276).
     LinuxSll2,
     /// BSD loopback: 4-byte address family in host byte order.
     Null,
     /// OpenBSD loopback: 4-byte address family, big-endian.
     Loop,
+    /// PPP (DLT 9).
     Ppp,
+    /// PPP in HDLC framing (DLT 50).
     PppHdlc,
+    /// Any other DLT, kept to report it.
     Other(u32),
 }
 
 impl LinkType {
+    /// The link type of a pcap DLT / pcapng link type number.
     pub fn from_dlt(dlt: u32) -> LinkType {
         match dlt {
             1 => LinkType::Ethernet,
@@ -41,14 +50,23 @@ impl LinkType {
     }
 }
 
+/// Ethertype IPv4.
 pub const ETH_IPV4: u16 = 0x0800;
+/// Ethertype IPv6.
 pub const ETH_IPV6: u16 = 0x86dd;
+/// Ethertype 802.1Q VLAN tag.
 pub const ETH_VLAN: u16 = 0x8100;
+/// Ethertype 802.1ad service tag.
 pub const ETH_QINQ: u16 = 0x88a8;
+/// Pre-standard QinQ ethertypes.
 pub const ETH_QINQ_OLD: [u16; 3] = [0x9100, 0x9200, 0x9300];
+/// Ethertype PPPoE session.
 pub const ETH_PPPOE_SESSION: u16 = 0x8864;
+/// Ethertype MPLS unicast.
 pub const ETH_MPLS: u16 = 0x8847;
+/// Ethertype MPLS multicast.
 pub const ETH_MPLS_MC: u16 = 0x8848;
+/// Ethertype transparent Ethernet bridging (inside GRE).
 pub const ETH_TEB: u16 = 0x6558;
 
 /// Most VLAN tags followed in one frame.
@@ -104,6 +122,7 @@ fn family(f: u32) -> Option<u16> {
     }
 }
 
+/// BSD loopback (DLT_NULL/LOOP): a 4-byte address family, then IP.
 pub fn null(b: &[u8], big_endian: bool) -> Option<(u16, &[u8])> {
     let h: [u8; 4] = b.get(..4)?.try_into().ok()?;
     let f = if big_endian {
@@ -168,6 +187,7 @@ fn ppp_protocol(b: &[u8]) -> Option<(u16, &[u8])> {
 
 /// What follows an MPLS label stack.
 pub enum AfterMpls<'a> {
+    /// An IP packet (its ethertype, its bytes).
     Ip(u16, &'a [u8]),
     /// Pseudowire control word then Ethernet.
     Ethernet(&'a [u8]),

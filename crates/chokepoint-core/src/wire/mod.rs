@@ -15,41 +15,51 @@ pub struct Rd<'a> {
 }
 
 impl<'a> Rd<'a> {
+    /// A reader at the start of `b`.
     pub fn new(b: &'a [u8]) -> Self {
         Rd { b, at: 0 }
     }
+    /// Bytes read so far.
     pub fn pos(&self) -> usize {
         self.at
     }
+    /// Bytes left.
     pub fn left(&self) -> usize {
         self.b.len() - self.at
     }
+    /// What is left, unread.
     pub fn rest(&self) -> &'a [u8] {
         &self.b[self.at..]
     }
+    /// One byte.
     pub fn u8(&mut self) -> Option<u8> {
         let v = *self.b.get(self.at)?;
         self.at += 1;
         Some(v)
     }
+    /// A big-endian u16.
     pub fn u16(&mut self) -> Option<u16> {
         let s = self.take(2)?;
         Some(u16::from_be_bytes([s[0], s[1]]))
     }
+    /// A big-endian 24-bit integer.
     pub fn u24(&mut self) -> Option<u32> {
         let s = self.take(3)?;
         Some(u32::from_be_bytes([0, s[0], s[1], s[2]]))
     }
+    /// A big-endian u32.
     pub fn u32(&mut self) -> Option<u32> {
         let s = self.take(4)?;
         Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
     }
+    /// The next `n` bytes.
     pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.at.checked_add(n)?;
         let s = self.b.get(self.at..end)?;
         self.at = end;
         Some(s)
     }
+    /// Skip `n` bytes.
     pub fn skip(&mut self, n: usize) -> Option<()> {
         self.take(n).map(|_| ())
     }

@@ -4,7 +4,9 @@
 use super::link::{ETH_IPV4, ETH_IPV6};
 use super::Rd;
 
+/// UDP port of GTP-U.
 pub const UDP_GTPU: u16 = 2152;
+/// UDP port of VXLAN.
 pub const UDP_VXLAN: u16 = 4789;
 
 /// GRE: (EtherType of the payload, payload, key for flow keying).

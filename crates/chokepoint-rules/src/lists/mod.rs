@@ -18,21 +18,31 @@ pub use registry::{decode_text, split_record, RecordFields};
 pub use chokepoint_ruleset::domain_table::{mode_str, MODE_EXACT, MODE_SUBDOMAINS, MODE_SUFFIX};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A name from a list.
 pub struct NameItem {
+    /// The normalised name.
     pub name: String,
+    /// Match mode bits (`MODE_EXACT`, `MODE_SUBDOMAINS`).
     pub mode: u8,
+    /// Source line.
     pub line: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// An address prefix from a list.
 pub struct PrefixItem {
+    /// The prefix.
     pub net: IpNetwork,
+    /// Source line.
     pub line: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A substring pattern from a list.
 pub struct KeywordItem {
+    /// The pattern.
     pub pattern: String,
+    /// Source line.
     pub line: u32,
 }
 
@@ -40,17 +50,24 @@ pub struct KeywordItem {
 /// decision behind an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordItem {
+    /// Source line.
     pub line: u32,
+    /// Decision number.
     pub decision: String,
+    /// Decision date.
     pub date: String,
+    /// The organisation that decided.
     pub org: String,
 }
 
 /// A bad line, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineError {
+    /// The list file.
     pub file: String,
+    /// Source line.
     pub line: u32,
+    /// What is wrong.
     pub reason: String,
 }
 
@@ -63,9 +80,13 @@ impl std::fmt::Display for LineError {
 /// Everything one list yielded.
 #[derive(Debug, Default)]
 pub struct ParsedList {
+    /// Names.
     pub names: Vec<NameItem>,
+    /// Prefixes.
     pub prefixes: Vec<PrefixItem>,
+    /// Substring patterns.
     pub keywords: Vec<KeywordItem>,
+    /// Registry records.
     pub records: Vec<RecordItem>,
     /// Lines read, blank and comment lines included.
     pub lines: u32,

@@ -29,11 +29,17 @@ use crate::Error;
 /// The six fields of one record, borrowed from the line.
 #[derive(Debug, PartialEq, Eq)]
 pub struct RecordFields<'a> {
+    /// The IP field.
     pub ips: &'a str,
+    /// The domain field.
     pub domains: &'a str,
+    /// The URL field.
     pub urls: &'a str,
+    /// The organisation (unquoted).
     pub org: Cow<'a, str>,
+    /// The decision number.
     pub decision: &'a str,
+    /// The decision date.
     pub date: &'a str,
 }
 
