@@ -31,14 +31,43 @@ pub struct Outcome {
 /// Counters of what the actions did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ActionCounters {
+    /// Frames let through (throttled frames within their rate included).
     pub forwarded: u64,
+    /// Frames stopped (throttling drops included).
     pub dropped: u64,
+    /// TCP resets injected.
     pub injected_rst: u64,
+    /// DNS answers forged.
     pub injected_dns: u64,
+    /// HTTP redirects sent.
     pub injected_redirect: u64,
+    /// Frames dropped for going over a throttle's rate.
     pub throttled: u64,
     /// Answers that could not be built (tunnelled or unparsable frames).
     pub not_answerable: u64,
+}
+
+impl ActionCounters {
+    /// Add another actor's counters to these (workers are summed this way).
+    pub fn add(&mut self, o: &ActionCounters) {
+        // Destructured, so a new counter cannot be forgotten here.
+        let ActionCounters {
+            forwarded,
+            dropped,
+            injected_rst,
+            injected_dns,
+            injected_redirect,
+            throttled,
+            not_answerable,
+        } = o;
+        self.forwarded += forwarded;
+        self.dropped += dropped;
+        self.injected_rst += injected_rst;
+        self.injected_dns += injected_dns;
+        self.injected_redirect += injected_redirect;
+        self.throttled += throttled;
+        self.not_answerable += not_answerable;
+    }
 }
 
 /// Per-flow policers, keyed by the symmetric flow hash.

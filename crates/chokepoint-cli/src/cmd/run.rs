@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chokepoint_runtime::bridge::{self, Shared, WorkerStats};
+use chokepoint_runtime::bridge::{self, Shared, Totals};
 use chokepoint_runtime::port::{AfPacket, Port};
 
 use crate::source::RulesetSource;
@@ -43,22 +43,11 @@ pub fn run(a: Args) -> Result<()> {
     let started = Instant::now();
     let rules = a.source.load()?;
     let load_seconds = started.elapsed().as_secs_f64();
-    let stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared::new(rules, a.workers, load_seconds));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())?;
+        signal_hook::flag::register(sig, shared.stop.clone())?;
     }
     let (inside, outside) = open_ports(&a)?;
-    let shared = Arc::new(Shared {
-        rules: arc_swap::ArcSwap::from_pointee(rules),
-        workers: (0..a.workers.max(1))
-            .map(|_| Arc::new(WorkerStats::default()))
-            .collect(),
-        stop: stop.clone(),
-        reloads_ok: Default::default(),
-        reloads_failed: Default::default(),
-        load_seconds: std::sync::Mutex::new(load_seconds),
-        send_errors: Default::default(),
-    });
     let events: Option<Box<dyn std::io::Write + Send>> = match &a.events {
         Some(p) => Some(Box::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -85,8 +74,8 @@ pub fn run(a: Args) -> Result<()> {
     };
     let res = bridge::run(shared.clone(), inside, outside, cfg);
 
-    stop.store(true, Ordering::Relaxed);
-    print!("{}", final_counters(&shared));
+    shared.stop.store(true, Ordering::Relaxed);
+    print!("{}", final_counters(&shared.totals()));
     res?;
     Ok(())
 }
@@ -131,40 +120,30 @@ fn watch_for_reloads(shared: Arc<Shared>, source: RulesetSource) -> Result<()> {
     Ok(())
 }
 
-fn final_counters(shared: &Shared) -> String {
+/// What the bridge did, printed when it stops.
+fn final_counters(t: &Totals) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
-    let mut pk = [[0u64; chokepoint_core::Verdict::COUNT]; 2];
-    let mut drops = 0;
-    let mut act = chokepoint_runtime::actions::ActionCounters::default();
-    for w in &shared.workers {
-        for (side, row) in pk.iter_mut().enumerate() {
-            for (v, cell) in row.iter_mut().enumerate() {
-                *cell += w.packets[side][v].load(Ordering::Relaxed);
-            }
-        }
-        drops += w.queue_drops.load(Ordering::Relaxed);
-        let a = w.actions.lock().expect("stats").clone();
-        act.forwarded += a.forwarded;
-        act.dropped += a.dropped;
-        act.injected_rst += a.injected_rst;
-        act.injected_dns += a.injected_dns;
-        act.injected_redirect += a.injected_redirect;
-        act.throttled += a.throttled;
-    }
     let _ = writeln!(o, "stopped");
     for (side, name) in [(0, "inside"), (1, "outside")] {
         for v in chokepoint_core::Verdict::ALL {
-            let n = pk[side][v as usize];
+            let n = t.packets[side][v as usize];
             if n > 0 {
                 let _ = writeln!(o, "  packets from {name:<8} {:<9} {n}", v.as_str());
             }
         }
     }
+    let a = &t.actions;
     let _ = writeln!(
         o,
         "  forwarded {}, dropped {}, resets {}, dns answers {}, redirects {}, throttled {}, queue drops {}",
-        act.forwarded, act.dropped, act.injected_rst, act.injected_dns, act.injected_redirect, act.throttled, drops
+        a.forwarded,
+        a.dropped,
+        a.injected_rst,
+        a.injected_dns,
+        a.injected_redirect,
+        a.throttled,
+        t.queue_drops.iter().sum::<u64>()
     );
     o
 }
