@@ -274,7 +274,11 @@ fn worker(
 ) {
     let mut rules = shared.rules.load_full();
     let mut engine = Engine::new(rules.clone());
-    let mut actor = Actor::default();
+    let mut actor = if forward {
+        Actor::default()
+    } else {
+        Actor::tap()
+    };
     let stats = &shared.workers[k];
     let mut since_publish = 0u32;
     loop {
@@ -342,11 +346,7 @@ fn worker(
                 drop(dec);
                 if let Some(w) = events.lock().expect("events").as_mut() {
                     for e in engine.events() {
-                        let mut v = crate::replay::event_json(&rules, e);
-                        v["action"] =
-                            serde_json::Value::from(if o.forward { "forward" } else { "drop" });
-                        v["injected"] = serde_json::Value::from(o.inject.len());
-                        let _ = writeln!(w, "{v}");
+                        let _ = writeln!(w, "{}", crate::replay::event_json(&rules, e, &o));
                     }
                     let _ = w.flush();
                 }

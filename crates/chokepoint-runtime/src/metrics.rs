@@ -67,7 +67,7 @@ pub fn render(shared: &Shared) -> String {
     let actions = counter(
         &reg,
         "chokepoint_action_frames_total",
-        "Frames forwarded or dropped by the actions (throttling drops included).",
+        "Frames forwarded or dropped by the actions (throttling drops included), or observed on a tap.",
         &["outcome"],
     );
     let queue = counter(
@@ -164,6 +164,7 @@ pub fn render(shared: &Shared) -> String {
         .with_label_values(&["forwarded"])
         .inc_by(a.forwarded);
     actions.with_label_values(&["dropped"]).inc_by(a.dropped);
+    actions.with_label_values(&["observed"]).inc_by(a.observed);
     actions
         .with_label_values(&["throttled"])
         .inc_by(a.throttled);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chokepoint_core::{Counters, Engine, Event, Verdict};
 use chokepoint_rules::{Ruleset, Trigger};
 
+use crate::actions::{Actor, Outcome};
 use crate::capture::{self, CaptureError};
 
 /// What a replay saw.
@@ -43,8 +44,11 @@ pub struct Outputs<'a> {
 
 /// The JSON line for one event: `frame`, `ts`, `src`, `dst`, `sport`,
 /// `dport`, `proto`, `trigger`, `name`, `ech`, `grease`, `rule`, `list`,
-/// `entry`, `verdict`.
-pub fn event_json(rs: &Ruleset, e: &Event) -> serde_json::Value {
+/// `entry`, `verdict` (what the rule asked for), and from `done`, the
+/// outcome of the packet that completed the decision: `action` (what was
+/// actually done, see [`Applied`](crate::actions::Applied)) and `injected`
+/// (frames sent for it).
+pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value {
     let mut name = String::new();
     chokepoint_core::dns::escape(e.name.as_bytes(), &mut name);
     let hit = e.hit.map(|h| rs.describe(h));
@@ -64,6 +68,8 @@ pub fn event_json(rs: &Ruleset, e: &Event) -> serde_json::Value {
         "list": hit.as_ref().map(|h| h.list.clone()),
         "entry": hit.as_ref().map(|h| h.entry.clone()),
         "verdict": e.verdict.as_str(),
+        "action": done.applied.as_str(),
+        "injected": done.inject.len(),
     })
 }
 
@@ -86,13 +92,15 @@ pub fn replay(
     } = out;
     let mut pass = pass.map(crate::actions::PcapOut::new);
     let mut drop = drop.map(crate::actions::PcapOut::new);
-    let mut actor = crate::actions::Actor::default();
+    // The actor runs on every frame, outputs or not: events report what
+    // it did.
+    let mut actor = Actor::default();
     let res = capture::read(path, |rec| {
         s.records = rec.index;
         last_ts = rec.ts;
         let d = engine.process(rec.ts, rec.link, rec.data);
+        let o = actor.act(&rules, rec.link, rec.data, rec.ts, &d, engine.events());
         if pass.is_some() || drop.is_some() {
-            let o = actor.act(&rules, rec.link, rec.data, rec.ts, &d, engine.events());
             let r = (|| -> std::io::Result<()> {
                 match (o.forward, &mut pass, &mut drop) {
                     (true, Some(p), _) => p.write(rec.link, rec.ts, rec.data)?,
@@ -126,7 +134,7 @@ pub fn replay(
             }
             if let Some(w) = events.as_deref_mut() {
                 if write_err.is_none() {
-                    if let Err(err) = writeln!(w, "{}", event_json(&rules, e)) {
+                    if let Err(err) = writeln!(w, "{}", event_json(&rules, e, &o)) {
                         write_err = Some(err);
                     }
                 }
@@ -227,7 +235,7 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
     ];
     let a = &s.actions;
     if a.forwarded + a.dropped > 0 {
-        let _ = writeln!(o, "\nactions (--pass-out/--drop-out)");
+        let _ = writeln!(o, "\nactions");
         for (label, n) in [
             ("frames forwarded", a.forwarded),
             ("frames dropped", a.dropped),

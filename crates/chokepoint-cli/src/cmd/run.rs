@@ -145,5 +145,9 @@ fn final_counters(t: &Totals) -> String {
         a.throttled,
         t.queue_drops.iter().sum::<u64>()
     );
+    if a.observed > 0 {
+        // A tap stops nothing: say how much it would have.
+        let _ = writeln!(o, "  observed on the tap (not stopped) {}", a.observed);
+    }
     o
 }
