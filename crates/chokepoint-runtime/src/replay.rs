@@ -171,11 +171,28 @@ pub fn replay(
     (s, res)
 }
 
+/// Which policy ran: its file (as compiled, also when loaded from an
+/// artifact) or the bundled default, and the policy's blake3 as
+/// `chokepoint stats` prints it, so a summary can be matched to an artifact.
+pub fn policy_line(rs: &Ruleset) -> String {
+    let p = &rs.meta.policy;
+    let name = if p.path == chokepoint_rules::DEFAULT_POLICY_ORIGIN {
+        "bundled default"
+    } else {
+        p.path.as_str()
+    };
+    format!(
+        "policy    {name} (blake3 {})",
+        &p.blake3[..16.min(p.blake3.len())]
+    )
+}
+
 /// The summary as text.
 pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let c = &s.counters;
+    let _ = writeln!(o, "{}", policy_line(rs));
     let _ = writeln!(
         o,
         "packets   {} ({} bytes) in {} records; {} not IP",
@@ -205,7 +222,14 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
             s.dns_by_verdict[i]
         );
     }
-    let _ = writeln!(o, "\ndecisions by rule and trigger");
+    let _ = writeln!(
+        o,
+        "  (flows and dns queries count decisions, not packets: one per flow, one per DNS query)"
+    );
+    let _ = writeln!(
+        o,
+        "\ndecisions by rule and trigger (dns_qname rows count queries, not packets)"
+    );
     let mut rows: Vec<_> = s.by_rule.iter().collect();
     rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0 .0.cmp(&b.0 .0)));
     for ((rule, trig), n) in rows {
