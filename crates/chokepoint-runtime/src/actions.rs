@@ -13,6 +13,12 @@
 //!
 //! Tunnelled packets are never answered (a reply would need the tunnel's
 //! headers rebuilt): they are dropped.
+//!
+//! [`Outcome::applied`] says what was done, which events report beside the
+//! verdict: where the action cannot apply (a UDP query under `reset`, a
+//! TLS name under `dns`, an unanswerable frame) it is a plain drop. On a
+//! tap ([`Actor::tap`]) nothing can be dropped or policed: such frames are
+//! observed, and only the injections happen.
 
 use std::collections::HashMap;
 

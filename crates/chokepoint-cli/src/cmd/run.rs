@@ -80,8 +80,11 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
+/// The inside port (the tap, in tap mode) and the outside one, if any.
+type Ports = (Arc<dyn Port>, Option<Arc<dyn Port>>);
+
 /// The inside and outside ports, or the tap alone (no outside).
-fn open_ports(a: &Args) -> Result<(Arc<dyn Port>, Option<Arc<dyn Port>>)> {
+fn open_ports(a: &Args) -> Result<Ports> {
     let timeout = Duration::from_millis(100);
     let open = |name: &str| -> Result<Arc<dyn Port>> {
         Ok(Arc::new(
