@@ -93,6 +93,14 @@ check_tap() {
   { [ $rc = 35 ] || [ $rc = 56 ]; } && ok "tap: blocked SNI reset by injected RSTs (curl exit $rc)" || bad "tap: reset" "curl exit $rc: $out"
   out=$(nsx $C dig +time=2 +tries=1 @198.18.0.4 blocked-dns.example A | grep -o 'status: [A-Z]*' | head -1 || true)
   [ "$out" = "status: NXDOMAIN" ] && ok "tap: forged NXDOMAIN injected from the tap" || bad "tap: dns" "$out"
+  # A tap cannot drop: the drop rule's connection goes through, and the
+  # event says it was only observed (resets and answers were injected).
+  out=$(nsx $C curl -sk -m 5 -o /dev/null -w '%{http_code}' --resolve dropped.example:8443:198.18.0.2 https://dropped.example:8443/ || true)
+  if [ "$out" = 200 ] && event_action dropped.example observe && event_action t.me reset && event_action blocked-dns.example dns; then
+    ok "tap: a drop rule is observed, not enforced (events: observe, reset, dns)"
+  else
+    bad "tap: observe" "curl '$out'; $(grep -E 'dropped.example|t.me|blocked-dns' "$LAB/events.jsonl" | head -5)"
+  fi
   echo "lab: $PASS passed, $FAIL failed"
   [ $FAIL = 0 ]
 }
@@ -150,6 +158,8 @@ wait_bridge() {
 }
 
 ok() { echo "PASS  $1"; PASS=$((PASS+1)); }
+# event_action NAME ACTION: the bridge logged an event for NAME with ACTION.
+event_action() { grep -F "\"name\":\"$1\"" "$LAB/events.jsonl" | grep -qF "\"action\":\"$2\""; }
 bad() { echo "FAIL  $1: $2"; FAIL=$((FAIL+1)); }
 
 check() {
@@ -187,6 +197,12 @@ check() {
   awk -v s="${out:-0}" 'BEGIN { r = s * 8 / 1000; exit !(r > 640 && r < 960) }' \
     && ok "throttle: $(awk -v s="${out:-0}" 'BEGIN { printf "%.0f", s * 8 / 1000 }') kbit/s for 800" \
     || bad "throttle" "$(awk -v s="${out:-0}" 'BEGIN { printf "%.0f", s * 8 / 1000 }') kbit/s, wanted 800 ± 20%"
+  # Events say what was done, not only what the rule asked for.
+  if event_action t.me reset && event_action blocked-dns.example dns && event_action dropped.example drop && event_action stubbed.example redirect; then
+    ok "events: action says what was done (reset, dns, drop, redirect)"
+  else
+    bad "events: action" "$(head -5 "$LAB/events.jsonl")"
+  fi
   # Metrics: a real scrape passes promtool, and the counters moved.
   nsx $K curl -s -m 5 http://127.0.0.1:9900/metrics > "$LAB/metrics.txt" || true
   if promtool check metrics < "$LAB/metrics.txt" > "$LAB/promtool.txt" 2>&1; then

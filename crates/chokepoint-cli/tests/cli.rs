@@ -166,3 +166,65 @@ fn replay_prints_summary_and_writes_events() {
     assert!(stderr(&o).contains("byte offset"), "{}", stderr(&o));
     assert!(stdout(&o).contains("packets   49"), "{}", stdout(&o));
 }
+
+/// The `policy` line of `stats` or a replay summary.
+fn policy_line(text: &str) -> &str {
+    text.lines()
+        .find(|l| l.starts_with("policy "))
+        .unwrap_or_else(|| panic!("no policy line in {text}"))
+}
+
+#[test]
+fn replay_summary_names_the_policy_its_hash_and_what_dns_rows_count() {
+    let cap = repo().join("tests/data/sample-telegram-2018.pcap");
+    let hash_of = |line: &str| line.split("(blake3 ").nth(1).unwrap().to_string();
+    // The bundled default, with the hash `stats` shows for its artifact.
+    let art = tmp("summary-default.chk");
+    assert!(run(&["compile", "-o", art.to_str().unwrap()])
+        .status
+        .success());
+    let st = stdout(&run(&["stats", art.to_str().unwrap()]));
+    let o = run(&["replay", cap.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    let line = policy_line(&s);
+    assert!(line.contains("bundled default"), "{line}");
+    assert_eq!(hash_of(line), hash_of(policy_line(&st)));
+    assert!(
+        s.contains("dns_qname rows count queries, not packets"),
+        "{s}"
+    );
+    // A policy file is named by its path, from the policy or its artifact.
+    let policy = repo().join("tests/data/fixtures.yaml");
+    let art = tmp("summary-fixtures.chk");
+    assert!(run(&[
+        "compile",
+        policy.to_str().unwrap(),
+        "-o",
+        art.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let st = stdout(&run(&["stats", art.to_str().unwrap()]));
+    for source in ["--policy", "--artifact"] {
+        let file = if source == "--policy" { &policy } else { &art };
+        let o = run(&[
+            "replay",
+            cap.to_str().unwrap(),
+            source,
+            file.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s = stdout(&o);
+        let line = policy_line(&s);
+        assert!(line.contains("fixtures.yaml"), "{source}: {line}");
+        assert_eq!(hash_of(line), hash_of(policy_line(&st)), "{source}");
+        assert_ne!(
+            hash_of(line),
+            hash_of(policy_line(&stdout(&run(&[
+                "replay",
+                cap.to_str().unwrap()
+            ]))))
+        );
+    }
+}

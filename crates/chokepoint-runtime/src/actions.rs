@@ -13,6 +13,12 @@
 //!
 //! Tunnelled packets are never answered (a reply would need the tunnel's
 //! headers rebuilt): they are dropped.
+//!
+//! [`Outcome::applied`] says what was done, which events report beside the
+//! verdict: where the action cannot apply (a UDP query under `reset`, a
+//! TLS name under `dns`, an unanswerable frame) it is a plain drop. On a
+//! tap ([`Actor::tap`]) nothing can be dropped or policed: such frames are
+//! observed, and only the injections happen.
 
 use std::collections::HashMap;
 
@@ -20,31 +26,111 @@ use chokepoint_core::inject::{self, TokenBucket};
 use chokepoint_core::{Decision, Event, LinkType, Verdict};
 use chokepoint_rules::{Action, Ruleset, Trigger};
 
+/// What was actually done with a frame, which is not always what the
+/// rule asked for: a UDP query under `reset` can only be dropped, a TLS
+/// name under `dns` has no query to answer, and a tap cannot drop at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Applied {
+    /// Forwarded: no rule stopped it.
+    Pass,
+    /// Forwarded, under a `log` rule.
+    Log,
+    /// Stopped, with nothing injected.
+    Drop,
+    /// Stopped, TCP resets injected (also HTTPS under `redirect`).
+    Reset,
+    /// Stopped, a forged DNS answer injected.
+    Dns,
+    /// Stopped, an HTTP redirect injected.
+    Redirect,
+    /// Policed: forwarded within the rate, dropped over it.
+    Throttle,
+    /// Tap mode: the rule would stop the frame, but a tap sees a copy and
+    /// can only watch (it still injects where the action answers).
+    Observe,
+}
+
+impl Applied {
+    /// The name in event JSON (`action`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Applied::Pass => "pass",
+            Applied::Log => "log",
+            Applied::Drop => "drop",
+            Applied::Reset => "reset",
+            Applied::Dns => "dns",
+            Applied::Redirect => "redirect",
+            Applied::Throttle => "throttle",
+            Applied::Observe => "observe",
+        }
+    }
+}
+
 /// What to do with one frame.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outcome {
+    /// Send the frame on (always true on a tap: the link carries it anyway).
     pub forward: bool,
     /// Frames to send (resets, forged answers, redirects), in order.
     pub inject: Vec<Vec<u8>>,
+    /// What this amounts to, for events.
+    pub applied: Applied,
 }
 
 /// Counters of what the actions did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ActionCounters {
+    /// Frames let through (throttled frames within their rate included).
     pub forwarded: u64,
+    /// Frames stopped (throttling drops included).
     pub dropped: u64,
+    /// TCP resets injected.
     pub injected_rst: u64,
+    /// DNS answers forged.
     pub injected_dns: u64,
+    /// HTTP redirects sent.
     pub injected_redirect: u64,
+    /// Frames dropped for going over a throttle's rate.
     pub throttled: u64,
     /// Answers that could not be built (tunnelled or unparsable frames).
     pub not_answerable: u64,
+    /// Tap mode: frames a rule would have stopped, left alone.
+    pub observed: u64,
 }
 
-/// Per-flow policers, keyed by the symmetric flow hash.
+impl ActionCounters {
+    /// Add another actor's counters to these (workers are summed this way).
+    pub fn add(&mut self, o: &ActionCounters) {
+        // Destructured, so a new counter cannot be forgotten here.
+        let ActionCounters {
+            forwarded,
+            dropped,
+            injected_rst,
+            injected_dns,
+            injected_redirect,
+            throttled,
+            not_answerable,
+            observed,
+        } = o;
+        self.forwarded += forwarded;
+        self.dropped += dropped;
+        self.injected_rst += injected_rst;
+        self.injected_dns += injected_dns;
+        self.injected_redirect += injected_redirect;
+        self.throttled += throttled;
+        self.not_answerable += not_answerable;
+        self.observed += observed;
+    }
+}
+
+/// Applies decisions: per-flow policers (keyed by the symmetric flow
+/// hash) and the injections, inline or on a tap.
 #[derive(Default)]
 pub struct Actor {
     buckets: HashMap<u64, TokenBucket>,
+    /// On a tap: never drop or police, only inject.
+    tap: bool,
+    /// What this actor did so far.
     pub counters: ActionCounters,
 }
 
@@ -52,6 +138,17 @@ pub struct Actor {
 const MAX_BUCKETS: usize = 1 << 20;
 
 impl Actor {
+    /// An actor for a tap (a mirrored link): frames are copies, so nothing
+    /// can be dropped or policed; resets and forged answers still go out.
+    pub fn tap() -> Actor {
+        Actor {
+            tap: true,
+            ..Actor::default()
+        }
+    }
+
+    /// Apply the decision `d` the engine made for `frame` (its `events`
+    /// say which trigger decided), and say what was done.
     pub fn act(
         &mut self,
         rules: &Ruleset,
@@ -65,51 +162,85 @@ impl Actor {
         let action = d
             .rule
             .map_or(&rules.meta.default_action, |r| &rules.rule(r).action);
-        let out = if d.verdict.forwards() {
-            Outcome {
+        if d.verdict.forwards() {
+            self.counters.forwarded += 1;
+            let applied = if d.verdict == Verdict::Log {
+                Applied::Log
+            } else {
+                Applied::Pass
+            };
+            return Outcome {
                 forward: true,
                 inject: Vec::new(),
-            }
-        } else if let (Verdict::Throttle, Action::Throttle { kbps }) = (d.verdict, action) {
-            // The engine's flow number follows the flow through IP
-            // fragments; frames it keeps no flow for share one bucket per
-            // host pair.
-            let key = d
-                .flow
-                .unwrap_or_else(|| chokepoint_core::decode::shard_key(link, frame));
-            if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&key) {
-                self.buckets.clear();
-            }
-            let b = self
-                .buckets
-                .entry(key)
-                .or_insert_with(|| TokenBucket::new(*kbps, ts));
-            let ok = b.allow(ts, frame.len());
-            if !ok {
-                self.counters.throttled += 1;
-            }
-            Outcome {
+                applied,
+            };
+        }
+        if let (false, Verdict::Throttle, Action::Throttle { kbps }) = (self.tap, d.verdict, action)
+        {
+            let ok = self.police(d.flow, link, frame, ts, *kbps);
+            self.count(ok);
+            return Outcome {
                 forward: ok,
                 inject: Vec::new(),
-            }
+                applied: Applied::Throttle,
+            };
+        }
+        // Only the deciding packet is answered; later ones are just stopped.
+        let (answered, inject) = if d.decided_now {
+            self.answer(d.verdict, action, link, frame, events)
         } else {
-            Outcome {
-                forward: false,
-                inject: if d.decided_now {
-                    self.answer(d.verdict, action, link, frame, events)
-                } else {
-                    Vec::new()
-                },
-            }
+            (None, Vec::new())
         };
-        if out.forward {
+        let (forward, stopped) = if self.tap {
+            self.counters.observed += 1;
+            (true, Applied::Observe)
+        } else {
+            self.count(false);
+            (false, Applied::Drop)
+        };
+        Outcome {
+            forward,
+            inject,
+            applied: answered.unwrap_or(stopped),
+        }
+    }
+
+    fn count(&mut self, forwarded: bool) {
+        if forwarded {
             self.counters.forwarded += 1;
         } else {
             self.counters.dropped += 1;
         }
-        out
     }
 
+    /// Whether the flow's policer lets `frame` through now.
+    fn police(
+        &mut self,
+        flow: Option<u64>,
+        link: LinkType,
+        frame: &[u8],
+        ts: u64,
+        kbps: u32,
+    ) -> bool {
+        // The engine's flow number follows the flow through IP fragments;
+        // frames it keeps no flow for share one bucket per host pair.
+        let key = flow.unwrap_or_else(|| chokepoint_core::decode::shard_key(link, frame));
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&key) {
+            self.buckets.clear();
+        }
+        let ok = self
+            .buckets
+            .entry(key)
+            .or_insert_with(|| TokenBucket::new(kbps, ts))
+            .allow(ts, frame.len());
+        if !ok {
+            self.counters.throttled += 1;
+        }
+        ok
+    }
+
+    /// The frames answering a stopped packet, and what kind of answer they
+    /// are (`None` when the action has no answer for this packet).
     fn answer(
         &mut self,
         v: Verdict,
@@ -117,10 +248,10 @@ impl Actor {
         link: LinkType,
         frame: &[u8],
         events: &[Event],
-    ) -> Vec<Vec<u8>> {
+    ) -> (Option<Applied>, Vec<Vec<u8>>) {
         let Some(t) = inject::trigger(link, frame) else {
             self.counters.not_answerable += 1;
-            return Vec::new();
+            return (None, Vec::new());
         };
         let trigger = events
             .iter()
@@ -132,17 +263,19 @@ impl Actor {
             this.counters.injected_rst += r.len() as u64;
             r
         };
-        match (v, a) {
-            (Verdict::Reset, Action::Reset { repeat }) if t.proto == 6 => resets(self, *repeat),
+        let (kind, frames) = match (v, a) {
+            (Verdict::Reset, Action::Reset { repeat }) if t.proto == 6 => {
+                (Applied::Reset, resets(self, *repeat))
+            }
             (Verdict::Dns, Action::Dns { answer, ttl }) if trigger == Some(Trigger::DnsQname) => {
                 match inject::dns_answer(&t, answer, *ttl) {
                     Some(f) => {
                         self.counters.injected_dns += 1;
-                        vec![f]
+                        (Applied::Dns, vec![f])
                     }
                     None => {
                         self.counters.not_answerable += 1;
-                        Vec::new()
+                        (Applied::Dns, Vec::new())
                     }
                 }
             }
@@ -150,14 +283,16 @@ impl Actor {
                 if trigger == Some(Trigger::HttpHost) {
                     let r = inject::http_redirect(&t, location);
                     self.counters.injected_redirect += 1;
-                    r
+                    (Applied::Redirect, r)
                 } else {
                     // HTTPS cannot be answered with a page: reset it.
-                    resets(self, 1)
+                    (Applied::Reset, resets(self, 1))
                 }
             }
-            _ => Vec::new(),
-        }
+            _ => (Applied::Drop, Vec::new()),
+        };
+        // An answer that sent nothing was a plain drop.
+        ((!frames.is_empty()).then_some(kind), frames)
     }
 }
 

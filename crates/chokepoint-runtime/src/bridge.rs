@@ -19,7 +19,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use chokepoint_core::decode::shard_key;
+use chokepoint_core::decode::{shard_key, Problem};
 use chokepoint_core::{Counters, Engine, LinkType, Verdict};
 use chokepoint_rules::Ruleset;
 
@@ -29,11 +29,14 @@ use crate::port::Port;
 /// Which side a frame came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
+    /// The subscribers' side (the tap, in tap mode).
     Inside,
+    /// The Internet's side.
     Outside,
 }
 
 impl Side {
+    /// The label used in metrics and reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Side::Inside => "inside",
@@ -49,35 +52,139 @@ pub type DecisionCounts =
 /// One worker's published counters (written by that worker only).
 #[derive(Default)]
 pub struct WorkerStats {
+    /// The worker's engine counters, as of its last publication.
     pub engine: Mutex<Counters>,
+    /// What its actor did, as of its last publication.
     pub actions: Mutex<ActionCounters>,
     /// (rule, trigger, verdict) → decisions.
     pub decisions: Mutex<DecisionCounts>,
-    /// [side][verdict] packets and bytes.
+    /// [side][verdict] packets.
     pub packets: [[AtomicU64; Verdict::COUNT]; 2],
+    /// [side][verdict] bytes.
     pub bytes: [[AtomicU64; Verdict::COUNT]; 2],
+    /// Frames dropped because this worker's queue was full.
     pub queue_drops: AtomicU64,
+    /// Flows in this worker's table.
     pub flows: AtomicU64,
+    /// Flows dropped from a full table.
     pub flows_evicted: AtomicU64,
+    /// Flows expired after their idle timeout.
     pub flows_expired: AtomicU64,
 }
 
-/// Shared state of a running bridge.
+/// Shared state of a running bridge. Built by [`Shared::new`] only.
+#[non_exhaustive]
 pub struct Shared {
+    /// The ruleset in force; swapped whole by [`reload`].
     pub rules: arc_swap::ArcSwap<Ruleset>,
+    /// One entry per worker, in worker order.
     pub workers: Vec<Arc<WorkerStats>>,
+    /// Set to stop the bridge (signals, a failed port).
     pub stop: Arc<AtomicBool>,
+    /// Reloads that took over.
     pub reloads_ok: AtomicU64,
+    /// Reloads refused (the previous rules kept serving).
     pub reloads_failed: AtomicU64,
+    /// Time the ruleset in force took to load or compile.
     pub load_seconds: Mutex<f64>,
+    /// Frames the ports failed to send.
     pub send_errors: AtomicU64,
 }
 
+impl Shared {
+    /// The state for `workers` workers (at least one) serving `rules`,
+    /// which took `load_seconds` to load.
+    pub fn new(rules: Ruleset, workers: usize, load_seconds: f64) -> Shared {
+        Shared {
+            rules: arc_swap::ArcSwap::from_pointee(rules),
+            workers: (0..workers.max(1))
+                .map(|_| Arc::new(WorkerStats::default()))
+                .collect(),
+            stop: Arc::new(AtomicBool::new(false)),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            load_seconds: Mutex::new(load_seconds),
+            send_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Every worker's counters summed: the one place they are added up,
+    /// for the metrics endpoint and the final report alike.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals {
+            reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
+            reloads_failed: self.reloads_failed.load(Ordering::Relaxed),
+            send_errors: self.send_errors.load(Ordering::Relaxed),
+            ..Totals::default()
+        };
+        for w in &self.workers {
+            for side in 0..2 {
+                for v in 0..Verdict::COUNT {
+                    t.packets[side][v] += w.packets[side][v].load(Ordering::Relaxed);
+                    t.bytes[side][v] += w.bytes[side][v].load(Ordering::Relaxed);
+                }
+            }
+            let e = w.engine.lock().expect("stats").clone();
+            for (sum, n) in t.problems.iter_mut().zip(e.problems) {
+                *sum += n;
+            }
+            t.reassembly_cap_bytes += e.reassembly_cap_bytes;
+            t.reassembly_cap_segments += e.reassembly_cap_segments;
+            for (k, n) in w.decisions.lock().expect("stats").iter() {
+                *t.decisions.entry(*k).or_default() += n;
+            }
+            t.actions.add(&w.actions.lock().expect("stats"));
+            t.queue_drops.push(w.queue_drops.load(Ordering::Relaxed));
+            t.flows += w.flows.load(Ordering::Relaxed);
+            t.flows_evicted += w.flows_evicted.load(Ordering::Relaxed);
+            t.flows_expired += w.flows_expired.load(Ordering::Relaxed);
+        }
+        t
+    }
+}
+
+/// What all workers of a bridge counted, summed (see [`Shared::totals`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Totals {
+    /// [side][verdict] packets received.
+    pub packets: [[u64; Verdict::COUNT]; 2],
+    /// [side][verdict] bytes received.
+    pub bytes: [[u64; Verdict::COUNT]; 2],
+    /// Frames that did not parse fully, by [`Problem`] index.
+    pub problems: [u64; Problem::COUNT],
+    /// Reassembly refused data at the per-flow byte cap.
+    pub reassembly_cap_bytes: u64,
+    /// Reassembly refused data at the per-flow segment cap.
+    pub reassembly_cap_segments: u64,
+    /// (rule, trigger, verdict) → decisions.
+    pub decisions: DecisionCounts,
+    /// What the actors did.
+    pub actions: ActionCounters,
+    /// Queue drops per worker, in worker order.
+    pub queue_drops: Vec<u64>,
+    /// Flows in the flow tables.
+    pub flows: u64,
+    /// Flows dropped from full tables.
+    pub flows_evicted: u64,
+    /// Flows expired after their idle timeout.
+    pub flows_expired: u64,
+    /// Reloads that took over.
+    pub reloads_ok: u64,
+    /// Reloads refused.
+    pub reloads_failed: u64,
+    /// Frames the ports failed to send.
+    pub send_errors: u64,
+}
+
+/// How a bridge runs.
 pub struct Config {
+    /// Worker threads (at least one).
     pub workers: usize,
     /// Forward between the two ports (bridge) or only observe (tap).
     pub forward: bool,
+    /// Where to write one JSON line per decision.
     pub events: Option<Box<dyn Write + Send>>,
+    /// Frames queued per worker before drops.
     pub queue: usize,
 }
 
@@ -168,7 +275,11 @@ fn worker(
 ) {
     let mut rules = shared.rules.load_full();
     let mut engine = Engine::new(rules.clone());
-    let mut actor = Actor::default();
+    let mut actor = if forward {
+        Actor::default()
+    } else {
+        Actor::tap()
+    };
     let stats = &shared.workers[k];
     let mut since_publish = 0u32;
     loop {
@@ -236,11 +347,7 @@ fn worker(
                 drop(dec);
                 if let Some(w) = events.lock().expect("events").as_mut() {
                     for e in engine.events() {
-                        let mut v = crate::replay::event_json(&rules, e);
-                        v["action"] =
-                            serde_json::Value::from(if o.forward { "forward" } else { "drop" });
-                        v["injected"] = serde_json::Value::from(o.inject.len());
-                        let _ = writeln!(w, "{v}");
+                        let _ = writeln!(w, "{}", crate::replay::event_json(&rules, e, &o));
                     }
                     let _ = w.flush();
                 }
@@ -286,5 +393,47 @@ pub fn reload(shared: &Shared, load: impl FnOnce() -> Result<Ruleset, String>) -
             tracing::error!(error = %e, "reload failed; the previous rules keep serving");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_sum_every_worker() {
+        let rules = chokepoint_rules::compile_str(
+            "version: 1\nrules: []\n",
+            "t.yaml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let sh = Shared::new(rules, 2, 0.0);
+        for (k, w) in sh.workers.iter().enumerate() {
+            let n = k as u64 + 1;
+            w.packets[1][Verdict::Reset as usize].store(n, Ordering::Relaxed);
+            w.bytes[1][Verdict::Reset as usize].store(100 * n, Ordering::Relaxed);
+            w.queue_drops.store(n, Ordering::Relaxed);
+            w.flows.store(10 * n, Ordering::Relaxed);
+            w.actions.lock().unwrap().injected_rst = n;
+            w.engine.lock().unwrap().reassembly_cap_bytes = n;
+            w.decisions
+                .lock()
+                .unwrap()
+                .insert((chokepoint_rules::RuleId::new(0), "tls_sni", "reset"), n);
+        }
+        sh.send_errors.store(7, Ordering::Relaxed);
+        let t = sh.totals();
+        assert_eq!(t.packets[1][Verdict::Reset as usize], 3);
+        assert_eq!(t.bytes[1][Verdict::Reset as usize], 300);
+        assert_eq!(t.queue_drops, [1, 2]);
+        assert_eq!(t.flows, 30);
+        assert_eq!(t.actions.injected_rst, 3);
+        assert_eq!(t.reassembly_cap_bytes, 3);
+        assert_eq!(
+            t.decisions[&(chokepoint_rules::RuleId::new(0), "tls_sni", "reset")],
+            3
+        );
+        assert_eq!(t.send_errors, 7);
     }
 }

@@ -67,7 +67,7 @@ pub fn render(shared: &Shared) -> String {
     let actions = counter(
         &reg,
         "chokepoint_action_frames_total",
-        "Frames forwarded or dropped by the actions (throttling drops included).",
+        "Frames forwarded or dropped by the actions (throttling drops included), or observed on a tap.",
         &["outcome"],
     );
     let queue = counter(
@@ -124,72 +124,65 @@ pub fn render(shared: &Shared) -> String {
     .expect("metric");
     reg.register(Box::new(created.clone())).expect("unique");
 
-    let mut flows_total = 0i64;
-    for (k, w) in shared.workers.iter().enumerate() {
-        for (si, side) in ["inside", "outside"].iter().enumerate() {
-            for v in Verdict::ALL {
-                let n = w.packets[si][v as usize].load(Ordering::Relaxed);
-                if n > 0 {
-                    packets.with_label_values(&[side, v.as_str()]).inc_by(n);
-                    bytes
-                        .with_label_values(&[side, v.as_str()])
-                        .inc_by(w.bytes[si][v as usize].load(Ordering::Relaxed));
-                }
-            }
-        }
-        let e = w.engine.lock().expect("stats").clone();
-        for p in Problem::ALL {
-            let n = e.problems[p as usize];
+    let t = shared.totals();
+    for (si, side) in ["inside", "outside"].iter().enumerate() {
+        for v in Verdict::ALL {
+            let n = t.packets[si][v as usize];
             if n > 0 {
-                problems.with_label_values(&[p.as_str()]).inc_by(n);
+                packets.with_label_values(&[side, v.as_str()]).inc_by(n);
+                bytes
+                    .with_label_values(&[side, v.as_str()])
+                    .inc_by(t.bytes[si][v as usize]);
             }
         }
-        caps.with_label_values(&["bytes"])
-            .inc_by(e.reassembly_cap_bytes);
-        caps.with_label_values(&["segments"])
-            .inc_by(e.reassembly_cap_segments);
-        for ((rule, trigger, verdict), n) in w.decisions.lock().expect("stats").iter() {
-            let name = rule
-                .and_then(|r| rules.meta.rules.get(r.index()))
-                .map_or("none", |r| r.name.as_str());
-            decisions
-                .with_label_values(&[name, trigger, verdict])
-                .inc_by(*n);
-        }
-        let a = w.actions.lock().expect("stats").clone();
-        injected.with_label_values(&["rst"]).inc_by(a.injected_rst);
-        injected.with_label_values(&["dns"]).inc_by(a.injected_dns);
-        injected
-            .with_label_values(&["redirect"])
-            .inc_by(a.injected_redirect);
-        actions
-            .with_label_values(&["forwarded"])
-            .inc_by(a.forwarded);
-        actions.with_label_values(&["dropped"]).inc_by(a.dropped);
-        actions
-            .with_label_values(&["throttled"])
-            .inc_by(a.throttled);
-        queue
-            .with_label_values(&[&k.to_string()])
-            .inc_by(w.queue_drops.load(Ordering::Relaxed));
-        flows_ev
-            .with_label_values::<&str>(&[])
-            .inc_by(w.flows_evicted.load(Ordering::Relaxed));
-        flows_ex
-            .with_label_values::<&str>(&[])
-            .inc_by(w.flows_expired.load(Ordering::Relaxed));
-        flows_total += w.flows.load(Ordering::Relaxed) as i64;
     }
-    flows.set(flows_total);
-    reloads
-        .with_label_values(&["ok"])
-        .inc_by(shared.reloads_ok.load(Ordering::Relaxed));
+    for p in Problem::ALL {
+        let n = t.problems[p as usize];
+        if n > 0 {
+            problems.with_label_values(&[p.as_str()]).inc_by(n);
+        }
+    }
+    caps.with_label_values(&["bytes"])
+        .inc_by(t.reassembly_cap_bytes);
+    caps.with_label_values(&["segments"])
+        .inc_by(t.reassembly_cap_segments);
+    for ((rule, trigger, verdict), n) in &t.decisions {
+        let name = rule
+            .and_then(|r| rules.meta.rules.get(r.index()))
+            .map_or("none", |r| r.name.as_str());
+        decisions
+            .with_label_values(&[name, trigger, verdict])
+            .inc_by(*n);
+    }
+    let a = &t.actions;
+    injected.with_label_values(&["rst"]).inc_by(a.injected_rst);
+    injected.with_label_values(&["dns"]).inc_by(a.injected_dns);
+    injected
+        .with_label_values(&["redirect"])
+        .inc_by(a.injected_redirect);
+    actions
+        .with_label_values(&["forwarded"])
+        .inc_by(a.forwarded);
+    actions.with_label_values(&["dropped"]).inc_by(a.dropped);
+    actions.with_label_values(&["observed"]).inc_by(a.observed);
+    actions
+        .with_label_values(&["throttled"])
+        .inc_by(a.throttled);
+    for (k, n) in t.queue_drops.iter().enumerate() {
+        queue.with_label_values(&[&k.to_string()]).inc_by(*n);
+    }
+    flows_ev
+        .with_label_values::<&str>(&[])
+        .inc_by(t.flows_evicted);
+    flows_ex
+        .with_label_values::<&str>(&[])
+        .inc_by(t.flows_expired);
+    flows.set(t.flows as i64);
+    reloads.with_label_values(&["ok"]).inc_by(t.reloads_ok);
     reloads
         .with_label_values(&["failed"])
-        .inc_by(shared.reloads_failed.load(Ordering::Relaxed));
-    sends
-        .with_label_values::<&str>(&[])
-        .inc_by(shared.send_errors.load(Ordering::Relaxed));
+        .inc_by(t.reloads_failed);
+    sends.with_label_values::<&str>(&[]).inc_by(t.send_errors);
     info.with_label_values(&[
         &chokepoint_rules::artifact::FORMAT_VERSION.to_string(),
         &rules.meta.policy.blake3,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chokepoint_core::{Counters, Engine, Event, Verdict};
 use chokepoint_rules::{Ruleset, Trigger};
 
+use crate::actions::{Actor, Outcome};
 use crate::capture::{self, CaptureError};
 
 /// What a replay saw.
@@ -43,8 +44,11 @@ pub struct Outputs<'a> {
 
 /// The JSON line for one event: `frame`, `ts`, `src`, `dst`, `sport`,
 /// `dport`, `proto`, `trigger`, `name`, `ech`, `grease`, `rule`, `list`,
-/// `entry`, `verdict`.
-pub fn event_json(rs: &Ruleset, e: &Event) -> serde_json::Value {
+/// `entry`, `verdict` (what the rule asked for), and from `done`, the
+/// outcome of the packet that completed the decision: `action` (what was
+/// actually done, see [`Applied`](crate::actions::Applied)) and `injected`
+/// (frames sent for it).
+pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value {
     let mut name = String::new();
     chokepoint_core::dns::escape(e.name.as_bytes(), &mut name);
     let hit = e.hit.map(|h| rs.describe(h));
@@ -64,6 +68,8 @@ pub fn event_json(rs: &Ruleset, e: &Event) -> serde_json::Value {
         "list": hit.as_ref().map(|h| h.list.clone()),
         "entry": hit.as_ref().map(|h| h.entry.clone()),
         "verdict": e.verdict.as_str(),
+        "action": done.applied.as_str(),
+        "injected": done.inject.len(),
     })
 }
 
@@ -86,13 +92,15 @@ pub fn replay(
     } = out;
     let mut pass = pass.map(crate::actions::PcapOut::new);
     let mut drop = drop.map(crate::actions::PcapOut::new);
-    let mut actor = crate::actions::Actor::default();
+    // The actor runs on every frame, outputs or not: events report what
+    // it did.
+    let mut actor = Actor::default();
     let res = capture::read(path, |rec| {
         s.records = rec.index;
         last_ts = rec.ts;
         let d = engine.process(rec.ts, rec.link, rec.data);
+        let o = actor.act(&rules, rec.link, rec.data, rec.ts, &d, engine.events());
         if pass.is_some() || drop.is_some() {
-            let o = actor.act(&rules, rec.link, rec.data, rec.ts, &d, engine.events());
             let r = (|| -> std::io::Result<()> {
                 match (o.forward, &mut pass, &mut drop) {
                     (true, Some(p), _) => p.write(rec.link, rec.ts, rec.data)?,
@@ -126,7 +134,7 @@ pub fn replay(
             }
             if let Some(w) = events.as_deref_mut() {
                 if write_err.is_none() {
-                    if let Err(err) = writeln!(w, "{}", event_json(&rules, e)) {
+                    if let Err(err) = writeln!(w, "{}", event_json(&rules, e, &o)) {
                         write_err = Some(err);
                     }
                 }
@@ -163,11 +171,28 @@ pub fn replay(
     (s, res)
 }
 
+/// Which policy ran: its file (as compiled, also when loaded from an
+/// artifact) or the bundled default, and the policy's blake3 as
+/// `chokepoint stats` prints it, so a summary can be matched to an artifact.
+pub fn policy_line(rs: &Ruleset) -> String {
+    let p = &rs.meta.policy;
+    let name = if p.path == chokepoint_rules::DEFAULT_POLICY_ORIGIN {
+        "bundled default"
+    } else {
+        p.path.as_str()
+    };
+    format!(
+        "policy    {name} (blake3 {})",
+        &p.blake3[..16.min(p.blake3.len())]
+    )
+}
+
 /// The summary as text.
 pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
     let c = &s.counters;
+    let _ = writeln!(o, "{}", policy_line(rs));
     let _ = writeln!(
         o,
         "packets   {} ({} bytes) in {} records; {} not IP",
@@ -197,7 +222,14 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
             s.dns_by_verdict[i]
         );
     }
-    let _ = writeln!(o, "\ndecisions by rule and trigger");
+    let _ = writeln!(
+        o,
+        "  (flows and dns queries count decisions, not packets: one per flow, one per DNS query)"
+    );
+    let _ = writeln!(
+        o,
+        "\ndecisions by rule and trigger (dns_qname rows count queries, not packets)"
+    );
     let mut rows: Vec<_> = s.by_rule.iter().collect();
     rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0 .0.cmp(&b.0 .0)));
     for ((rule, trig), n) in rows {
@@ -227,7 +259,7 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
     ];
     let a = &s.actions;
     if a.forwarded + a.dropped > 0 {
-        let _ = writeln!(o, "\nactions (--pass-out/--drop-out)");
+        let _ = writeln!(o, "\nactions");
         for (label, n) in [
             ("frames forwarded", a.forwarded),
             ("frames dropped", a.dropped),

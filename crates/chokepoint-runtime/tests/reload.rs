@@ -3,12 +3,12 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chokepoint_core::synth::{self, HelloShape};
 use chokepoint_core::{Engine, LinkType, Verdict};
 use chokepoint_rules::{compile_str, Ruleset};
-use chokepoint_runtime::bridge::{reload, Shared, WorkerStats};
+use chokepoint_runtime::bridge::{reload, Shared};
 
 fn rules(tag: &str, action: &str) -> Ruleset {
     let yaml = format!("version: 1\nlists: {{{tag}-list: {{format: domains, entries: [t.me]}}}}\nrules: [{{name: {tag}-rule, match: {{list: {tag}-list}}, action: {action}}}]\n");
@@ -16,15 +16,7 @@ fn rules(tag: &str, action: &str) -> Ruleset {
 }
 
 fn shared(r: Ruleset) -> Arc<Shared> {
-    Arc::new(Shared {
-        rules: arc_swap::ArcSwap::from_pointee(r),
-        workers: vec![Arc::new(WorkerStats::default())],
-        stop: Arc::new(AtomicBool::new(false)),
-        reloads_ok: Default::default(),
-        reloads_failed: Default::default(),
-        load_seconds: Mutex::new(0.0),
-        send_errors: Default::default(),
-    })
+    Arc::new(Shared::new(r, 1, 0.0))
 }
 
 #[test]

@@ -1,0 +1,44 @@
+//! `chokepoint compile`: policy and lists into one validated artifact.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use chokepoint_rules::{artifact, compile_default, compile_file};
+
+use crate::report;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Policy YAML; the bundled default (April 2018 Telegram block) if omitted.
+    policy: Option<PathBuf>,
+    /// Where to write the artifact; without it the policy is only checked.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Print the statistics as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let started = Instant::now();
+    let rs = match &a.policy {
+        Some(p) => compile_file(p)?,
+        None => compile_default()?,
+    };
+    let written = match &a.output {
+        Some(o) => Some((
+            o.as_path(),
+            artifact::save(&rs, o).with_context(|| format!("writing {}", o.display()))?,
+        )),
+        None => None,
+    };
+    let elapsed = started.elapsed();
+    tracing::info!(policy = %rs.meta.policy.path, ms = elapsed.as_millis() as u64, "compiled");
+    if a.json {
+        println!("{}", report::json(&rs, written));
+    } else {
+        print!("{}", report::text(&rs, written, Some(elapsed)));
+    }
+    Ok(())
+}

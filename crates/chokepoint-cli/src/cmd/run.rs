@@ -1,0 +1,156 @@
+//! `chokepoint run`: enforce live, as an inline bridge or on a tap.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chokepoint_runtime::bridge::{self, Shared, Totals};
+use chokepoint_runtime::port::{AfPacket, Port};
+
+use crate::source::RulesetSource;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The interface facing the subscribers.
+    #[arg(long, required_unless_present = "tap")]
+    inside: Option<String>,
+    /// The interface facing the Internet.
+    #[arg(long, required_unless_present = "tap")]
+    outside: Option<String>,
+    /// Observe a mirrored link instead: never forward, inject on it.
+    #[arg(long, conflicts_with_all = ["inside", "outside"])]
+    tap: Option<String>,
+    #[command(flatten)]
+    source: RulesetSource,
+    /// Worker threads (frames spread by a symmetric flow hash).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// One JSON line per decision, with the action taken.
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// Frames queued per worker before drops.
+    #[arg(long, default_value_t = 4096)]
+    queue: usize,
+    /// Serve Prometheus metrics on this address (loopback by default).
+    #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:9900")]
+    metrics: Option<SocketAddr>,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let started = Instant::now();
+    let rules = a.source.load()?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let shared = Arc::new(Shared::new(rules, a.workers, load_seconds));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, shared.stop.clone())?;
+    }
+    let (inside, outside) = open_ports(&a)?;
+    let events: Option<Box<dyn std::io::Write + Send>> = match &a.events {
+        Some(p) => Some(Box::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+    if let Some(addr) = a.metrics {
+        chokepoint_runtime::metrics::serve(shared.clone(), addr)
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        tracing::info!(%addr, "metrics on /metrics");
+    }
+    watch_for_reloads(shared.clone(), a.source.clone())?;
+    tracing::info!(
+        inside = inside.name(),
+        outside = outside.as_ref().map(|o| o.name()),
+        workers = a.workers,
+        "bridge running"
+    );
+    let cfg = bridge::Config {
+        workers: a.workers,
+        forward: a.tap.is_none(),
+        events,
+        queue: a.queue,
+    };
+    let res = bridge::run(shared.clone(), inside, outside, cfg);
+
+    shared.stop.store(true, Ordering::Relaxed);
+    print!("{}", final_counters(&shared.totals()));
+    res?;
+    Ok(())
+}
+
+/// The inside port (the tap, in tap mode) and the outside one, if any.
+type Ports = (Arc<dyn Port>, Option<Arc<dyn Port>>);
+
+/// The inside and outside ports, or the tap alone (no outside).
+fn open_ports(a: &Args) -> Result<Ports> {
+    let timeout = Duration::from_millis(100);
+    let open = |name: &str| -> Result<Arc<dyn Port>> {
+        Ok(Arc::new(
+            AfPacket::open(name, timeout).with_context(|| format!("opening {name}"))?,
+        ))
+    };
+    match (&a.tap, &a.inside, &a.outside) {
+        (Some(t), _, _) => Ok((open(t)?, None)),
+        (None, Some(i), Some(o)) => Ok((open(i)?, Some(open(o)?))),
+        _ => anyhow::bail!("give --inside and --outside, or --tap"),
+    }
+}
+
+/// Hot reload on SIGHUP, or when the policy/artifact file changes: polled
+/// from a thread of its own, so loading never stalls the packet path.
+fn watch_for_reloads(shared: Arc<Shared>, source: RulesetSource) -> Result<()> {
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    let watched = source.watched();
+    std::thread::spawn(move || {
+        let mtime = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        };
+        let mut last = mtime(&watched);
+        while !shared.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(250));
+            let now = mtime(&watched);
+            let changed = now.is_some() && now != last;
+            if hup.swap(false, Ordering::Relaxed) || changed {
+                last = now;
+                bridge::reload(&shared, || source.load().map_err(|e| format!("{e:#}")));
+            }
+        }
+    });
+    Ok(())
+}
+
+/// What the bridge did, printed when it stops.
+fn final_counters(t: &Totals) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(o, "stopped");
+    for (side, name) in [(0, "inside"), (1, "outside")] {
+        for v in chokepoint_core::Verdict::ALL {
+            let n = t.packets[side][v as usize];
+            if n > 0 {
+                let _ = writeln!(o, "  packets from {name:<8} {:<9} {n}", v.as_str());
+            }
+        }
+    }
+    let a = &t.actions;
+    let _ = writeln!(
+        o,
+        "  forwarded {}, dropped {}, resets {}, dns answers {}, redirects {}, throttled {}, queue drops {}",
+        a.forwarded,
+        a.dropped,
+        a.injected_rst,
+        a.injected_dns,
+        a.injected_redirect,
+        a.throttled,
+        t.queue_drops.iter().sum::<u64>()
+    );
+    if a.observed > 0 {
+        // A tap stops nothing: say how much it would have.
+        let _ = writeln!(o, "  observed on the tap (not stopped) {}", a.observed);
+    }
+    o
+}
