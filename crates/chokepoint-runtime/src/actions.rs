@@ -96,6 +96,9 @@ pub struct ActionCounters {
     pub not_answerable: u64,
     /// Tap mode: frames a rule would have stopped, left alone.
     pub observed: u64,
+    /// Answers sent on a flow's next packet because the deciding frame
+    /// could not carry one (an IP fragment).
+    pub answered_late: u64,
 }
 
 impl ActionCounters {
@@ -111,6 +114,7 @@ impl ActionCounters {
             throttled,
             not_answerable,
             observed,
+            answered_late,
         } = o;
         self.forwarded += forwarded;
         self.dropped += dropped;
@@ -120,6 +124,7 @@ impl ActionCounters {
         self.throttled += throttled;
         self.not_answerable += not_answerable;
         self.observed += observed;
+        self.answered_late += answered_late;
     }
 }
 
@@ -128,6 +133,10 @@ impl ActionCounters {
 #[derive(Default)]
 pub struct Actor {
     buckets: HashMap<u64, TokenBucket>,
+    /// Flows decided on a frame that could not be answered (the last IP
+    /// fragment of a ClientHello carries no TCP header): the next packet
+    /// of the flow is answered instead, with the trigger that decided.
+    owed: HashMap<u64, Option<Trigger>>,
     /// On a tap: never drop or police, only inject.
     tap: bool,
     /// What this actor did so far.
@@ -136,6 +145,9 @@ pub struct Actor {
 
 /// Policers kept at most; the oldest are forgotten beyond it.
 const MAX_BUCKETS: usize = 1 << 20;
+/// Owed answers kept at most; beyond it they are forgotten (the flow's
+/// packets are still dropped).
+const MAX_OWED: usize = 1 << 16;
 
 impl Actor {
     /// An actor for a tap (a mirrored link): frames are copies, so nothing
@@ -185,9 +197,19 @@ impl Actor {
                 applied: Applied::Throttle,
             };
         }
-        // Only the deciding packet is answered; later ones are just stopped.
-        let (answered, inject) = if d.decided_now {
-            self.answer(d.verdict, action, link, frame, events)
+        // Only the deciding packet is answered (or the first answerable
+        // one after it); later ones are just stopped.
+        let owed = d.flow.and_then(|f| self.owed.get(&f).copied());
+        let (answered, inject) = if d.decided_now || owed.is_some() {
+            let trigger = match owed {
+                Some(t) => t,
+                None => decided_by(events),
+            };
+            let r = self.answer(d.verdict, action, link, frame, trigger);
+            if let Some(f) = d.flow {
+                self.settle(f, d.decided_now, trigger, r.0.is_some() || r.2);
+            }
+            (r.0, r.1)
         } else {
             (None, Vec::new())
         };
@@ -239,25 +261,35 @@ impl Actor {
         ok
     }
 
-    /// The frames answering a stopped packet, and what kind of answer they
-    /// are (`None` when the action has no answer for this packet).
+    /// Keep or clear a flow's owed answer after trying to answer a frame.
+    fn settle(&mut self, flow: u64, decided_now: bool, trigger: Option<Trigger>, parsed: bool) {
+        if parsed {
+            if self.owed.remove(&flow).is_some() {
+                self.counters.answered_late += 1;
+            }
+        } else if decided_now {
+            if self.owed.len() >= MAX_OWED {
+                self.owed.clear();
+            }
+            self.owed.insert(flow, trigger);
+        }
+    }
+
+    /// The frames answering a stopped packet, what kind of answer they are
+    /// (`None` when the action has no answer for this packet), and whether
+    /// the frame could be read for an answer at all.
     fn answer(
         &mut self,
         v: Verdict,
         a: &Action,
         link: LinkType,
         frame: &[u8],
-        events: &[Event],
-    ) -> (Option<Applied>, Vec<Vec<u8>>) {
+        trigger: Option<Trigger>,
+    ) -> (Option<Applied>, Vec<Vec<u8>>, bool) {
         let Some(t) = inject::trigger(link, frame) else {
             self.counters.not_answerable += 1;
-            return (None, Vec::new());
+            return (None, Vec::new(), false);
         };
-        let trigger = events
-            .iter()
-            .rev()
-            .find(|e| e.rule.is_some())
-            .map(|e| e.trigger);
         let resets = |this: &mut Self, repeat: u8| {
             let r = inject::tcp_resets(&t, repeat);
             this.counters.injected_rst += r.len() as u64;
@@ -292,8 +324,18 @@ impl Actor {
             _ => (Applied::Drop, Vec::new()),
         };
         // An answer that sent nothing was a plain drop.
-        ((!frames.is_empty()).then_some(kind), frames)
+        ((!frames.is_empty()).then_some(kind), frames, true)
     }
+}
+
+/// The trigger of the event that decided: it picks the answer (a DNS
+/// query gets a forged answer, HTTP a redirect page).
+fn decided_by(events: &[Event]) -> Option<Trigger> {
+    events
+        .iter()
+        .rev()
+        .find(|e| e.rule.is_some())
+        .map(|e| e.trigger)
 }
 
 /// A pcap writer for pass/drop files (link type of the first frame).
