@@ -7,7 +7,7 @@
 //! | pass, log | forwarded | forwarded | nothing |
 //! | drop | dropped | dropped | nothing |
 //! | reset | dropped | dropped | `repeat` RSTs each way (TCP); UDP is just dropped |
-//! | dns | dropped | (per query) | a forged answer to a UDP query; others dropped |
+//! | dns | dropped | (per query) | a forged answer (UDP; TCP: answer, FIN, RST to the server) |
 //! | redirect | dropped | dropped | HTTP: 302 to the stub page + FIN, RST to the server; TLS: resets |
 //! | throttle | policed | policed | nothing; packets over the rate are dropped |
 //!
@@ -130,16 +130,17 @@ impl Actor {
         match (v, a) {
             (Verdict::Reset, Action::Reset { repeat }) if t.proto == 6 => resets(self, *repeat),
             (Verdict::Dns, Action::Dns { answer, ttl }) if trigger == Some(Trigger::DnsQname) => {
-                match inject::dns_answer(&t, answer, *ttl) {
-                    Some(f) => {
-                        self.counters.injected_dns += 1;
-                        vec![f]
-                    }
-                    None => {
-                        self.counters.not_answerable += 1;
-                        Vec::new()
-                    }
+                let frames = if t.proto == 6 {
+                    inject::dns_answer_tcp(&t, answer, *ttl)
+                } else {
+                    inject::dns_answer(&t, answer, *ttl).into_iter().collect()
+                };
+                if frames.is_empty() {
+                    self.counters.not_answerable += 1;
+                } else {
+                    self.counters.injected_dns += 1;
                 }
+                frames
             }
             (Verdict::Redirect, Action::Redirect { location }) if t.proto == 6 => {
                 if trigger == Some(Trigger::HttpHost) {
