@@ -7,6 +7,7 @@ pub mod actions;
 pub mod bench;
 pub mod bridge;
 pub mod capture;
+pub mod capture_writer;
 pub mod gen;
 pub mod metrics;
 pub mod port;

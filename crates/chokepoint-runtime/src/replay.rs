@@ -84,8 +84,8 @@ pub fn replay(
         pass,
         drop,
     } = out;
-    let mut pass = pass.map(crate::actions::PcapOut::new);
-    let mut drop = drop.map(crate::actions::PcapOut::new);
+    let mut pass = pass.map(|w| capture::Writer::new(w, capture::Format::PcapNanos));
+    let mut drop = drop.map(|w| capture::Writer::new(w, capture::Format::PcapNanos));
     let mut actor = crate::actions::Actor::default();
     let res = capture::read(path, |rec| {
         s.records = rec.index;
