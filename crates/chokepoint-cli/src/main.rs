@@ -92,10 +92,10 @@ struct GenArgs {
     flows: u32,
     /// Protocol weights, e.g. `tls=55,quic=25,dns=15,http=5`.
     #[arg(long, default_value = "tls=55,quic=25,dns=15,http=5")]
-    mix: chokepoint_runtime::gen::Mix,
+    mix: chokepoint_testkit::gen::Mix,
     /// Bulk data frame sizes: 64, imix (7:4:1 of 64/594/1518) or 1500.
     #[arg(long, default_value = "imix")]
-    sizes: chokepoint_runtime::gen::Sizes,
+    sizes: chokepoint_testkit::gen::Sizes,
     /// Bulk data packets per TLS/QUIC/HTTP flow after the handshake.
     #[arg(long, default_value_t = 8)]
     data_packets: u32,
@@ -176,7 +176,7 @@ struct BenchArgs {
     flows: u32,
     /// Bulk data frame sizes of the generated capture: 64, imix or 1500.
     #[arg(long, default_value = "imix")]
-    sizes: chokepoint_runtime::gen::Sizes,
+    sizes: chokepoint_testkit::gen::Sizes,
     /// Bulk data packets per generated flow.
     #[arg(long, default_value_t = 32)]
     data_packets: u32,
@@ -328,7 +328,7 @@ fn run(cli: Cli) -> Result<()> {
             res?;
         }
         Cmd::Gen(a) if a.domains.is_some() => {
-            let names = chokepoint_runtime::gen::domain_list(a.domains.unwrap_or(0), a.seed);
+            let names = chokepoint_testkit::gen::domain_list(a.domains.unwrap_or(0), a.seed);
             std::fs::write(&a.output, names.join("\n") + "\n")
                 .with_context(|| format!("writing {}", a.output.display()))?;
             println!("wrote {} ({} domains)", a.output.display(), names.len());
@@ -351,7 +351,7 @@ fn run(cli: Cli) -> Result<()> {
                     .collect(),
                 None => Vec::new(),
             };
-            let spec = chokepoint_runtime::gen::Spec {
+            let spec = chokepoint_testkit::gen::Spec {
                 flows: a.flows,
                 mix: a.mix,
                 sizes: a.sizes,
@@ -365,12 +365,12 @@ fn run(cli: Cli) -> Result<()> {
                 seed: a.seed,
                 ..Default::default()
             };
-            let (frames, truth) = chokepoint_runtime::gen::generate(&spec);
+            let (frames, truth) = chokepoint_testkit::gen::generate(&spec);
             let mut out = std::io::BufWriter::new(
                 std::fs::File::create(&a.output)
                     .with_context(|| format!("creating {}", a.output.display()))?,
             );
-            chokepoint_runtime::gen::write(&mut out, &frames, a.pcapng)?;
+            chokepoint_testkit::gen::write(&mut out, &frames, a.pcapng)?;
             std::io::Write::flush(&mut out)?;
             if let Some(t) = &a.truth {
                 let mut w = std::io::BufWriter::new(std::fs::File::create(t)?);
@@ -396,15 +396,15 @@ fn run(cli: Cli) -> Result<()> {
             let rules = std::sync::Arc::new(a.source.load()?);
             let frames: chokepoint_runtime::bench::Frames = match (&a.capture, a.syn_flows) {
                 (Some(p), _) => chokepoint_runtime::bench::load(p)?,
-                (None, Some(n)) => chokepoint_runtime::bench::syn_flows(n),
+                (None, Some(n)) => chokepoint_testkit::gen::syn_flows(n),
                 (None, None) => {
-                    let spec = chokepoint_runtime::gen::Spec {
+                    let spec = chokepoint_testkit::gen::Spec {
                         flows: a.flows,
                         sizes: a.sizes,
                         data_packets: a.data_packets,
                         ..Default::default()
                     };
-                    chokepoint_runtime::gen::generate(&spec)
+                    chokepoint_testkit::gen::generate(&spec)
                         .0
                         .into_iter()
                         .map(|(ts, f)| (chokepoint_core::LinkType::Ethernet, ts, f))
@@ -425,7 +425,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Sample { output } => {
-            std::fs::write(&output, chokepoint_runtime::sample::telegram_2018())
+            std::fs::write(&output, chokepoint_testkit::sample::telegram_2018())
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {}", output.display());
         }

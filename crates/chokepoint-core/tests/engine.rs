@@ -5,9 +5,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use chokepoint_core::synth::{self, HelloShape};
 use chokepoint_core::{Engine, LinkType, Verdict};
 use chokepoint_rules::Trigger;
+use chokepoint_testkit::synth::{self, HelloShape};
 
 const POLICY: &str = r#"
 version: 1

@@ -8,8 +8,6 @@ pub mod bench;
 pub mod bridge;
 pub mod capture;
 pub mod capture_writer;
-pub mod gen;
 pub mod metrics;
 pub mod port;
 pub mod replay;
-pub mod sample;
