@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chokepoint_benches::{domains, write_corpus, Corpus};
-use chokepoint_core::synth::{self, HelloShape};
 use chokepoint_core::{decode, quic, tls, Engine, LinkType};
 use chokepoint_rules::{compile_file, Ruleset};
+use chokepoint_testkit::synth::{self, HelloShape};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn ruleset() -> Arc<Ruleset> {

@@ -185,6 +185,9 @@ check() {
   # DNS: NXDOMAIN for a blocked name, a sinkhole, the real answer otherwise.
   out=$(nsx $C dig +time=2 +tries=1 @198.18.0.2 blocked-dns.example A | grep -o 'status: [A-Z]*' || true)
   [ "$out" = "status: NXDOMAIN" ] && ok "dig blocked name: NXDOMAIN" || bad "dig blocked name" "$out"
+  # The same over TCP: the forged answer is length-prefixed in the stream.
+  out=$(nsx $C dig +tcp +time=2 +tries=1 @198.18.0.2 blocked-dns.example A | grep -o 'status: [A-Z]*' || true)
+  [ "$out" = "status: NXDOMAIN" ] && ok "dig +tcp blocked name: NXDOMAIN" || bad "dig +tcp blocked name" "$out"
   out=$(nsx $C dig +short +time=2 +tries=1 @198.18.0.2 sinkholed.example A || true)
   [ "$out" = "198.18.0.99" ] && ok "dig sinkholed name: 198.18.0.99" || bad "dig sinkholed name" "'$out'"
   out=$(nsx $C dig +short +time=2 +tries=1 @198.18.0.2 allowed.example A || true)

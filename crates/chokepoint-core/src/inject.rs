@@ -12,31 +12,48 @@ use std::net::IpAddr;
 
 use chokepoint_ruleset::DnsAnswer;
 
-use crate::synth;
-use crate::wire::l4::{self, Tcp, TCP_ACK, TCP_FIN, TCP_RST};
-use crate::wire::link::{self, LinkType, ETH_IPV4, ETH_IPV6};
+use crate::wire::emit::{EthernetRepr, FrameRepr, TcpRepr, TransportRepr, UdpRepr};
+use crate::wire::l4::{self, Tcp, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::wire::link::{LinkType, ETH_IPV4, ETH_IPV6};
 use crate::wire::{ip, Rd};
+
+/// TCP PSH: the data is to be delivered now (not in `wire::l4`, which only
+/// names the flags the decoder looks at).
+const TCP_PSH: u8 = 0x08;
+
+/// Hop limit of injected packets: a host's usual default, so they look
+/// like the peer's own.
+const HOP_LIMIT: u8 = 64;
+
+/// Receive window advertised in injected segments.
+const WINDOW: u16 = 0xffff;
 
 /// The parts of a plain (untunnelled) frame a reply needs.
 #[derive(Clone, Copy, Debug)]
 pub struct Trigger<'a> {
     /// Link-layer header up to the IP header (empty for raw-IP links).
     pub l2: &'a [u8],
+    /// The Ethernet header of `l2`, parsed (`None` on raw-IP links).
+    pub eth: Option<EthernetRepr>,
+    /// The capture's link type.
     pub link: LinkType,
+    /// Source address (the client, for a client → server trigger).
     pub src: IpAddr,
+    /// Destination address.
     pub dst: IpAddr,
     /// Upper-layer bytes (TCP or UDP header and payload).
     pub l4: &'a [u8],
+    /// Upper-layer protocol number.
     pub proto: u8,
 }
 
 /// Split a frame into link header, addresses and transport bytes, if it
 /// is IP directly on Ethernet (tags allowed) or a raw-IP link.
 pub fn trigger(link: LinkType, frame: &[u8]) -> Option<Trigger<'_>> {
-    let (l2_len, et) = match link {
+    let (l2_len, et, eth) = match link {
         LinkType::Ethernet => {
-            let (et, rest, _) = link::ethernet(frame)?;
-            (frame.len() - rest.len(), et)
+            let (eth, len) = EthernetRepr::parse(frame)?;
+            (len, eth.ethertype, Some(eth))
         }
         LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => (
             0,
@@ -45,6 +62,7 @@ pub fn trigger(link: LinkType, frame: &[u8]) -> Option<Trigger<'_>> {
             } else {
                 ETH_IPV4
             },
+            None,
         ),
         _ => return None,
     };
@@ -59,6 +77,7 @@ pub fn trigger(link: LinkType, frame: &[u8]) -> Option<Trigger<'_>> {
     }
     Some(Trigger {
         l2: &frame[..l2_len],
+        eth,
         link,
         src: p.src,
         dst: p.dst,
@@ -67,20 +86,58 @@ pub fn trigger(link: LinkType, frame: &[u8]) -> Option<Trigger<'_>> {
     })
 }
 
-/// The link header for a frame going the other way: MACs swapped.
-fn reverse_l2(t: &Trigger<'_>) -> Vec<u8> {
-    let mut h = t.l2.to_vec();
-    if t.link == LinkType::Ethernet && h.len() >= 12 {
-        let (dst, src) = h.split_at_mut(6);
-        dst.swap_with_slice(&mut src[..6]);
-    }
-    h
+/// Which way an injected frame goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Toward {
+    /// Back to the trigger's sender, spoofed from its destination.
+    Client,
+    /// On to the trigger's destination, spoofed from its sender.
+    Server,
 }
 
-fn frame(l2: &[u8], ip_packet: &[u8]) -> Vec<u8> {
-    let mut f = l2.to_vec();
-    f.extend_from_slice(ip_packet);
-    f
+/// Build one frame of the trigger's connection into a buffer of its own
+/// length. The link header is the trigger's (MACs swapped going back), so
+/// the frame leaves on the segment a real on-path box would use.
+fn emit(t: &Trigger<'_>, toward: Toward, transport: TransportRepr<'_>) -> Option<Vec<u8>> {
+    let (src, dst, link) = match toward {
+        Toward::Client => (t.dst, t.src, t.eth.map(|e| e.reply())),
+        Toward::Server => (t.src, t.dst, t.eth),
+    };
+    FrameRepr::new(link, src, dst, HOP_LIMIT, transport)
+        .and_then(|f| f.to_vec())
+        .ok()
+}
+
+/// A TCP segment of the trigger's connection `toward` one end, ports
+/// taken from `seg` in that direction.
+fn tcp_frame(
+    t: &Trigger<'_>,
+    seg: &Tcp<'_>,
+    toward: Toward,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Option<Vec<u8>> {
+    let (src_port, dst_port) = match toward {
+        Toward::Client => (seg.dport, seg.sport),
+        Toward::Server => (seg.sport, seg.dport),
+    };
+    let repr = TcpRepr {
+        src_port,
+        dst_port,
+        seq,
+        ack,
+        flags,
+        window: WINDOW,
+        payload,
+    };
+    emit(t, toward, TransportRepr::Tcp(repr))
+}
+
+/// The trigger's TCP segment, if it is TCP.
+fn tcp_of<'a>(t: &Trigger<'a>) -> Option<Tcp<'a>> {
+    (t.proto == PROTO_TCP).then(|| l4::tcp(t.l4)).flatten()
 }
 
 /// TCP resets for the trigger's connection: one to the client (spoofed
@@ -92,31 +149,25 @@ fn frame(l2: &[u8], ip_packet: &[u8]) -> Vec<u8> {
 /// any other sequence number and only send a challenge ACK. The trigger
 /// must be client → server TCP.
 pub fn tcp_resets(t: &Trigger<'_>, repeat: u8) -> Vec<Vec<u8>> {
-    let Some(seg) = (t.proto == 6).then(|| l4::tcp(t.l4)).flatten() else {
+    let Some(seg) = tcp_of(t) else {
         return Vec::new();
     };
-    let next = next_seq(&seg);
-    let to_client = synth::ip_packet(
-        t.dst,
-        t.src,
-        6,
-        &synth::tcp_segment(
-            t.dst,
-            t.src,
-            seg.dport,
-            seg.sport,
-            seg.ack,
-            next,
-            TCP_RST | TCP_ACK,
-            b"",
-        ),
+    let to_client = tcp_frame(
+        t,
+        &seg,
+        Toward::Client,
+        seg.ack,
+        next_seq(&seg),
+        TCP_RST | TCP_ACK,
+        b"",
     );
-    let to_server = reset_to_server(t, &seg);
-    let (rev, fwd) = (reverse_l2(t), t.l2);
+    let (Some(to_client), Some(to_server)) = (to_client, reset_to_server(t, &seg)) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for _ in 0..repeat.max(1) {
-        out.push(frame(&rev, &to_client));
-        out.push(frame(fwd, &to_server));
+        out.push(to_client.clone());
+        out.push(to_server.clone());
     }
     out
 }
@@ -124,24 +175,22 @@ pub fn tcp_resets(t: &Trigger<'_>, repeat: u8) -> Vec<Vec<u8>> {
 /// The RST to the server, spoofed from the client. The trigger is dropped,
 /// so the server still expects its first byte: that is the sequence number
 /// (exactly `rcv_nxt`, which RFC 5961 stacks require of a RST).
-fn reset_to_server(t: &Trigger<'_>, seg: &Tcp<'_>) -> Vec<u8> {
-    let rst = synth::tcp_segment(
-        t.src,
-        t.dst,
-        seg.sport,
-        seg.dport,
+fn reset_to_server(t: &Trigger<'_>, seg: &Tcp<'_>) -> Option<Vec<u8>> {
+    tcp_frame(
+        t,
+        seg,
+        Toward::Server,
         seg.seq,
         seg.ack,
         TCP_RST | TCP_ACK,
         b"",
-    );
-    synth::ip_packet(t.src, t.dst, 6, &rst)
+    )
 }
 
 /// Sequence number after this segment (SYN and FIN count one).
 fn next_seq(seg: &Tcp<'_>) -> u32 {
     let mut n = seg.payload.len() as u32;
-    if seg.flags & crate::wire::l4::TCP_SYN != 0 {
+    if seg.flags & TCP_SYN != 0 {
         n += 1;
     }
     if seg.flags & TCP_FIN != 0 {
@@ -153,7 +202,7 @@ fn next_seq(seg: &Tcp<'_>) -> u32 {
 /// Answer an HTTP request with `302 Found` to `location` and close: the
 /// reply (with FIN) to the client, a reset to the server.
 pub fn http_redirect(t: &Trigger<'_>, location: &str) -> Vec<Vec<u8>> {
-    let Some(seg) = (t.proto == 6).then(|| l4::tcp(t.l4)).flatten() else {
+    let Some(seg) = tcp_of(t) else {
         return Vec::new();
     };
     let body = format!(
@@ -163,32 +212,25 @@ pub fn http_redirect(t: &Trigger<'_>, location: &str) -> Vec<Vec<u8>> {
         "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let next = next_seq(&seg);
-    let to_client = synth::ip_packet(
-        t.dst,
-        t.src,
-        6,
-        &synth::tcp_segment(
-            t.dst,
-            t.src,
-            seg.dport,
-            seg.sport,
-            seg.ack,
-            next,
-            TCP_ACK | TCP_FIN | 0x08,
-            reply.as_bytes(),
-        ),
+    let to_client = tcp_frame(
+        t,
+        &seg,
+        Toward::Client,
+        seg.ack,
+        next_seq(&seg),
+        TCP_ACK | TCP_FIN | TCP_PSH,
+        reply.as_bytes(),
     );
-    let to_server = reset_to_server(t, &seg);
-    vec![frame(&reverse_l2(t), &to_client), frame(t.l2, &to_server)]
+    to_client
+        .into_iter()
+        .chain(reset_to_server(t, &seg))
+        .collect()
 }
 
-/// A forged answer to a DNS query over UDP: NXDOMAIN, or the sinkhole
-/// address for A/AAAA questions of its family (other question types get
-/// an empty NOERROR answer, as a sinkholing resolver gives).
-pub fn dns_answer(t: &Trigger<'_>, answer: &DnsAnswer, ttl: u32) -> Option<Vec<u8>> {
-    let u = (t.proto == 17).then(|| l4::udp(t.l4)).flatten()?;
-    let q = u.payload;
+/// The forged answer message to the DNS query `q`: NXDOMAIN, or the
+/// sinkhole address for A/AAAA questions of its family (other question
+/// types get an empty NOERROR answer, as a sinkholing resolver gives).
+fn dns_message(q: &[u8], answer: &DnsAnswer, ttl: u32) -> Option<Vec<u8>> {
     let h = crate::dns::header(q)?;
     if h.response || h.qdcount == 0 {
         return None;
@@ -233,13 +275,84 @@ pub fn dns_answer(t: &Trigger<'_>, answer: &DnsAnswer, ttl: u32) -> Option<Vec<u
     if let Some(rr) = rr {
         m.extend_from_slice(&rr);
     }
-    let ipp = synth::ip_packet(
-        t.dst,
-        t.src,
-        17,
-        &synth::udp_datagram(t.dst, t.src, u.dport, u.sport, &m),
+    Some(m)
+}
+
+/// A forged answer to a DNS query over UDP (see [`dns_answer_tcp`] for
+/// TCP): NXDOMAIN, or the sinkhole address for A/AAAA questions of its
+/// family (other question types get an empty NOERROR answer, as a
+/// sinkholing resolver gives).
+pub fn dns_answer(t: &Trigger<'_>, answer: &DnsAnswer, ttl: u32) -> Option<Vec<u8>> {
+    let u = (t.proto == PROTO_UDP).then(|| l4::udp(t.l4)).flatten()?;
+    let m = dns_message(u.payload, answer, ttl)?;
+    let repr = UdpRepr {
+        src_port: u.dport,
+        dst_port: u.sport,
+        payload: &m,
+    };
+    emit(t, Toward::Client, TransportRepr::Udp(repr))
+}
+
+/// A forged answer to a DNS query over TCP (RFC 7766), the query's whole
+/// length-prefixed message in the trigger segment. Three frames:
+///
+/// 1. to the client, from the server: the answer (as [`dns_answer`]
+///    builds it) behind its two-byte length, PSH|ACK, at the server's next
+///    sequence number (the query's acknowledgment number) and
+///    acknowledging the whole query segment;
+/// 2. to the client: a FIN right after the answer. A resolver may keep a
+///    TCP connection open for more queries, but here nobody would answer
+///    them: the real server never saw this query, so its byte stream no
+///    longer lines up with the client's. Closing, as a resolver that is
+///    done with the connection does, makes the client open a fresh one
+///    for its next query instead of waiting out a timeout on this one;
+/// 3. to the server, from the client: a reset at the dropped query's
+///    sequence number (as for [`http_redirect`]), so the orphaned
+///    connection is freed now rather than when it times out.
+///
+/// Empty when the trigger is not TCP or its segment does not start with a
+/// whole query message.
+pub fn dns_answer_tcp(t: &Trigger<'_>, answer: &DnsAnswer, ttl: u32) -> Vec<Vec<u8>> {
+    let Some(seg) = tcp_of(t) else {
+        return Vec::new();
+    };
+    let mut r = Rd::new(seg.payload);
+    let Some(q) = r.vec16() else {
+        return Vec::new();
+    };
+    let Some(m) = dns_message(q, answer, ttl) else {
+        return Vec::new();
+    };
+    let Ok(len) = u16::try_from(m.len()) else {
+        return Vec::new();
+    };
+    let mut framed = Vec::with_capacity(2 + m.len());
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(&m);
+    let (seq, ack) = (seg.ack, next_seq(&seg));
+    let data = tcp_frame(
+        t,
+        &seg,
+        Toward::Client,
+        seq,
+        ack,
+        TCP_PSH | TCP_ACK,
+        &framed,
     );
-    Some(frame(&reverse_l2(t), &ipp))
+    let fin_seq = seq.wrapping_add(framed.len() as u32);
+    let fin = tcp_frame(
+        t,
+        &seg,
+        Toward::Client,
+        fin_seq,
+        ack,
+        TCP_FIN | TCP_ACK,
+        b"",
+    );
+    match (data, fin, reset_to_server(t, &seg)) {
+        (Some(d), Some(f), Some(r)) => vec![d, f, r],
+        _ => Vec::new(),
+    }
 }
 
 /// A token-bucket policer: `rate` bytes per second, `burst` bytes deep,
@@ -297,23 +410,81 @@ pub fn tcp_flags(t: &Trigger<'_>) -> Option<u8> {
 mod tests {
     use super::*;
     use crate::decode::{decode, Decoded, L4};
+    use crate::wire::emit::VlanTag;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
+    const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    /// A client → server Ethernet frame carrying `transport`.
+    fn frame(src: IpAddr, dst: IpAddr, tags: &[VlanTag], transport: TransportRepr<'_>) -> Vec<u8> {
+        let mut eth = EthernetRepr::new(SERVER_MAC, CLIENT_MAC, 0);
+        for t in tags {
+            eth = eth.with_tag(*t).unwrap();
+        }
+        FrameRepr::new(Some(eth), src, dst, 64, transport)
+            .unwrap()
+            .to_vec()
+            .unwrap()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tcp(
+        src: IpAddr,
+        dst: IpAddr,
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        tags: &[VlanTag],
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let seg = TcpRepr {
+            src_port: sport,
+            dst_port: dport,
+            seq,
+            ack,
+            flags: TCP_PSH | TCP_ACK,
+            window: 502,
+            payload,
+        };
+        frame(src, dst, tags, TransportRepr::Tcp(seg))
+    }
+
+    fn udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let u = UdpRepr {
+            src_port: sport,
+            dst_port: dport,
+            payload,
+        };
+        frame(src, dst, &[], TransportRepr::Udp(u))
+    }
+
+    /// A recursive query for `name`, type `qtype`.
+    fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+        let mut m = id.to_be_bytes().to_vec();
+        m.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+        for l in name.split('.') {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.extend_from_slice(&[0]);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&[0, 1]);
+        m
+    }
+
     #[test]
     fn resets_carry_acceptable_sequence_numbers() {
         let (c, s) = (ip("198.18.0.1"), ip("198.18.0.2"));
-        let f = synth::ethernet(
-            &synth::ip_packet(
-                c,
-                s,
-                6,
-                &synth::tcp_segment(c, s, 40000, 443, 1000, 5000, 0x18, b"hello"),
-            ),
-            &[(0x8100, 7)],
-        );
+        let tag = VlanTag {
+            tpid: 0x8100,
+            tci: 7,
+        };
+        let f = tcp(c, s, 40000, 443, 1000, 5000, &[tag], b"hello");
         let t = trigger(LinkType::Ethernet, &f).unwrap();
         let out = tcp_resets(&t, 2);
         assert_eq!(out.len(), 4);
@@ -337,18 +508,40 @@ mod tests {
                     (c, s, 40000, 1000, 5000),
                     "to the server: the dropped segment's own sequence number"
                 );
+                assert_eq!(&r[..12], &f[..12], "MACs as the trigger's");
             }
         }
     }
 
     #[test]
+    fn http_redirect_answers_with_a_302_and_fin_then_resets_the_server() {
+        let (c, s) = (ip("fd00::1"), ip("fd00::80"));
+        let req = b"GET / HTTP/1.1\r\nHost: blocked.example\r\n\r\n";
+        let f = tcp(c, s, 40001, 80, 77, 9000, &[], req);
+        let out = http_redirect(&trigger(LinkType::Ethernet, &f).unwrap(), "http://stub/");
+        assert_eq!(out.len(), 2);
+        let Decoded::Packet(p) = decode(LinkType::Ethernet, &out[0]) else {
+            panic!()
+        };
+        let L4::Tcp(seg) = p.l4 else { panic!() };
+        assert_eq!((p.src, seg.sport, seg.seq), (s, 80, 9000));
+        assert_eq!(seg.ack, 77 + req.len() as u32);
+        assert_eq!(seg.flags, TCP_FIN | TCP_PSH | TCP_ACK);
+        assert!(seg
+            .payload
+            .starts_with(b"HTTP/1.1 302 Found\r\nLocation: http://stub/\r\n"));
+        let Decoded::Packet(p) = decode(LinkType::Ethernet, &out[1]) else {
+            panic!()
+        };
+        let L4::Tcp(seg) = p.l4 else { panic!() };
+        assert_eq!((p.dst, seg.seq, seg.flags), (s, 77, TCP_RST | TCP_ACK));
+    }
+
+    #[test]
     fn dns_nxdomain_and_sinkhole() {
         let (c, s) = (ip("198.18.0.1"), ip("198.18.0.53"));
-        let q = synth::dns_query(0xbeef, "t.me", 1);
-        let f = synth::ethernet(
-            &synth::ip_packet(c, s, 17, &synth::udp_datagram(c, s, 5353, 53, &q)),
-            &[],
-        );
+        let q = dns_query(0xbeef, "t.me", 1);
+        let f = udp(c, s, 5353, 53, &q);
         let t = trigger(LinkType::Ethernet, &f).unwrap();
         let nx = dns_answer(&t, &DnsAnswer::Nxdomain, 300).unwrap();
         let Decoded::Packet(p) = decode(LinkType::Ethernet, &nx) else {
@@ -361,11 +554,8 @@ mod tests {
         let sink = dns_answer(&t, &DnsAnswer::Sinkhole(ip("198.18.0.99")), 60).unwrap();
         assert!(sink.ends_with(&[0, 0, 0, 60, 0, 4, 198, 18, 0, 99]));
         // AAAA question, IPv4 sinkhole: empty NOERROR
-        let q6 = synth::dns_query(1, "t.me", 28);
-        let f6 = synth::ethernet(
-            &synth::ip_packet(c, s, 17, &synth::udp_datagram(c, s, 5353, 53, &q6)),
-            &[],
-        );
+        let q6 = dns_query(1, "t.me", 28);
+        let f6 = udp(c, s, 5353, 53, &q6);
         let empty = dns_answer(
             &trigger(LinkType::Ethernet, &f6).unwrap(),
             &DnsAnswer::Sinkhole(ip("198.18.0.99")),
@@ -373,6 +563,83 @@ mod tests {
         )
         .unwrap();
         assert!(empty.ends_with(&q6[12..]), "question echoed, no answer");
+        assert!(
+            dns_answer_tcp(&t, &DnsAnswer::Nxdomain, 60).is_empty(),
+            "UDP is not TCP"
+        );
+    }
+
+    #[test]
+    fn dns_over_tcp_answer_is_length_prefixed_in_sequence_then_closes() {
+        let (c, s) = (ip("198.18.0.1"), ip("198.18.0.53"));
+        let q = dns_query(0x1234, "blocked-dns.example", 1);
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        let (cseq, sseq) = (0xffff_fff0u32, 4242u32);
+        let f = tcp(c, s, 45000, 53, cseq, sseq, &[], &framed);
+        let t = trigger(LinkType::Ethernet, &f).unwrap();
+        let out = dns_answer_tcp(&t, &DnsAnswer::Nxdomain, 300);
+        assert_eq!(out.len(), 3);
+        let parse = |fr: &[u8]| {
+            let Decoded::Packet(p) = decode(LinkType::Ethernet, fr) else {
+                panic!()
+            };
+            let L4::Tcp(seg) = p.l4 else { panic!() };
+            (
+                p.src,
+                p.dst,
+                seg.sport,
+                seg.dport,
+                seg.seq,
+                seg.ack,
+                seg.flags,
+                seg.payload.to_vec(),
+            )
+        };
+        // 1: the answer, at the server's next sequence number, acknowledging
+        // the whole query (wrapping past 2^32).
+        let (src, dst, sp, dp, seq, ack, flags, payload) = parse(&out[0]);
+        assert_eq!((src, dst, sp, dp), (s, c, 53, 45000));
+        assert_eq!((seq, ack), (sseq, cseq.wrapping_add(framed.len() as u32)));
+        assert_eq!(flags, TCP_PSH | TCP_ACK);
+        let len = usize::from(u16::from_be_bytes([payload[0], payload[1]]));
+        assert_eq!(len, payload.len() - 2, "length prefix");
+        let msg = &payload[2..];
+        let h = crate::dns::header(msg).unwrap();
+        assert_eq!((h.id, h.response, h.qdcount), (0x1234, true, 1));
+        assert_eq!(msg[3] & 0x0f, 3, "NXDOMAIN");
+        let mut name = [0u8; crate::dns::MAX_NAME];
+        let (n, _) = crate::dns::read_name(msg, 12, &mut name).unwrap();
+        assert_eq!(&name[..n], b"blocked-dns.example");
+        assert_eq!(
+            msg,
+            &dns_message(&q, &DnsAnswer::Nxdomain, 300).unwrap()[..],
+            "as over UDP"
+        );
+        // 2: the FIN right after the answer.
+        let (src, _, _, _, fseq, fack, flags, payload) = parse(&out[1]);
+        assert_eq!(src, s);
+        assert_eq!((fseq, fack), (sseq + 2 + len as u32, ack));
+        assert_eq!((flags, payload.len()), (TCP_FIN | TCP_ACK, 0));
+        // 3: the server's side reset at the dropped query's sequence number.
+        let (src, dst, sp, _, rseq, _, flags, _) = parse(&out[2]);
+        assert_eq!(
+            (src, dst, sp, rseq, flags),
+            (c, s, 45000, cseq, TCP_RST | TCP_ACK)
+        );
+        // A segment without a whole query is not answered.
+        let cut = tcp(
+            c,
+            s,
+            45000,
+            53,
+            cseq,
+            sseq,
+            &[],
+            &framed[..framed.len() - 1],
+        );
+        let t = trigger(LinkType::Ethernet, &cut).unwrap();
+        assert!(dns_answer_tcp(&t, &DnsAnswer::Nxdomain, 300).is_empty());
     }
 
     #[test]

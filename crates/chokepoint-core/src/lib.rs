@@ -23,4 +23,3 @@ pub use engine::{Counters, Engine};
 pub use event::{Decision, Event, Verdict};
 pub use wire::link::LinkType;
 pub mod inject;
-pub mod synth;

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use chokepoint_core::synth::{self, HelloShape};
 use chokepoint_core::{Engine, LinkType, Verdict};
 use chokepoint_rules::Trigger;
+use chokepoint_testkit::synth::{self, HelloShape};
 
 mod common;
 

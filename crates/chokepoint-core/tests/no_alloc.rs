@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use chokepoint_core::synth::{self, HelloShape};
 use chokepoint_core::{Engine, LinkType, Verdict};
+use chokepoint_testkit::synth::{self, HelloShape};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);

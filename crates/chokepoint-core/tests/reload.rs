@@ -3,8 +3,8 @@
 
 mod common;
 
-use chokepoint_core::synth::{self, HelloShape};
 use chokepoint_core::{Engine, Verdict};
+use chokepoint_testkit::synth::{self, HelloShape};
 use common::*;
 
 fn hello(name: &str) -> Vec<u8> {

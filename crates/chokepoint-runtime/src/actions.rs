@@ -7,7 +7,7 @@
 //! | pass, log | forwarded | forwarded | nothing |
 //! | drop | dropped | dropped | nothing |
 //! | reset | dropped | dropped | `repeat` RSTs each way (TCP); UDP is just dropped |
-//! | dns | dropped | (per query) | a forged answer to a UDP query; others dropped |
+//! | dns | dropped | (per query) | a forged answer (UDP; TCP: answer, FIN, RST to the server) |
 //! | redirect | dropped | dropped | HTTP: 302 to the stub page + FIN, RST to the server; TLS: resets |
 //! | throttle | policed | policed | nothing; packets over the rate are dropped |
 //!
@@ -300,16 +300,17 @@ impl Actor {
                 (Applied::Reset, resets(self, *repeat))
             }
             (Verdict::Dns, Action::Dns { answer, ttl }) if trigger == Some(Trigger::DnsQname) => {
-                match inject::dns_answer(&t, answer, *ttl) {
-                    Some(f) => {
-                        self.counters.injected_dns += 1;
-                        (Applied::Dns, vec![f])
-                    }
-                    None => {
-                        self.counters.not_answerable += 1;
-                        (Applied::Dns, Vec::new())
-                    }
+                let frames = if t.proto == 6 {
+                    inject::dns_answer_tcp(&t, answer, *ttl)
+                } else {
+                    inject::dns_answer(&t, answer, *ttl).into_iter().collect()
+                };
+                if frames.is_empty() {
+                    self.counters.not_answerable += 1;
+                } else {
+                    self.counters.injected_dns += 1;
                 }
+                (Applied::Dns, frames)
             }
             (Verdict::Redirect, Action::Redirect { location }) if t.proto == 6 => {
                 if trigger == Some(Trigger::HttpHost) {
@@ -336,55 +337,4 @@ fn decided_by(events: &[Event]) -> Option<Trigger> {
         .rev()
         .find(|e| e.rule.is_some())
         .map(|e| e.trigger)
-}
-
-/// A pcap writer for pass/drop files (link type of the first frame).
-pub struct PcapOut<W: std::io::Write> {
-    w: W,
-    header: bool,
-}
-
-impl<W: std::io::Write> PcapOut<W> {
-    pub fn new(w: W) -> PcapOut<W> {
-        PcapOut { w, header: false }
-    }
-
-    pub fn write(&mut self, link: LinkType, ts: u64, frame: &[u8]) -> std::io::Result<()> {
-        if !self.header {
-            let dlt: u32 = match link {
-                LinkType::Ethernet => 1,
-                LinkType::Raw => 101,
-                LinkType::Ipv4 => 228,
-                LinkType::Ipv6 => 229,
-                LinkType::LinuxSll => 113,
-                LinkType::LinuxSll2 => 276,
-                LinkType::Null => 0,
-                LinkType::Loop => 108,
-                LinkType::Ppp => 9,
-                LinkType::PppHdlc => 50,
-                LinkType::Other(d) => d,
-            };
-            // Nanosecond-resolution pcap: injected frames carry the
-            // trigger's time, and ordering must survive.
-            self.w.write_all(&0xa1b2_3c4du32.to_le_bytes())?;
-            self.w.write_all(&2u16.to_le_bytes())?;
-            self.w.write_all(&4u16.to_le_bytes())?;
-            self.w.write_all(&[0; 8])?;
-            self.w.write_all(&262_144u32.to_le_bytes())?;
-            self.w.write_all(&dlt.to_le_bytes())?;
-            self.header = true;
-        }
-        self.w
-            .write_all(&((ts / 1_000_000_000) as u32).to_le_bytes())?;
-        self.w
-            .write_all(&((ts % 1_000_000_000) as u32).to_le_bytes())?;
-        self.w.write_all(&(frame.len() as u32).to_le_bytes())?;
-        self.w.write_all(&(frame.len() as u32).to_le_bytes())?;
-        self.w.write_all(frame)
-    }
-
-    pub fn finish(mut self) -> std::io::Result<W> {
-        self.w.flush()?;
-        Ok(self.w)
-    }
 }

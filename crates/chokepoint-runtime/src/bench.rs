@@ -280,36 +280,3 @@ pub fn load(path: &std::path::Path) -> Result<Frames, crate::capture::CaptureErr
     crate::capture::read(path, |r| frames.push((r.link, r.ts, r.data.to_vec())))?;
     Ok(frames)
 }
-
-/// `n` distinct TCP SYNs (one per flow), for flow-table stress: IPv4
-/// clients across 198.18.0.0/15, one server port each.
-pub fn syn_flows(n: u32) -> Frames {
-    use std::net::IpAddr;
-    // One template frame, patched per flow: building 10M frames through the
-    // synthesiser would take longer than the run.
-    let c: IpAddr = "198.18.0.1".parse().expect("ip");
-    let s: IpAddr = "198.19.255.254".parse().expect("ip");
-    let tmpl = chokepoint_core::synth::ethernet(
-        &chokepoint_core::synth::ip_packet(
-            c,
-            s,
-            6,
-            &chokepoint_core::synth::tcp_segment(c, s, 40000, 443, 1, 0, 0x02, b""),
-        ),
-        &[],
-    );
-    (0..n)
-        .map(|i| {
-            let mut f = tmpl.clone();
-            // client address 198.18.x.y (15 bits), source port from the rest
-            let host = i & 0x7fff;
-            f[28] = 198;
-            f[29] = 18 + ((host >> 14) as u8 & 1);
-            f[30] = (host >> 8) as u8 & 0x3f;
-            f[31] = host as u8;
-            let port = 1024 + (i >> 15) as u16;
-            f[34..36].copy_from_slice(&port.to_be_bytes());
-            (LinkType::Ethernet, u64::from(i) * 1000, f)
-        })
-        .collect()
-}

@@ -11,6 +11,8 @@ use pcap_parser::pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_header
 use pcap_parser::pcapng::{parse_block_be, parse_block_le, Block};
 use pcap_parser::{create_reader, PcapBlockOwned, PcapError};
 
+pub use crate::capture_writer::{Format, Writer};
+
 /// One packet record.
 pub struct Record<'a> {
     /// 1-based index among packet records.

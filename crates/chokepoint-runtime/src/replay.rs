@@ -90,8 +90,8 @@ pub fn replay(
         pass,
         drop,
     } = out;
-    let mut pass = pass.map(crate::actions::PcapOut::new);
-    let mut drop = drop.map(crate::actions::PcapOut::new);
+    let mut pass = pass.map(|w| capture::Writer::new(w, capture::Format::PcapNanos));
+    let mut drop = drop.map(|w| capture::Writer::new(w, capture::Format::PcapNanos));
     // The actor runs on every frame, outputs or not: events report what
     // it did.
     let mut actor = Actor::default();

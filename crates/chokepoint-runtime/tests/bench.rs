@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use chokepoint_runtime::{bench, gen};
+use chokepoint_runtime::bench;
+use chokepoint_testkit::gen;
 
 #[test]
 fn sharded_workers_see_every_packet_and_whole_flows() {
@@ -40,7 +41,7 @@ fn sharded_workers_see_every_packet_and_whole_flows() {
     let text = bench::report_text(&r);
     assert!(text.contains("scaling"), "{text}");
     // flow-table stress: capacity holds, evictions counted
-    let syn = bench::syn_flows(5000);
+    let syn = gen::syn_flows(5000);
     let small = Arc::new(
         chokepoint_rules::compile_str(
             "version: 1\nprofile: {max_flows: 1000}\n",

@@ -5,10 +5,10 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use chokepoint_core::synth::{self, HelloShape};
 use chokepoint_core::{Engine, LinkType, Verdict};
 use chokepoint_rules::{compile_str, Ruleset};
 use chokepoint_runtime::bridge::{reload, Shared};
+use chokepoint_testkit::synth::{self, HelloShape};
 
 fn rules(tag: &str, action: &str) -> Ruleset {
     let yaml = format!("version: 1\nlists: {{{tag}-list: {{format: domains, entries: [t.me]}}}}\nrules: [{{name: {tag}-rule, match: {{list: {tag}-list}}, action: {action}}}]\n");

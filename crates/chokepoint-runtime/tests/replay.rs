@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chokepoint_runtime::{capture, replay, sample};
+use chokepoint_runtime::{capture, replay};
+use chokepoint_testkit::sample;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -27,7 +27,7 @@ pub struct Args {
     flows: u32,
     /// Bulk data frame sizes of the generated capture: 64, imix or 1500.
     #[arg(long, default_value = "imix")]
-    sizes: chokepoint_runtime::gen::Sizes,
+    sizes: chokepoint_testkit::gen::Sizes,
     /// Bulk data packets per generated flow.
     #[arg(long, default_value_t = 32)]
     data_packets: u32,
@@ -54,15 +54,15 @@ pub fn run(a: Args) -> Result<()> {
 fn frames(a: &Args) -> Result<bench::Frames> {
     Ok(match (&a.capture, a.syn_flows) {
         (Some(p), _) => bench::load(p)?,
-        (None, Some(n)) => bench::syn_flows(n),
+        (None, Some(n)) => chokepoint_testkit::gen::syn_flows(n),
         (None, None) => {
-            let spec = chokepoint_runtime::gen::Spec {
+            let spec = chokepoint_testkit::gen::Spec {
                 flows: a.flows,
                 sizes: a.sizes,
                 data_packets: a.data_packets,
                 ..Default::default()
             };
-            chokepoint_runtime::gen::generate(&spec)
+            chokepoint_testkit::gen::generate(&spec)
                 .0
                 .into_iter()
                 .map(|(ts, f)| (chokepoint_core::LinkType::Ethernet, ts, f))

@@ -18,10 +18,10 @@ pub struct Args {
     flows: u32,
     /// Protocol weights, e.g. `tls=55,quic=25,dns=15,http=5`.
     #[arg(long, default_value = "tls=55,quic=25,dns=15,http=5")]
-    mix: chokepoint_runtime::gen::Mix,
+    mix: chokepoint_testkit::gen::Mix,
     /// Bulk data frame sizes: 64, imix (7:4:1 of 64/594/1518) or 1500.
     #[arg(long, default_value = "imix")]
-    sizes: chokepoint_runtime::gen::Sizes,
+    sizes: chokepoint_testkit::gen::Sizes,
     /// Bulk data packets per TLS/QUIC/HTTP flow after the handshake.
     #[arg(long, default_value_t = 8)]
     data_packets: u32,
@@ -64,7 +64,7 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 fn write_domains(a: &Args, n: usize) -> Result<()> {
-    let names = chokepoint_runtime::gen::domain_list(n, a.seed);
+    let names = chokepoint_testkit::gen::domain_list(n, a.seed);
     std::fs::write(&a.output, names.join("\n") + "\n")
         .with_context(|| format!("writing {}", a.output.display()))?;
     println!("wrote {} ({} domains)", a.output.display(), names.len());
@@ -76,7 +76,7 @@ fn write_capture(a: &Args) -> Result<()> {
         Some(p) => read_names(p)?,
         None => Vec::new(),
     };
-    let spec = chokepoint_runtime::gen::Spec {
+    let spec = chokepoint_testkit::gen::Spec {
         flows: a.flows,
         mix: a.mix,
         sizes: a.sizes,
@@ -90,9 +90,9 @@ fn write_capture(a: &Args) -> Result<()> {
         seed: a.seed,
         ..Default::default()
     };
-    let (frames, truth) = chokepoint_runtime::gen::generate(&spec);
+    let (frames, truth) = chokepoint_testkit::gen::generate(&spec);
     let mut out = create(&a.output)?;
-    chokepoint_runtime::gen::write(&mut out, &frames, a.pcapng)?;
+    chokepoint_testkit::gen::write(&mut out, &frames, a.pcapng)?;
     out.flush()?;
     if let Some(t) = &a.truth {
         let mut w = create(t)?;

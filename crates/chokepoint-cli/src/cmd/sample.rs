@@ -10,7 +10,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    std::fs::write(&a.output, chokepoint_runtime::sample::telegram_2018())
+    std::fs::write(&a.output, chokepoint_testkit::sample::telegram_2018())
         .with_context(|| format!("writing {}", a.output.display()))?;
     println!("wrote {}", a.output.display());
     Ok(())

@@ -48,6 +48,25 @@ impl LinkType {
             other => LinkType::Other(other),
         }
     }
+
+    /// The DLT number a capture file records for this link type (the
+    /// inverse of [`from_dlt`](LinkType::from_dlt); `Raw` is 101,
+    /// `LINKTYPE_RAW`).
+    pub fn to_dlt(self) -> u32 {
+        match self {
+            LinkType::Ethernet => 1,
+            LinkType::Raw => 101,
+            LinkType::Ipv4 => 228,
+            LinkType::Ipv6 => 229,
+            LinkType::LinuxSll => 113,
+            LinkType::LinuxSll2 => 276,
+            LinkType::Null => 0,
+            LinkType::Loop => 108,
+            LinkType::Ppp => 9,
+            LinkType::PppHdlc => 50,
+            LinkType::Other(d) => d,
+        }
+    }
 }
 
 /// Ethertype IPv4.

@@ -2,6 +2,7 @@
 //! the style of smoltcp's `wire`: every read is checked, nothing panics on
 //! short or hostile input, and nothing is copied.
 
+pub mod emit;
 pub mod ip;
 pub mod l4;
 pub mod link;

@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use chokepoint_core::synth;
 use chokepoint_core::{Engine, LinkType, Verdict};
 use chokepoint_rules::Trigger;
+use chokepoint_testkit::synth;
 
 /// Names, nets and a watched net, as most tests need them.
 pub const POLICY: &str = r#"

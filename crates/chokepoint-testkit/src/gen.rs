@@ -1,4 +1,5 @@
-//! `chokepoint gen`: realistic synthetic captures for benchmarks and labs.
+//! `chokepoint gen`: realistic synthetic captures for benchmarks and labs,
+//! and the SYN flood of `chokepoint bench --syn-flows`.
 //!
 //! Flows of a chosen protocol mix, interleaved the way a link interleaves
 //! them (a window of concurrent flows, a packet from a random one at a
@@ -12,8 +13,11 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use chokepoint_core::quic;
-use chokepoint_core::synth::{self, HelloShape};
+use chokepoint_core::{quic, LinkType};
+use chokepoint_runtime::bench::Frames;
+use chokepoint_runtime::capture::{Format, Writer};
+
+use crate::synth::{self, HelloShape};
 
 /// Frame sizes of bulk data packets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,9 +45,13 @@ impl std::str::FromStr for Sizes {
 /// Protocol weights.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mix {
+    /// TLS over TCP 443.
     pub tls: u32,
+    /// QUIC v1 over UDP 443.
     pub quic: u32,
+    /// DNS queries (UDP, a share over TCP).
     pub dns: u32,
+    /// Plain HTTP/1.1 over TCP 80.
     pub http: u32,
 }
 
@@ -93,8 +101,11 @@ impl std::str::FromStr for Mix {
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct Spec {
+    /// Flows to generate.
     pub flows: u32,
+    /// Protocol weights.
     pub mix: Mix,
+    /// Sizes of the bulk data packets.
     pub sizes: Sizes,
     /// Bulk data packets per TLS/QUIC/HTTP flow after the handshake.
     pub data_packets: u32,
@@ -106,6 +117,7 @@ pub struct Spec {
     /// (`xevil.test` for `evil.test`): not the listed domain, and a
     /// substring matcher's classic false positive.
     pub near_miss_share: f64,
+    /// Share of flows over IPv6.
     pub ipv6_share: f64,
     /// Share of TLS hellos that are ~1.9 KB post-quantum ones (two segments).
     pub post_quantum_share: f64,
@@ -115,6 +127,7 @@ pub struct Spec {
     pub dns_tcp_share: f64,
     /// Concurrent flows interleaved.
     pub window: usize,
+    /// Seed of the generator: the same seed, the same capture.
     pub seed: u64,
 }
 
@@ -141,11 +154,18 @@ impl Default for Spec {
 /// One name the capture carries, with its flow.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Truth {
+    /// What carries the name, as events name it (`tls_sni`, `quic_sni`,
+    /// `dns_qname`, `http_host`).
     pub trigger: &'static str,
+    /// The name.
     pub name: String,
+    /// The client's address.
     pub src: IpAddr,
+    /// The server's address.
     pub dst: IpAddr,
+    /// The client's port.
     pub sport: u16,
+    /// The server's port.
     pub dport: u16,
 }
 
@@ -414,44 +434,19 @@ pub fn generate(spec: &Spec) -> (Vec<(u64, Vec<u8>)>, Vec<Truth>) {
     (frames, truth)
 }
 
-/// Write frames as pcap (microsecond) or pcapng (nanosecond), Ethernet.
+/// Write Ethernet frames as nanosecond pcap or pcapng, through the
+/// runtime's capture writer (timestamps kept exactly either way).
 pub fn write(out: &mut dyn Write, frames: &[(u64, Vec<u8>)], pcapng: bool) -> std::io::Result<()> {
-    if !pcapng {
-        return out.write_all(&synth::pcap(1, frames));
-    }
-    let block = |out: &mut dyn Write, ty: u32, body: &[u8]| -> std::io::Result<()> {
-        let pad = (4 - body.len() % 4) % 4;
-        let len = (12 + body.len() + pad) as u32;
-        out.write_all(&ty.to_le_bytes())?;
-        out.write_all(&len.to_le_bytes())?;
-        out.write_all(body)?;
-        out.write_all(&[0u8; 3][..pad])?;
-        out.write_all(&len.to_le_bytes())
+    let format = if pcapng {
+        Format::Pcapng
+    } else {
+        Format::PcapNanos
     };
-    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
-    shb.extend_from_slice(&1u16.to_le_bytes());
-    shb.extend_from_slice(&0u16.to_le_bytes());
-    shb.extend_from_slice(&(-1i64).to_le_bytes());
-    block(out, 0x0a0d_0d0a, &shb)?;
-    // IDB: Ethernet, snaplen 0, option if_tsresol = 9 (nanoseconds).
-    let mut idb = 1u16.to_le_bytes().to_vec();
-    idb.extend_from_slice(&0u16.to_le_bytes());
-    idb.extend_from_slice(&0u32.to_le_bytes());
-    idb.extend_from_slice(&9u16.to_le_bytes());
-    idb.extend_from_slice(&1u16.to_le_bytes());
-    idb.extend_from_slice(&[9, 0, 0, 0]);
-    idb.extend_from_slice(&[0, 0, 0, 0]);
-    block(out, 1, &idb)?;
+    let mut w = Writer::new(out, format);
     for (ts, f) in frames {
-        let mut epb = 0u32.to_le_bytes().to_vec();
-        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
-        epb.extend_from_slice(&(*ts as u32).to_le_bytes());
-        epb.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        epb.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        epb.extend_from_slice(f);
-        block(out, 6, &epb)?;
+        w.write(LinkType::Ethernet, *ts, f)?;
     }
-    Ok(())
+    w.finish().map(|_| ())
 }
 
 /// `n` distinct generated domain names (registrable `label.tld`, some with a
@@ -479,4 +474,36 @@ pub fn domain_list(n: usize, seed: u64) -> Vec<String> {
         }
     }
     out
+}
+
+/// `n` distinct TCP SYNs (one per flow), for flow-table stress: IPv4
+/// clients across 198.18.0.0/15, one server port each.
+pub fn syn_flows(n: u32) -> Frames {
+    // One template frame, patched per flow: building 10M frames through the
+    // synthesiser would take longer than the run.
+    let c: IpAddr = "198.18.0.1".parse().expect("ip");
+    let s: IpAddr = "198.19.255.254".parse().expect("ip");
+    let tmpl = synth::ethernet(
+        &synth::ip_packet(
+            c,
+            s,
+            6,
+            &synth::tcp_segment(c, s, 40000, 443, 1, 0, 0x02, b""),
+        ),
+        &[],
+    );
+    (0..n)
+        .map(|i| {
+            let mut f = tmpl.clone();
+            // client address 198.18.x.y (15 bits), source port from the rest
+            let host = i & 0x7fff;
+            f[28] = 198;
+            f[29] = 18 + ((host >> 14) as u8 & 1);
+            f[30] = (host >> 8) as u8 & 0x3f;
+            f[31] = host as u8;
+            let port = 1024 + (i >> 15) as u16;
+            f[34..36].copy_from_slice(&port.to_be_bytes());
+            (LinkType::Ethernet, u64::from(i) * 1000, f)
+        })
+        .collect()
 }

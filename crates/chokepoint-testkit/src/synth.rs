@@ -5,59 +5,24 @@
 
 use std::net::IpAddr;
 
+use chokepoint_core::quic;
+use chokepoint_core::wire::emit::{
+    self, EthernetRepr, IpRepr, Ipv4Repr, Ipv6Repr, TcpRepr, UdpRepr, VlanTag,
+};
+use chokepoint_core::wire::link::{ETH_IPV4, ETH_IPV6};
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
-
-use crate::quic;
 
 /// Ethernet addresses used for every synthetic frame (locally administered).
 const MAC_A: [u8; 6] = [0x02, 0, 0x5e, 0, 0, 1];
 const MAC_B: [u8; 6] = [0x02, 0, 0x5e, 0, 0, 2];
 
-fn csum_add(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [b] = chunks.remainder() {
-        sum += u32::from(*b) << 8;
-    }
-    sum
-}
-
-fn csum_fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// Transport checksum over the pseudo-header and segment.
-fn l4_checksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &[u8]) -> u16 {
-    let mut sum = 0;
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            sum = csum_add(sum, &s.octets());
-            sum = csum_add(sum, &d.octets());
-            sum = csum_add(sum, &[0, proto]);
-            sum = csum_add(sum, &(seg.len() as u16).to_be_bytes());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            sum = csum_add(sum, &s.octets());
-            sum = csum_add(sum, &d.octets());
-            sum = csum_add(sum, &(seg.len() as u32).to_be_bytes());
-            sum = csum_add(sum, &[0, 0, 0, proto]);
-        }
-        _ => panic!("mixed address families"),
-    }
-    let c = csum_fold(csum_add(sum, seg));
-    if proto == 17 && c == 0 {
-        0xffff
-    } else {
-        c
-    }
-}
+/// Hop limit of every synthetic packet.
+const TTL: u8 = 64;
 
 /// An IP packet (header + `l4`), IPv4 or IPv6 by the addresses.
+///
+/// # Panics
+/// On mixed address families or a payload over 64 KiB (test input).
 pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> Vec<u8> {
     ip_packet_ext(src, dst, proto, l4, &[])
 }
@@ -65,6 +30,9 @@ pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8]) -> Vec<u8> {
 /// Like [`ip_packet`], with IPv6 extension headers before `l4`: each
 /// `(next-header code of this header, body)`; bodies are padded to 8-byte
 /// multiples. Ignored for IPv4.
+///
+/// # Panics
+/// As [`ip_packet`].
 pub fn ip_packet_ext(
     src: IpAddr,
     dst: IpAddr,
@@ -72,22 +40,12 @@ pub fn ip_packet_ext(
     l4: &[u8],
     ext: &[(u8, &[u8])],
 ) -> Vec<u8> {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = 20 + l4.len();
-            let mut h = vec![0x45, 0];
-            h.extend_from_slice(&(total as u16).to_be_bytes());
-            h.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-            h.extend_from_slice(&s.octets());
-            h.extend_from_slice(&d.octets());
-            let c = csum_fold(csum_add(0, &h));
-            h[10..12].copy_from_slice(&c.to_be_bytes());
-            h.extend_from_slice(l4);
-            h
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let mut chain = Vec::new();
-            let first = ext.first().map_or(proto, |e| e.0);
+    let mut chain = Vec::new();
+    let header = match IpRepr::new(src, dst, proto, l4.len(), TTL).expect("one address family") {
+        // A fixed identification with DF, as the sample capture has always
+        // carried: keeps its bytes stable.
+        IpRepr::V4(h) => IpRepr::V4(Ipv4Repr { ident: 0x1234, ..h }),
+        IpRepr::V6(h) => {
             for (i, (_, body)) in ext.iter().enumerate() {
                 let next = ext.get(i + 1).map_or(proto, |e| e.0);
                 let mut h = vec![next, 0];
@@ -98,20 +56,24 @@ pub fn ip_packet_ext(
                 h[1] = (h.len() / 8 - 1) as u8;
                 chain.extend_from_slice(&h);
             }
-            let mut h = vec![0x60, 0, 0, 0];
-            h.extend_from_slice(&((chain.len() + l4.len()) as u16).to_be_bytes());
-            h.extend_from_slice(&[first, 64]);
-            h.extend_from_slice(&s.octets());
-            h.extend_from_slice(&d.octets());
-            h.extend_from_slice(&chain);
-            h.extend_from_slice(l4);
-            h
+            IpRepr::V6(Ipv6Repr {
+                next_header: ext.first().map_or(proto, |e| e.0),
+                payload_len: chain.len() + l4.len(),
+                ..h
+            })
         }
-        _ => panic!("mixed address families"),
-    }
+    };
+    let mut p = vec![0; header.buffer_len()];
+    header.emit(&mut p).expect("payload fits");
+    p.extend_from_slice(&chain);
+    p.extend_from_slice(l4);
+    p
 }
 
 /// A TCP segment with a correct checksum.
+///
+/// # Panics
+/// On mixed address families.
 #[allow(clippy::too_many_arguments)]
 pub fn tcp_segment(
     src: IpAddr,
@@ -123,47 +85,57 @@ pub fn tcp_segment(
     flags: u8,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut t = Vec::with_capacity(20 + payload.len());
-    t.extend_from_slice(&sport.to_be_bytes());
-    t.extend_from_slice(&dport.to_be_bytes());
-    t.extend_from_slice(&seq.to_be_bytes());
-    t.extend_from_slice(&ack.to_be_bytes());
-    t.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    t.extend_from_slice(payload);
-    let c = l4_checksum(src, dst, 6, &t);
-    t[16..18].copy_from_slice(&c.to_be_bytes());
+    let repr = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq,
+        ack,
+        flags,
+        window: 0xffff,
+        payload,
+    };
+    let mut t = vec![0; repr.buffer_len()];
+    repr.emit(src, dst, &mut t).expect("one address family");
     t
 }
 
 /// A UDP datagram with a correct checksum.
+///
+/// # Panics
+/// On mixed address families or a payload over 64 KiB.
 pub fn udp_datagram(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = Vec::with_capacity(8 + payload.len());
-    u.extend_from_slice(&sport.to_be_bytes());
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    let c = l4_checksum(src, dst, 17, &u);
-    u[6..8].copy_from_slice(&c.to_be_bytes());
+    let repr = UdpRepr {
+        src_port: sport,
+        dst_port: dport,
+        payload,
+    };
+    let mut u = vec![0; repr.buffer_len()];
+    repr.emit(src, dst, &mut u).expect("one address family");
     u
 }
 
 /// An Ethernet frame around an IP packet, with optional VLAN tags
 /// `(TPID, VLAN ID)` outermost first.
+///
+/// # Panics
+/// On more tags than `wire::link::MAX_VLAN_TAGS`.
 pub fn ethernet(ip: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(18 + 4 * tags.len() + ip.len());
-    f.extend_from_slice(&MAC_B);
-    f.extend_from_slice(&MAC_A);
-    for (tpid, vid) in tags {
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
-    }
-    let et: u16 = if ip.first().is_some_and(|b| b >> 4 == 6) {
-        0x86dd
+    let et = if ip.first().is_some_and(|b| b >> 4 == 6) {
+        ETH_IPV6
     } else {
-        0x0800
+        ETH_IPV4
     };
-    f.extend_from_slice(&et.to_be_bytes());
+    let mut eth = EthernetRepr::new(MAC_B, MAC_A, et);
+    for &(tpid, vid) in tags {
+        eth = eth
+            .with_tag(VlanTag {
+                tpid,
+                tci: vid & 0x0fff,
+            })
+            .expect("few enough tags");
+    }
+    let mut f = vec![0; eth.buffer_len()];
+    eth.emit(&mut f).expect("sized");
     f.extend_from_slice(ip);
     f
 }
@@ -182,7 +154,7 @@ pub fn ipv4_fragments(packet: &[u8], mtu: usize) -> Vec<Vec<u8>> {
         let more = if end < data.len() { 0x2000 } else { 0 };
         h[6..8].copy_from_slice(&(more | (off / 8) as u16).to_be_bytes());
         h[10..12].copy_from_slice(&[0, 0]);
-        let c = csum_fold(csum_add(0, &h));
+        let c = emit::checksum(&h);
         h[10..12].copy_from_slice(&c.to_be_bytes());
         h.extend_from_slice(&data[off..end]);
         out.push(h);
@@ -407,25 +379,6 @@ pub fn quic_initial(
     pkt
 }
 
-/// A plain pcap file (microsecond timestamps) of `frames` at `link`.
-pub fn pcap(link_dlt: u32, frames: &[(u64, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&262_144u32.to_le_bytes());
-    out.extend_from_slice(&link_dlt.to_le_bytes());
-    for (ts, f) in frames {
-        out.extend_from_slice(&((ts / 1_000_000_000) as u32).to_le_bytes());
-        out.extend_from_slice(&((ts % 1_000_000_000 / 1000) as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        out.extend_from_slice(f);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,17 +388,15 @@ mod tests {
         let s: IpAddr = "198.18.0.1".parse().unwrap();
         let d: IpAddr = "198.18.0.2".parse().unwrap();
         let ip = ip_packet(s, d, 6, &tcp_segment(s, d, 1, 2, 3, 4, 0x18, b"hello"));
-        assert_eq!(csum_fold(csum_add(0, &ip[..20])), 0);
-        assert_eq!(
-            csum_fold(csum_add(
-                csum_add(
-                    csum_add(csum_add(0, &ip[12..20]), &[0, 6]),
-                    &25u16.to_be_bytes()
-                ),
-                &ip[20..]
-            )),
-            0
-        );
+        assert_eq!(emit::checksum(&ip[..20]), 0, "IPv4 header");
+        // TCP over its pseudo-header: addresses, protocol, length.
+        let mut pseudo = ip[12..20].to_vec();
+        pseudo.extend_from_slice(&[0, 6, 0, 25]);
+        pseudo.extend_from_slice(&ip[20..]);
+        assert_eq!(emit::checksum(&pseudo), 0, "TCP");
+        for frag in ipv4_fragments(&ip, 28) {
+            assert_eq!(emit::checksum(&frag[..20]), 0, "fragment header");
+        }
     }
 
     #[test]
@@ -460,7 +411,7 @@ mod tests {
             1,
         );
         assert!((1700..2000).contains(&ch.len()), "{}", ch.len());
-        let parsed = crate::tls::handshake(&ch).unwrap();
+        let parsed = chokepoint_core::tls::handshake(&ch).unwrap();
         assert_eq!(parsed.sni, Some(&b"www.example.com"[..]));
         assert!(parsed.grease);
     }

@@ -1,0 +1,21 @@
+//! # chokepoint-testkit
+//!
+//! Test and benchmark support, kept out of the packet path: nothing in
+//! `chokepoint-core` or `chokepoint-runtime` depends on it except as a
+//! dev-dependency.
+//!
+//! - [`synth`]: well-formed synthetic frames and protocol messages
+//!   (browser-shaped ClientHellos, QUIC Initials that really decrypt, DNS
+//!   queries, HTTP requests, IP fragments);
+//! - [`gen`]: the traffic generator behind `chokepoint gen` and `chokepoint
+//!   bench`, with the truth of every name it writes;
+//! - [`sample`]: the bundled sample capture behind `chokepoint sample`.
+//!
+//! Captures are written with the runtime's one writer,
+//! `chokepoint_runtime::capture::Writer`.
+
+#![warn(missing_docs)]
+
+pub mod gen;
+pub mod sample;
+pub mod synth;
