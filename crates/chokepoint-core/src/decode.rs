@@ -397,3 +397,11 @@ pub fn shard_key(link: LinkType, frame: &[u8]) -> u64 {
     }
     h
 }
+
+/// The worker (of `workers`) that owns a frame, from its [`shard_key`].
+/// The live bridge and `bench` both spread frames this way.
+pub fn worker_for(link: LinkType, frame: &[u8], workers: usize) -> usize {
+    let h = shard_key(link, frame);
+    // High bits of a multiplicative hash spread better than `% n`.
+    ((u128::from(h.wrapping_mul(0x9e37_79b9_7f4a_7c15)) * workers.max(1) as u128) >> 64) as usize
+}

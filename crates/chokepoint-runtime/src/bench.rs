@@ -10,7 +10,7 @@
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use chokepoint_core::decode::shard_key;
+use chokepoint_core::decode::worker_for;
 use chokepoint_core::{Engine, LinkType};
 use chokepoint_rules::Ruleset;
 use serde::Serialize;
@@ -48,10 +48,7 @@ pub type Frames = Vec<(LinkType, u64, Vec<u8>)>;
 pub fn shard(frames: &Frames, n: usize) -> Vec<Ring> {
     let mut rings: Vec<Ring> = (0..n.max(1)).map(|_| Ring::new()).collect();
     for (link, ts, f) in frames {
-        let h = shard_key(*link, f);
-        // High bits of a multiplicative hash spread better than `% n`.
-        let w = ((u128::from(h.wrapping_mul(0x9e37_79b9_7f4a_7c15)) * rings.len() as u128) >> 64)
-            as usize;
+        let w = worker_for(*link, f, rings.len());
         rings[w].push(*link, *ts, f);
     }
     rings

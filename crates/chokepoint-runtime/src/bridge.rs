@@ -19,7 +19,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use chokepoint_core::decode::{shard_key, Problem};
+use chokepoint_core::decode::{worker_for, Problem};
 use chokepoint_core::{Counters, Engine, LinkType, Verdict};
 use chokepoint_rules::Ruleset;
 
@@ -235,10 +235,7 @@ pub fn run(
                         continue;
                     };
                     let frame = &buf[..len];
-                    let h = shard_key(LinkType::Ethernet, frame);
-                    let k = ((u128::from(h.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-                        * senders.len() as u128)
-                        >> 64) as usize;
+                    let k = worker_for(LinkType::Ethernet, frame, senders.len());
                     match senders[k].try_send((side, frame.to_vec())) {
                         Ok(()) => {}
                         Err(TrySendError::Full(_)) => {
