@@ -34,7 +34,7 @@ fn live_bridge_enforces_every_action_on_real_clients() {
     );
     assert!(out.status.success(), "lab failed:\n{text}");
     assert!(
-        text.contains("lab: 17 passed, 0 failed"),
+        text.contains("lab: 18 passed, 0 failed"),
         "inline bridge: {text}"
     );
     assert!(text.contains("lab: 4 passed, 0 failed"), "tap mode: {text}");

@@ -19,24 +19,6 @@ fn ip(s: String) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn tcp(
-    src: IpAddr,
-    dst: IpAddr,
-    sp: u16,
-    dp: u16,
-    seq: u32,
-    ack: u32,
-    fl: u8,
-    pl: &[u8],
-) -> Vec<u8> {
-    synth::ip_packet(
-        src,
-        dst,
-        6,
-        &synth::tcp_segment(src, dst, sp, dp, seq, ack, fl, pl),
-    )
-}
-
 /// One flow: handshake, a ClientHello for t.me in IPv4 fragments, then
 /// 20 full-size segments from the server.
 fn flow(i: u8) -> Vec<(u64, Vec<u8>)> {
@@ -47,17 +29,26 @@ fn flow(i: u8) -> Vec<(u64, Vec<u8>)> {
         16384,
     );
     let eth = |p: &[u8]| synth::ethernet(p, &[]);
+    // An IP packet of the flow: from the client, or from the server.
+    let tcp = |from_client: bool, seq: u32, ack: u32, flags: u8, payload: &[u8]| {
+        let (src, dst, sp, dp) = if from_client {
+            (c, s, cp, 443)
+        } else {
+            (s, c, 443, cp)
+        };
+        let seg = synth::tcp_segment(src, dst, sp, dp, seq, ack, flags, payload);
+        synth::ip_packet(src, dst, 6, &seg)
+    };
     let mut out = vec![
-        (0, eth(&tcp(c, s, cp, 443, 100, 0, 0x02, b""))),
-        (1, eth(&tcp(s, c, 443, cp, 900, 101, 0x12, b""))),
-        (2, eth(&tcp(c, s, cp, 443, 101, 901, 0x10, b""))),
+        (0, eth(&tcp(true, 100, 0, 0x02, b""))),
+        (1, eth(&tcp(false, 900, 101, 0x12, b""))),
+        (2, eth(&tcp(true, 101, 901, 0x10, b""))),
     ];
-    let whole = tcp(c, s, cp, 443, 101, 901, 0x18, &hello);
-    for f in synth::ipv4_fragments(&whole, 200) {
+    for f in synth::ipv4_fragments(&tcp(true, 101, 901, 0x18, &hello), 200) {
         out.push((3, eth(&f)));
     }
     for k in 0..20u32 {
-        let seg = tcp(s, c, 443, cp, 901 + k * 1400, 101, 0x10, &[0u8; 1400]);
+        let seg = tcp(false, 901 + k * 1400, 101, 0x10, &[0u8; 1400]);
         out.push((4 + u64::from(k), eth(&seg)));
     }
     out.into_iter()
