@@ -56,6 +56,7 @@ pub struct FlowKey {
 
 impl FlowKey {
     /// The key for a packet, and whether the packet's source is side `a`.
+    #[inline]
     pub fn new(ctx: u64, t: &FiveTuple) -> (FlowKey, bool) {
         let from_a = (t.src, t.sport) <= (t.dst, t.dport);
         let ((a, pa), (b, pb)) = if from_a {
@@ -196,6 +197,7 @@ impl Flow {
     }
 
     /// Is a packet whose source is side `a` (`from_a`) from the client?
+    #[inline]
     pub fn from_client(&self, from_a: bool) -> bool {
         from_a == self.client_is_a
     }
@@ -216,6 +218,7 @@ impl Flow {
     }
 
     /// Track the TCP state machine far enough to pick a timeout.
+    #[inline]
     pub(crate) fn track_tcp(&mut self, flags: u8) {
         if flags & (TCP_FIN | TCP_RST) != 0 {
             self.state = State::Closing;
@@ -305,12 +308,14 @@ impl FlowTable {
     }
 
     /// The flow with this key.
+    #[inline]
     pub fn find(&self, key: &FlowKey) -> Option<FlowId> {
         self.map.get(key).map(|&i| FlowId(i))
     }
 
     /// A live flow. Panics on a stale id, which the engine never keeps
     /// across packets.
+    #[inline]
     pub fn get_mut(&mut self, id: FlowId) -> &mut Flow {
         self.slots[id.0 as usize].as_mut().expect("live flow")
     }
@@ -386,6 +391,7 @@ impl FlowTable {
     }
 
     /// Visit a few slots and expire those idle past their state's timeout.
+    #[inline]
     pub fn sweep(&mut self, now: u64, pool: &mut Pool) {
         let n = self.slots.len();
         if n == 0 {

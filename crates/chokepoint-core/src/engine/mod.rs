@@ -426,6 +426,7 @@ impl Engine {
 }
 
 /// The packet's five-tuple and TCP flags.
+#[inline]
 fn five_tuple(p: &Packet<'_>) -> (FiveTuple, u8) {
     let (proto, sport, dport, flags) = match p.l4 {
         L4::Tcp(t) => (PROTO_TCP, t.sport, t.dport, t.flags),
