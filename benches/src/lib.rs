@@ -2,6 +2,8 @@
 //! lists and lookup queries shaped like registry data (mostly two-label
 //! registrable names, IPv4 mostly /32 with aggregated /19–/24s).
 
+#![warn(missing_docs)]
+
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,9 +12,11 @@ use std::path::{Path, PathBuf};
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator for a seed.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -20,6 +24,7 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+    /// A number below `n`.
     pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
@@ -131,8 +136,11 @@ pub fn v6_prefixes(n: usize, seed: u64) -> Vec<(u128, u8)> {
 /// Sizes of a generated corpus.
 #[derive(Clone, Copy, Debug)]
 pub struct Corpus {
+    /// Domains listed.
     pub domains: usize,
+    /// IPv4 prefixes listed.
     pub v4: usize,
+    /// IPv6 prefixes listed.
     pub v6: usize,
 }
 

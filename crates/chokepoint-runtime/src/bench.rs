@@ -33,9 +33,11 @@ impl Ring {
         self.bytes.extend_from_slice(f);
         self.spans.push((a, self.bytes.len() as u32, link, ts));
     }
+    /// Frames in the ring.
     pub fn packets(&self) -> usize {
         self.spans.len()
     }
+    /// Bytes in the ring.
     pub fn bytes(&self) -> usize {
         self.bytes.len()
     }
@@ -55,30 +57,50 @@ pub fn shard(frames: &Frames, n: usize) -> Vec<Ring> {
 }
 
 #[derive(Clone, Debug, Serialize)]
+/// What one worker did in a run.
 pub struct WorkerResult {
+    /// Packets processed.
     pub packets: u64,
+    /// Bytes processed.
     pub bytes: u64,
+    /// Flows created.
     pub flows_created: u64,
+    /// Flows evicted from a full table.
     pub flows_evicted: u64,
+    /// Its own time.
     pub seconds: f64,
+    /// Packets per second.
     pub packets_per_sec: f64,
+    /// Nanoseconds per packet.
     pub ns_per_packet: f64,
     /// Flows in the table at the end, and the table's memory.
     pub flows_held: usize,
+    /// Memory of the flow table.
     pub flow_table_bytes: usize,
+    /// Capacity of the flow table.
     pub flow_table_capacity: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
+/// One run with a number of workers.
 pub struct RunResult {
+    /// Workers (threads).
     pub workers: usize,
+    /// Packets processed.
     pub packets: u64,
+    /// Bytes processed.
     pub bytes: u64,
+    /// Wall time from the start barrier to the last worker.
     pub wall_seconds: f64,
+    /// Packets per second.
     pub packets_per_sec: f64,
+    /// Throughput in Gbit/s of frame bytes.
     pub gbit_per_sec: f64,
+    /// Nanoseconds per packet.
     pub ns_per_packet: f64,
+    /// Flows created per second.
     pub new_flows_per_sec: f64,
+    /// Each worker.
     pub per_worker: Vec<WorkerResult>,
 }
 
@@ -169,16 +191,23 @@ pub fn run(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32) -> RunResult {
 /// A report over 1..=N workers.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// Frames in the capture.
     pub packets_in_capture: usize,
+    /// Bytes of those frames.
     pub bytes_in_capture: usize,
+    /// Passes over the capture per run.
     pub passes: u32,
+    /// Size of the artifact.
     pub artifact_bytes: usize,
+    /// Memory the loaded ruleset holds.
     pub ruleset_memory_bytes: usize,
+    /// One run per worker count.
     pub runs: Vec<RunResult>,
     /// Throughput with N workers over N × throughput with one.
     pub scaling_efficiency: Option<f64>,
 }
 
+/// Run with 1, 2, ... `max_workers` workers and report each.
 pub fn report(
     rules: &Arc<Ruleset>,
     frames: &Frames,
@@ -212,6 +241,7 @@ pub fn report(
     }
 }
 
+/// The report as a table.
 pub fn report_text(r: &Report) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();

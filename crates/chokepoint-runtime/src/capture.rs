@@ -19,26 +19,41 @@ pub struct Record<'a> {
     pub index: u64,
     /// Nanoseconds since the epoch.
     pub ts: u64,
+    /// The record's link type (its interface's, in pcapng).
     pub link: LinkType,
+    /// The captured bytes.
     pub data: &'a [u8],
     /// Length on the wire (may exceed `data` when the snaplen cut it).
     pub orig_len: u32,
 }
 
+/// Why a capture could not be read (to the end).
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
+    /// The file could not be opened or read.
     #[error("{path}: {source}")]
     Open {
+        /// The capture file.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// Neither pcap nor pcapng.
     #[error("{path}: not a pcap or pcapng file (unknown magic number)")]
-    NotCapture { path: String },
+    NotCapture {
+        /// The file.
+        path: String,
+    },
+    /// A record or block does not parse.
     #[error("{path}: capture is truncated or corrupt at byte offset {offset}, after {records} packet records: {reason}")]
     Corrupt {
+        /// The capture file.
         path: String,
+        /// Byte offset of the bad record.
         offset: u64,
+        /// Packet records read before it.
         records: u64,
+        /// What the parser said.
         reason: String,
     },
 }

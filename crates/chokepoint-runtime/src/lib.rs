@@ -3,6 +3,8 @@
 //! The I/O side of chokepoint: capture files in, the sans-IO core in the
 //! middle, events and summaries out.
 
+#![warn(missing_docs)]
+
 pub mod actions;
 pub mod bench;
 pub mod bridge;

@@ -16,7 +16,9 @@ use std::time::Duration;
 pub trait Port: Send + Sync {
     /// One frame into `buf`; `Ok(None)` when the read timeout passed.
     fn recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>>;
+    /// Send one frame.
     fn send(&self, frame: &[u8]) -> io::Result<()>;
+    /// The interface name, for logs and metrics.
     fn name(&self) -> &str;
 }
 

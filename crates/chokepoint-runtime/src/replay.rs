@@ -15,10 +15,15 @@ use crate::capture::{self, CaptureError};
 /// What a replay saw.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Packet records read.
     pub records: u64,
+    /// The engine's counters.
     pub counters: Counters,
+    /// Flows created.
     pub flows_created: u64,
+    /// Flows expired.
     pub flows_expired: u64,
+    /// Flows evicted from a full table.
     pub flows_evicted: u64,
     /// Flow decisions (TLS, QUIC, HTTP, IP) by verdict.
     pub flows_by_verdict: [u64; Verdict::COUNT],
@@ -28,8 +33,11 @@ pub struct Summary {
     pub by_rule: HashMap<(Option<chokepoint_rules::RuleId>, Trigger), u64>,
     /// Names of decisions that did not forward the traffic.
     pub blocked_names: HashMap<String, u64>,
+    /// Events written.
     pub events: u64,
+    /// IP datagrams reassembled from fragments.
     pub fragments_reassembled: u64,
+    /// What the actions did.
     pub actions: crate::actions::ActionCounters,
 }
 
@@ -37,8 +45,11 @@ pub struct Summary {
 /// injected resets, forged answers and redirects) or be dropped.
 #[derive(Default)]
 pub struct Outputs<'a> {
+    /// JSON events, one per line.
     pub events: Option<&'a mut dyn Write>,
+    /// Frames that pass, with injected ones (pcap).
     pub pass: Option<&'a mut dyn Write>,
+    /// Frames that are dropped (pcap).
     pub drop: Option<&'a mut dyn Write>,
 }
 
