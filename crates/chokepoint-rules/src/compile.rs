@@ -17,10 +17,10 @@ use crate::lists::{
 use crate::policy::{ListFormat, ListSpec, OnError, Policy, TextEncoding, Trigger};
 use crate::prefix_table::{PrefixEntry, PrefixTable, PAD};
 use crate::ruleset::{
-    column, ListMeta, ListStats, Meta, Parts, RecordEntry, RuleMeta, Ruleset, SourceMeta, Totals,
-    COLUMNS, NO_RULE,
+    first_rule_table, ListMeta, ListStats, Meta, Parts, RecordEntry, RuleMeta, Ruleset, SourceMeta,
+    Totals, MAX_LISTS, NO_RULE,
 };
-use crate::Error;
+use crate::{Error, RuleId};
 
 /// Compile a policy file; list paths are relative to its directory.
 pub fn compile_file(path: &Path) -> Result<Ruleset, Error> {
@@ -43,10 +43,27 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
 
     // Lists: named ones in name order, then one implicit keyword list per
     // rule with inline `keywords:`.
+    // Ids are 16-bit in the artifact's tables: past the limit they would
+    // wrap and attribute decisions to the wrong rule or list.
+    if policy.rules.len() > RuleId::MAX_RULES {
+        return Err(invalid(format!(
+            "{} rules: a policy may have at most {} rules",
+            policy.rules.len(),
+            RuleId::MAX_RULES
+        )));
+    }
+    let too_many_lists = || {
+        invalid(format!(
+            "more than {MAX_LISTS} lists (named lists plus one per rule with inline `keywords`): a policy may have at most {MAX_LISTS}"
+        ))
+    };
     let mut list_ids: HashMap<&str, u16> = HashMap::new();
     let mut specs: Vec<(String, ListSpec, String, Option<Vec<String>>)> = Vec::new();
     for (name, spec) in &policy.lists {
         check_list_spec(name, spec).map_err(invalid)?;
+        if specs.len() >= MAX_LISTS {
+            return Err(too_many_lists());
+        }
         list_ids.insert(name.as_str(), specs.len() as u16);
         let label = match &spec.path {
             Some(p) => base_dir.join(p).display().to_string(),
@@ -99,6 +116,9 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
                 on_error: OnError::Fail,
                 encoding: TextEncoding::Auto,
             };
+            if specs.len() >= MAX_LISTS {
+                return Err(too_many_lists());
+            }
             ids.push(specs.len() as u16);
             specs.push((
                 format!("{}/keywords", r.name),
@@ -152,26 +172,7 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
         });
     }
 
-    let mut first_rule = vec![[NO_RULE; COLUMNS]; specs.len()];
-    for (ri, r) in rules.iter().enumerate() {
-        for &l in &r.lists {
-            for t in r.triggers() {
-                // A hello without ECH looks in the plain column, one with
-                // ECH in the ECH column; `ech:` picks which a rule fills.
-                let cols: &[bool] = match r.ech {
-                    None => &[false, true],
-                    Some(e) if e => &[true],
-                    Some(_) => &[false],
-                };
-                for &ech in cols {
-                    let slot = &mut first_rule[l as usize][column(t, ech)];
-                    if *slot == NO_RULE {
-                        *slot = ri as u16;
-                    }
-                }
-            }
-        }
-    }
+    let first_rule = first_rule_table(&rules, specs.len());
 
     // Read and parse every list.
     let mut sources = Vec::new();

@@ -257,32 +257,64 @@ impl DomainTable {
     }
 
     /// Check a table read from an artifact, so a crafted file cannot send a
-    /// lookup out of bounds or into an endless probe.
+    /// lookup out of bounds or into an endless probe, nor hide a name from
+    /// the probe that [`DomainTable::for_each_match`] makes: every entry
+    /// lies at or after its home slot with no empty slot in between, each
+    /// cluster is in fingerprint order, fingerprints are their names' own,
+    /// and the label mask covers every name.
     pub(crate) fn validate(&self, lists: usize) -> Result<(), String> {
         if self.slots.last().is_none_or(|s| s.len != 0) {
             return Err("domain table does not end with an empty slot".into());
         }
-        if self.range as usize >= self.slots.len() {
-            return Err("domain table home range exceeds its slots".into());
+        if self.range == 0 || self.range as usize >= self.slots.len() {
+            return Err("domain table home range is empty or exceeds its slots".into());
         }
-        let mut empty = 0usize;
+        if self.slots.len() > u32::MAX as usize {
+            return Err("domain table has more slots than a hit can name".into());
+        }
         let mut total = 0usize;
-        for e in &self.slots {
+        let mut mask = 0u64;
+        // Start of the current run of occupied slots, and the last fingerprint in it.
+        let mut run: Option<(usize, u32)> = None;
+        for (i, e) in self.slots.iter().enumerate() {
             if e.len == 0 {
-                empty += 1;
+                run = None;
                 continue;
             }
+            let at = |what: &str| format!("domain slot {i} (line {}): {what}", e.line);
+            let off = e.off as usize;
+            let Some(name) = self.blob.get(off..off + e.len as usize) else {
+                return Err(at("points past the name blob"));
+            };
+            if name.len() > MAX_NAME_LEN {
+                return Err(at("name longer than a name can be"));
+            }
+            if e.list as usize >= lists || e.mode == 0 || e.mode > MODE_SUFFIX {
+                return Err(at("bad list or mode"));
+            }
+            if fingerprint(hash_name(name)) != e.fp {
+                return Err(at("fingerprint is not its name's"));
+            }
+            let start = match run {
+                Some((_, prev)) if prev > e.fp => {
+                    return Err(at("out of fingerprint order"));
+                }
+                Some((start, _)) => start,
+                None => i,
+            };
+            // The probe starts at the home slot and stops at an empty one.
+            if home(e.fp, self.range) > i || home(e.fp, self.range) < start {
+                return Err(at("not reachable from its home slot"));
+            }
+            run = Some((start, e.fp));
             total += e.len as usize;
-            if e.off as usize + e.len as usize > self.blob.len() {
-                return Err("domain entry points past the name blob".into());
-            }
-            if e.list as usize >= lists || e.mode == 0 || e.mode > 3 {
-                return Err("domain entry has a bad list or mode".into());
-            }
+            mask |= label_bit(label_count(name));
         }
-        debug_assert!(empty > 0);
         if total != self.blob.len() {
             return Err("domain entries do not account for the name blob".into());
+        }
+        if mask & !self.label_mask != 0 {
+            return Err("domain table label mask leaves out names it holds".into());
         }
         Ok(())
     }

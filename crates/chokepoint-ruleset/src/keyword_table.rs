@@ -59,7 +59,11 @@ impl KeywordTable {
     ) -> Result<KeywordTable, String> {
         for e in &entries {
             if e.off as usize + e.len as usize > blob.len() {
-                return Err("keyword entry points past the pattern blob".into());
+                return Err(format!(
+                    "keyword entry (line {}) points past the pattern blob ({} bytes)",
+                    e.line,
+                    blob.len()
+                ));
             }
         }
         let automaton = if entries.is_empty() {
@@ -80,6 +84,20 @@ impl KeywordTable {
             blob,
             automaton,
         })
+    }
+
+    /// Check a table read from an artifact (offsets are checked as it is built).
+    pub(crate) fn validate(&self, lists: usize) -> Result<(), String> {
+        if let Some(e) = self.entries.iter().find(|e| e.list as usize >= lists) {
+            return Err(format!(
+                "keyword entry (line {}) has list {}, which does not exist",
+                e.line, e.list
+            ));
+        }
+        if self.entries.len() > u32::MAX as usize {
+            return Err("more keyword entries than a hit can name".into());
+        }
+        Ok(())
     }
 
     /// Patterns held.

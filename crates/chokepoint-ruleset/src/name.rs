@@ -62,7 +62,10 @@ pub fn for_each_suffix_in(name: &[u8], wanted: u64, mut f: impl FnMut(usize, u32
         let dot = usize::from(b == b'.');
         snap[k] = h;
         start[k] = i as u8;
-        k += dot;
+        // A valid name has at most MAX_LABELS labels; a hostile one (dots
+        // only, from an SNI) is capped so it cannot index past `snap`: no
+        // table name has that many labels, so what it then hashes misses.
+        k = (k + dot).min(MAX_LABELS);
         h = (h ^ u64::from(b)).wrapping_mul(K);
         i -= 1;
     }

@@ -25,6 +25,8 @@ pub trait Addr: Copy + Ord + Pod + std::fmt::Debug {
     fn top16(self) -> usize;
     /// Last address of the prefix `self/len`.
     fn last(self, len: u8) -> Self;
+    /// First address of the prefix `self/len` (host bits cleared).
+    fn first(self, len: u8) -> Self;
     /// `self + 1`, or `None` at the end of the space.
     fn succ(self) -> Option<Self>;
 }
@@ -37,6 +39,9 @@ impl Addr for u32 {
     }
     fn last(self, len: u8) -> Self {
         self | u32::MAX.checked_shr(u32::from(len)).unwrap_or(0)
+    }
+    fn first(self, len: u8) -> Self {
+        self & !u32::MAX.checked_shr(u32::from(len)).unwrap_or(0)
     }
     fn succ(self) -> Option<Self> {
         self.checked_add(1)
@@ -51,6 +56,9 @@ impl Addr for u128 {
     }
     fn last(self, len: u8) -> Self {
         self | u128::MAX.checked_shr(u32::from(len)).unwrap_or(0)
+    }
+    fn first(self, len: u8) -> Self {
+        self & !u128::MAX.checked_shr(u32::from(len)).unwrap_or(0)
     }
     fn succ(self) -> Option<Self> {
         self.checked_add(1)
@@ -226,7 +234,6 @@ impl<A: Addr> PrefixTable<A> {
         out
     }
 
-    /// Check a table read from an artifact.
     /// Every prefix entry, sorted.
     pub fn entries(&self) -> &[PrefixEntry<A>] {
         &self.entries
@@ -252,37 +259,71 @@ impl<A: Addr> PrefixTable<A> {
         total
     }
 
-    pub(crate) fn validate(&self, lists: usize) -> Result<(), String> {
+    /// Check a table read from an artifact: the index and ranges agree,
+    /// every range names an existing entry of a list some IP rule uses
+    /// (as the compiler builds them), and entries are sorted as
+    /// [`PrefixTable::cover`] and `explain` assume.
+    pub(crate) fn validate(
+        &self,
+        lists: usize,
+        has_ip_rule: impl Fn(u16) -> bool,
+    ) -> Result<(), String> {
+        let fam = if A::BITS == 32 { "IPv4" } else { "IPv6" };
         if self.index.len() != INDEX_LEN {
-            return Err("prefix index has the wrong length".into());
+            return Err(format!("{fam} prefix index has the wrong length"));
         }
         if self.starts.is_empty()
             || self.starts[0] != A::ZERO
             || self.starts.len() != self.vals.len()
         {
-            return Err(
-                "prefix ranges are empty, do not start at 0, or mismatch their values".into(),
-            );
+            return Err(format!(
+                "{fam} prefix ranges are empty, do not start at 0, or mismatch their values"
+            ));
         }
         if self.starts.windows(2).any(|w| w[0] >= w[1]) {
-            return Err("prefix range starts are not strictly increasing".into());
+            return Err(format!(
+                "{fam} prefix range starts are not strictly increasing"
+            ));
         }
         if self.index != build_index(&self.starts) {
-            return Err("prefix index does not match the ranges".into());
+            return Err(format!("{fam} prefix index does not match the ranges"));
         }
-        if self
-            .vals
-            .iter()
-            .any(|&v| v != NONE && v as usize >= self.entries.len())
-        {
-            return Err("prefix range points past the entries".into());
+        if self.entries.len() >= NONE as usize {
+            return Err(format!("more {fam} prefix entries than a range can name"));
         }
-        if self
-            .entries
-            .iter()
-            .any(|e| e.list as usize >= lists || u32::from(e.len) > A::BITS)
-        {
-            return Err("prefix entry has a bad list or length".into());
+        for e in &self.entries {
+            if e.list as usize >= lists || u32::from(e.len) > A::BITS {
+                return Err(format!(
+                    "{fam} prefix entry (line {}) has a bad list {} or length {}",
+                    e.line, e.list, e.len
+                ));
+            }
+            if e.addr.first(e.len) != e.addr {
+                return Err(format!(
+                    "{fam} prefix entry (line {}) has host bits set",
+                    e.line
+                ));
+            }
+        }
+        if self.entries.windows(2).any(|w| {
+            (w[0].addr, w[0].len, w[0].list, w[0].line)
+                > (w[1].addr, w[1].len, w[1].list, w[1].line)
+        }) {
+            return Err(format!("{fam} prefix entries are not sorted"));
+        }
+        for &v in &self.vals {
+            if v == NONE {
+                continue;
+            }
+            let Some(e) = self.entries.get(v as usize) else {
+                return Err(format!("{fam} prefix range points past the entries"));
+            };
+            if !has_ip_rule(e.list) {
+                return Err(format!(
+                    "{fam} prefix range is decided by an entry (line {}) of list {}, which no IP rule uses",
+                    e.line, e.list
+                ));
+            }
         }
         Ok(())
     }
@@ -409,7 +450,7 @@ mod tests {
         );
         assert_eq!(t.lookup(0).map(|i| t.entry(i).line), Some(1));
         assert_eq!(t.lookup(u32::MAX).map(|i| t.entry(i).line), Some(1));
-        t.validate(2).unwrap();
+        t.validate(2, |_| true).unwrap();
     }
 
     #[test]

@@ -35,6 +35,40 @@ pub fn column(trigger: Trigger, ech: bool) -> usize {
     }
 }
 
+/// The most lists a policy may have: list ids are stored in 16 bits.
+pub const MAX_LISTS: usize = u16::MAX as usize;
+
+/// `first_rule` as the rules define it: per list, per column, the first
+/// rule (policy order) that matches the list there. The compiler builds it
+/// and loading recomputes it, so a file cannot attribute a decision to a
+/// rule that does not use the list.
+pub fn first_rule_table(rules: &[RuleMeta], lists: usize) -> Vec<[u16; COLUMNS]> {
+    let mut first_rule = vec![[NO_RULE; COLUMNS]; lists];
+    for (ri, r) in rules.iter().enumerate().take(RuleId::MAX_RULES) {
+        for &l in &r.lists {
+            let Some(row) = first_rule.get_mut(l as usize) else {
+                continue;
+            };
+            for t in r.triggers() {
+                // A hello without ECH looks in the plain column, one with
+                // ECH in the ECH column; `ech:` picks which a rule fills.
+                let cols: &[bool] = match r.ech {
+                    None => &[false, true],
+                    Some(e) if e => &[true],
+                    Some(_) => &[false],
+                };
+                for &ech in cols {
+                    let slot = &mut row[column(t, ech)];
+                    if *slot == NO_RULE {
+                        *slot = ri as u16;
+                    }
+                }
+            }
+        }
+    }
+    first_rule
+}
+
 /// Where a source came from and its digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceMeta {
@@ -495,42 +529,61 @@ impl Ruleset {
             + self.record_blob.len()
     }
 
-    /// Cross-table consistency (bounds only; the content hash covers the rest).
+    /// Cross-table consistency: every index, offset and cross-reference a
+    /// lookup, [`Ruleset::describe`] or [`Ruleset::record`] follows, so that
+    /// a file with a valid hash but crafted tables is refused, not trusted.
     pub(crate) fn validate(&self) -> Result<(), String> {
         let lists = self.meta.lists.len();
-        if self.meta.first_rule.len() != lists {
-            return Err("first-rule table does not cover every list".into());
-        }
         let rules = self.meta.rules.len();
-        for row in &self.meta.first_rule {
-            if row.iter().any(|&r| r != NO_RULE && r as usize >= rules) {
-                return Err("first-rule table names a rule that does not exist".into());
-            }
+        if lists > MAX_LISTS {
+            return Err(format!(
+                "{lists} lists, more than the {MAX_LISTS} list ids can name"
+            ));
+        }
+        if rules > RuleId::MAX_RULES {
+            return Err(format!(
+                "{rules} rules, more than the {} rule ids can name",
+                RuleId::MAX_RULES
+            ));
         }
         for r in &self.meta.rules {
-            if r.lists.iter().any(|&l| l as usize >= lists) {
+            if let Some(l) = r.lists.iter().find(|&&l| l as usize >= lists) {
                 return Err(format!(
-                    "rule `{}` names a list that does not exist",
+                    "rule `{}` names list {l}, a list that does not exist ({lists} lists)",
                     r.name
                 ));
             }
         }
-        self.domains.validate(lists)?;
-        self.v4.validate(lists)?;
-        self.v6.validate(lists)?;
-        if self
-            .keywords
-            .entries
-            .iter()
-            .any(|e| e.list as usize >= lists)
-        {
-            return Err("keyword entry has a bad list".into());
+        if self.meta.first_rule.len() != lists {
+            return Err("first-rule table does not cover every list".into());
         }
+        if self.meta.first_rule != first_rule_table(&self.meta.rules, lists) {
+            return Err("first-rule table disagrees with the rules' lists and triggers".into());
+        }
+        let ip_rule = |l: u16| self.meta.first_rule[l as usize][Trigger::Ip.index()] != NO_RULE;
+        self.domains.validate(lists)?;
+        self.v4.validate(lists, ip_rule)?;
+        self.v6.validate(lists, ip_rule)?;
+        self.keywords.validate(lists)?;
         for r in &self.records {
+            if r.list as usize >= lists {
+                return Err(format!(
+                    "record at line {} has list {}, which does not exist",
+                    r.line, r.list
+                ));
+            }
             let end =
                 r.off as usize + r.decision_len as usize + r.date_len as usize + r.org_len as usize;
-            if end > self.record_blob.len() {
-                return Err("record points past its text".into());
+            let Some(text) = self.record_blob.get(r.off as usize..end) else {
+                return Err(format!("record at line {} points past its text", r.line));
+            };
+            let (d, rest) = text.split_at(r.decision_len as usize);
+            let (date, org) = rest.split_at(r.date_len as usize);
+            if [d, date, org]
+                .iter()
+                .any(|f| std::str::from_utf8(f).is_err())
+            {
+                return Err(format!("record at line {} is not UTF-8", r.line));
             }
         }
         if self
