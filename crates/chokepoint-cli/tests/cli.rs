@@ -228,3 +228,16 @@ fn replay_summary_names_the_policy_its_hash_and_what_dns_rows_count() {
         );
     }
 }
+
+/// An unreadable query still gets its answer printed, with the others, and
+/// the command fails (2) so a script notices.
+#[test]
+fn explain_with_an_invalid_query_exits_2_after_every_answer() {
+    let o = run(&["explain", "--json", "t.me", "http://[::1", "91.108.56.1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let lines: Vec<&str> = stdout(&o).lines().collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[1].contains("unterminated"), "{}", lines[1]);
+    assert!(stderr(&o).contains("1 of 3 queries"), "{}", stderr(&o));
+    assert!(run(&["explain", "t.me"]).status.success());
+}

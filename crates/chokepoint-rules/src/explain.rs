@@ -100,7 +100,17 @@ fn target(query: &str) -> Result<(&'static str, Target), String> {
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let auth = &rest[..end];
         let hostport = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
-        if let Some(v6) = hostport.strip_prefix('[').and_then(|h| h.split(']').next()) {
+        if let Some(bracketed) = hostport.strip_prefix('[') {
+            let (v6, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| format!("unterminated `[` in the host of `{query}`"))?;
+            if !(after.is_empty()
+                || after
+                    .strip_prefix(':')
+                    .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())))
+            {
+                return Err(format!("bad port after the IPv6 literal in `{query}`"));
+            }
             let ip = v6
                 .parse()
                 .map_err(|_| format!("bad IPv6 literal in `{query}`"))?;

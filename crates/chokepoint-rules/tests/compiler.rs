@@ -404,3 +404,24 @@ fn explain_says_when_a_verdict_depends_on_ech() {
     let rs = inline("version: 1\nlists: {d: {format: domains, entries: [t.me]}}\nrules: [{name: r, match: {list: d}, action: reset}]\n").unwrap();
     assert_eq!(explain(&rs, "t.me").ech, None);
 }
+
+#[test]
+fn explain_refuses_an_unterminated_ipv6_literal() {
+    let rs = chokepoint_rules::compile_default().unwrap();
+    for q in ["http://[::1", "http://[::1/x", "https://[2001:67c:4e8::1"] {
+        let ex = chokepoint_rules::explain(&rs, q);
+        assert!(
+            ex.error
+                .as_deref()
+                .is_some_and(|e| e.contains("unterminated")),
+            "{q}: {ex:?}"
+        );
+        assert_eq!(ex.rule, None, "{q}");
+    }
+    let ok = chokepoint_rules::explain(&rs, "http://[2001:67c:4e8::1]:443/");
+    assert_eq!(ok.error, None);
+    assert_eq!(ok.rule.as_deref(), Some("telegram-ips"));
+    assert!(chokepoint_rules::explain(&rs, "http://[::1]x/")
+        .error
+        .is_some());
+}

@@ -89,6 +89,16 @@ pub struct Shared {
     pub load_seconds: Mutex<f64>,
     /// Frames the ports failed to send.
     pub send_errors: AtomicU64,
+    /// Whether the last reload attempt took over (true before any).
+    pub last_reload_ok: AtomicBool,
+    /// When rules last took over (a reload, or the start), unix seconds.
+    pub last_reload_success_unix: AtomicU64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Shared {
@@ -105,6 +115,8 @@ impl Shared {
             reloads_failed: AtomicU64::new(0),
             load_seconds: Mutex::new(load_seconds),
             send_errors: AtomicU64::new(0),
+            last_reload_ok: AtomicBool::new(true),
+            last_reload_success_unix: AtomicU64::new(unix_now()),
         }
     }
 
@@ -382,11 +394,16 @@ pub fn reload(shared: &Shared, load: impl FnOnce() -> Result<Ruleset, String>) -
             shared.rules.store(Arc::new(rs));
             *shared.load_seconds.lock().expect("stats") = t.elapsed().as_secs_f64();
             shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            shared.last_reload_ok.store(true, Ordering::Relaxed);
+            shared
+                .last_reload_success_unix
+                .store(unix_now(), Ordering::Relaxed);
             tracing::info!(seconds = t.elapsed().as_secs_f64(), "rules reloaded");
             true
         }
         Err(e) => {
             shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            shared.last_reload_ok.store(false, Ordering::Relaxed);
             tracing::error!(error = %e, "reload failed; the previous rules keep serving");
             false
         }

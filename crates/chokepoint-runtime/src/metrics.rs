@@ -123,6 +123,18 @@ pub fn render(shared: &Shared) -> String {
     )
     .expect("metric");
     reg.register(Box::new(created.clone())).expect("unique");
+    let reload_ok = IntGauge::new(
+        "chokepoint_last_reload_success",
+        "Whether the last reload attempt took over (1) or was refused (0); 1 before any.",
+    )
+    .expect("metric");
+    reg.register(Box::new(reload_ok.clone())).expect("unique");
+    let reload_at = IntGauge::new(
+        "chokepoint_last_reload_success_timestamp_seconds",
+        "When rules last took over (a reload, or the start), unix seconds.",
+    )
+    .expect("metric");
+    reg.register(Box::new(reload_at.clone())).expect("unique");
 
     let t = shared.totals();
     for (si, side) in ["inside", "outside"].iter().enumerate() {
@@ -149,7 +161,9 @@ pub fn render(shared: &Shared) -> String {
     for ((rule, trigger, verdict), n) in &t.decisions {
         let name = rule
             .and_then(|r| rules.meta.rules.get(r.index()))
-            .map_or("none", |r| r.name.as_str());
+            // The compiler refuses empty rule names, so "" cannot collide
+            // with a rule (a rule may well be called `none`).
+            .map_or("", |r| r.name.as_str());
         decisions
             .with_label_values(&[name, trigger, verdict])
             .inc_by(*n);
@@ -191,6 +205,8 @@ pub fn render(shared: &Shared) -> String {
     .set(1);
     load.set(*shared.load_seconds.lock().expect("stats"));
     created.set(rules.meta.created_unix as i64);
+    reload_ok.set(i64::from(shared.last_reload_ok.load(Ordering::Relaxed)));
+    reload_at.set(shared.last_reload_success_unix.load(Ordering::Relaxed) as i64);
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&reg.gather(), &mut out)

@@ -20,13 +20,26 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let rs = a.source.load()?;
+    let mut failed = 0usize;
     for q in &a.queries {
         let ex = explain(&rs, q);
+        failed += usize::from(ex.error.is_some());
         if a.json {
             println!("{}", serde_json::to_string(&ex)?);
         } else {
             print!("{}", report::explanation(&ex));
         }
+    }
+    if failed > 0 {
+        // Every answer is printed first, so one bad query in a batch hides
+        // nothing; the status tells a script that some were not answered.
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        eprintln!(
+            "chokepoint: {failed} of {} queries could not be read",
+            a.queries.len()
+        );
+        std::process::exit(2);
     }
     Ok(())
 }

@@ -1,0 +1,70 @@
+//! The metrics text: labels that cannot collide with rule names, and what
+//! the last reload did.
+
+use std::sync::atomic::Ordering;
+
+use chokepoint_rules::{compile_str, RuleId};
+use chokepoint_runtime::bridge::{reload, Shared};
+use chokepoint_runtime::metrics::render;
+
+fn rules() -> chokepoint_rules::Ruleset {
+    let y = "version: 1\nlists:\n  l: {format: domains, entries: [a.test]}\nrules:\n  - {name: none, match: {list: l}, action: drop}\n";
+    compile_str(y, "t.yaml", std::path::Path::new(".")).unwrap()
+}
+
+fn line<'a>(text: &'a str, starts: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.starts_with(starts)).collect()
+}
+
+#[test]
+fn no_rule_does_not_share_a_label_with_a_rule_named_none() {
+    let sh = Shared::new(rules(), 1, 0.0);
+    {
+        let mut d = sh.workers[0].decisions.lock().unwrap();
+        d.insert((RuleId::new(0), "tls_sni", "drop"), 5);
+        d.insert((None, "tls_sni", "drop"), 7);
+    }
+    let text = render(&sh);
+    let rows = line(&text, "chokepoint_decisions_total{");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|l| l.contains("rule=\"none\"") && l.ends_with(" 5")),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|l| l.contains("rule=\"\"") && l.ends_with(" 7")),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn last_reload_success_and_its_time() {
+    let sh = Shared::new(rules(), 1, 0.0);
+    let started = sh.last_reload_success_unix.load(Ordering::Relaxed);
+    assert!(started > 1_700_000_000);
+    let text = render(&sh);
+    assert_eq!(
+        line(&text, "chokepoint_last_reload_success "),
+        ["chokepoint_last_reload_success 1"]
+    );
+    assert!(!reload(&sh, || Err("bad file".into())));
+    let text = render(&sh);
+    assert_eq!(
+        line(&text, "chokepoint_last_reload_success "),
+        ["chokepoint_last_reload_success 0"]
+    );
+    // A refused reload leaves the time of the last success alone.
+    assert_eq!(
+        line(&text, "chokepoint_last_reload_success_timestamp_seconds "),
+        [format!("chokepoint_last_reload_success_timestamp_seconds {started}").as_str()]
+    );
+    assert!(reload(&sh, || Ok(rules())));
+    let text = render(&sh);
+    assert_eq!(
+        line(&text, "chokepoint_last_reload_success "),
+        ["chokepoint_last_reload_success 1"]
+    );
+    assert!(sh.last_reload_success_unix.load(Ordering::Relaxed) >= started);
+}
