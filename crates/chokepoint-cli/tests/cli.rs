@@ -235,7 +235,8 @@ fn replay_summary_names_the_policy_its_hash_and_what_dns_rows_count() {
 fn explain_with_an_invalid_query_exits_2_after_every_answer() {
     let o = run(&["explain", "--json", "t.me", "http://[::1", "91.108.56.1"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let lines: Vec<&str> = stdout(&o).lines().collect();
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(lines[1].contains("unterminated"), "{}", lines[1]);
     assert!(stderr(&o).contains("1 of 3 queries"), "{}", stderr(&o));
