@@ -164,10 +164,10 @@ pub enum TextEncoding {
     /// UTF-8 if the bytes are valid UTF-8, else Windows-1251.
     #[default]
     Auto,
-    #[serde(alias = "utf8")]
+    #[serde(alias = "utf8", alias = "utf-8")]
     /// UTF-8.
     Utf8,
-    #[serde(alias = "cp1251")]
+    #[serde(alias = "cp1251", alias = "windows-1251")]
     /// Windows-1251 (the registry dump's historical encoding).
     Windows1251,
 }
@@ -562,6 +562,21 @@ mod tests {
     fn a_byte_order_mark_is_accepted() {
         let p = Policy::from_yaml("\u{feff}version: 1\n", "p.yaml").unwrap();
         assert_eq!(p.version, 1);
+    }
+
+    #[test]
+    fn documented_encoding_spellings_are_accepted() {
+        for (word, want) in [
+            ("utf-8", TextEncoding::Utf8),
+            ("utf8", TextEncoding::Utf8),
+            ("windows-1251", TextEncoding::Windows1251),
+            ("windows1251", TextEncoding::Windows1251),
+            ("cp1251", TextEncoding::Windows1251),
+            ("auto", TextEncoding::Auto),
+        ] {
+            let got: TextEncoding = serde_norway::from_str(word).unwrap();
+            assert_eq!(got, want, "{word}");
+        }
     }
 
     #[test]
