@@ -3,34 +3,43 @@
 //! for TCP streams (offset = sequence number relative to the stream start),
 //! QUIC CRYPTO data and IP fragments.
 //!
-//! Bounded: at most `max_bytes` of buffer and `max_ranges` disjoint pieces.
-//! The buffer is kept between uses (see [`Pool`]), so steady-state traffic
-//! does not allocate.
+//! Bounded: at most `max_bytes` of stream window and `max_ranges` disjoint
+//! pieces. Memory follows the bytes held, never the offsets: the contiguous
+//! prefix is one buffer and each piece beyond a gap is its own allocation
+//! sized to its data, so a sender choosing a far offset costs only what it
+//! sends. The prefix buffer is kept between uses (see [`Pool`]), so
+//! steady-state traffic does not allocate.
 
 /// Why data was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CapHit {
-    /// The byte cap.
+    /// The byte cap (the data ends beyond the window).
     Bytes,
     /// The cap on disjoint pieces.
     Ranges,
+    /// The memory budget shared by all buffers of a [`Pool`].
+    Budget,
 }
 
 #[derive(Debug, Default)]
 /// Bytes at stream offsets, with the ranges received.
 pub struct Reassembly {
+    /// The contiguous prefix from `base`.
     buf: Vec<u8>,
-    /// Disjoint, sorted, non-adjacent received ranges `[start, end)`.
-    ranges: Vec<(u32, u32)>,
+    /// Pieces beyond a gap: sorted, disjoint, not touching each other nor
+    /// the prefix; `(start relative to base, bytes)`.
+    pieces: Vec<(u32, Vec<u8>)>,
     /// Stream offset of `buf[0]` (bytes before it were consumed).
     base: u64,
+    /// What the pool last counted for this buffer in its budget.
+    counted: usize,
 }
 
 impl Reassembly {
-    /// Forget everything, keeping the allocation.
+    /// Forget everything, keeping the prefix allocation.
     pub fn clear(&mut self) {
         self.buf.clear();
-        self.ranges.clear();
+        self.pieces.clear();
         self.base = 0;
     }
 
@@ -65,91 +74,106 @@ impl Reassembly {
         if end > max_bytes as u64 {
             return Err(CapHit::Bytes);
         }
-        let (start, end) = (start as u32, end as u32);
-        // Would this add a range beyond the cap?
-        let touching = self
-            .ranges
-            .iter()
-            .filter(|r| r.1 >= start && r.0 <= end)
-            .count();
-        if touching == 0 && self.ranges.len() >= max_ranges {
-            return Err(CapHit::Ranges);
-        }
-        // In order, after everything held: append (the common case).
-        if start as usize == self.buf.len() && self.ranges.last().is_none_or(|r| r.1 == start) {
-            self.buf.extend_from_slice(data);
-            match self.ranges.last_mut() {
-                Some(r) => r.1 = end,
-                None => self.ranges.push((start, end)),
-            }
+        // Bytes inside the prefix are held already: first copy wins.
+        let held = self.buf.len() as u64;
+        if end <= held {
             return Ok(());
         }
-        if self.buf.len() < end as usize {
-            self.buf.resize(end as usize, 0);
+        if start < held {
+            data = &data[(held - start) as usize..];
         }
-        // Copy only the gaps so earlier data wins on overlap (first copy
-        // is what a receiving stack would have kept too, in most stacks).
-        let mut cur = start;
-        for &(rs, re) in self.ranges.iter().filter(|r| r.1 > start && r.0 < end) {
-            if rs > cur {
-                let s = (cur - start) as usize;
-                let e = (rs - start) as usize;
-                self.buf[cur as usize..rs as usize].copy_from_slice(&data[s..e]);
+        let (start, end) = (start.max(held) as u32, end as u32);
+        // In order, nothing beyond a gap: append (the common case).
+        if start as usize == self.buf.len() && self.pieces.is_empty() {
+            self.buf.extend_from_slice(data);
+            return Ok(());
+        }
+        // Pieces this one overlaps or touches: indices `lo..hi`.
+        let lo = self.pieces.partition_point(|p| piece_end(p) < start);
+        let hi = self.pieces.partition_point(|p| p.0 <= end);
+        let joins_prefix = start as usize == self.buf.len();
+        let ranges = self.pieces.len() + usize::from(!self.buf.is_empty());
+        if lo == hi && !joins_prefix && ranges >= max_ranges {
+            return Err(CapHit::Ranges);
+        }
+        let ns = if lo < hi {
+            start.min(self.pieces[lo].0)
+        } else {
+            start
+        };
+        let ne = if lo < hi {
+            end.max(piece_end(&self.pieces[hi - 1]))
+        } else {
+            end
+        };
+        // One allocation sized to the merged piece; held pieces win over
+        // the new data where they overlap.
+        let mut merged = Vec::with_capacity((ne - ns) as usize);
+        let mut cur = ns;
+        for (ps, pd) in self.pieces.drain(lo..hi) {
+            if ps > cur {
+                let from = cur.max(start);
+                merged.extend_from_slice(&data[(from - start) as usize..(ps - start) as usize]);
             }
-            cur = cur.max(re);
+            merged.extend_from_slice(&pd);
+            cur = ps + pd.len() as u32;
         }
-        if cur < end {
-            let s = (cur - start) as usize;
-            self.buf[cur as usize..end as usize].copy_from_slice(&data[s..]);
+        if cur < ne {
+            let from = cur.max(start);
+            merged.extend_from_slice(&data[(from - start) as usize..]);
         }
-        // Merge the new range in.
-        let mut ns = start;
-        let mut ne = end;
-        self.ranges.retain(|&(rs, re)| {
-            if re >= ns && rs <= ne {
-                ns = ns.min(rs);
-                ne = ne.max(re);
-                false
-            } else {
-                true
-            }
-        });
-        let at = self.ranges.partition_point(|r| r.0 < ns);
-        self.ranges.insert(at, (ns, ne));
+        if ns as usize == self.buf.len() {
+            self.buf.extend_from_slice(&merged);
+        } else {
+            self.pieces.insert(lo, (ns, merged));
+        }
         Ok(())
     }
 
     /// The bytes received without a gap from the first unconsumed byte.
     pub fn contiguous(&self) -> &[u8] {
-        match self.ranges.first() {
-            Some(&(0, e)) => &self.buf[..e as usize],
-            _ => &[],
-        }
+        &self.buf
     }
 
     /// Total bytes held (contiguous or not).
     pub fn held(&self) -> usize {
-        self.ranges.iter().map(|r| (r.1 - r.0) as usize).sum()
+        self.buf.len() + self.pieces.iter().map(|p| p.1.len()).sum::<usize>()
+    }
+
+    /// Bytes of memory this buffer has allocated: the real capacities of
+    /// its vectors, so a budget can be kept on what is actually spent.
+    pub fn allocated(&self) -> usize {
+        self.buf.capacity()
+            + self.pieces.capacity() * std::mem::size_of::<(u32, Vec<u8>)>()
+            + self.pieces.iter().map(|p| p.1.capacity()).sum::<usize>()
     }
 
     /// Drop `n` bytes from the front of the contiguous prefix.
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.contiguous().len()) as u32;
+        let n = n.min(self.buf.len());
         if n == 0 {
             return;
         }
-        self.buf.drain(..n as usize);
-        for r in &mut self.ranges {
-            r.0 = r.0.saturating_sub(n);
-            r.1 -= n;
+        self.buf.drain(..n);
+        for p in &mut self.pieces {
+            p.0 -= n as u32;
         }
-        self.ranges.retain(|r| r.1 > r.0);
-        self.base += u64::from(n);
+        self.base += n as u64;
     }
 }
 
+fn piece_end(p: &(u32, Vec<u8>)) -> u32 {
+    p.0 + p.1.len() as u32
+}
+
+/// Largest prefix allocation a buffer keeps when it goes back to the pool:
+/// a ClientHello fits; a buffer grown bigger is shrunk, so idle buffers
+/// hold at most `keep` times this.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
 /// Reassembly buffers kept for reuse, so a new flow takes a buffer that an
-/// old one gave back instead of allocating.
+/// old one gave back instead of allocating; and the memory budget shared by
+/// all buffers lent out.
 #[derive(Debug, Default)]
 pub struct Pool {
     // Boxed because flows hold them boxed (a flow without a buffer stays
@@ -158,26 +182,70 @@ pub struct Pool {
     free: Vec<Box<Reassembly>>,
     /// Most buffers kept idle.
     pub keep: usize,
+    /// Most bytes all lent buffers may have allocated together.
+    pub budget: usize,
+    /// Bytes the lent buffers have allocated now (inserted through
+    /// [`Pool::insert`]).
+    held: usize,
 }
 
 impl Pool {
-    /// A pool keeping at most `keep` idle buffers.
+    /// A pool keeping at most `keep` idle buffers, without a budget.
     pub fn new(keep: usize) -> Pool {
+        Pool::with_budget(keep, usize::MAX)
+    }
+    /// A pool keeping at most `keep` idle buffers, its lent buffers holding
+    /// at most `budget` bytes together.
+    pub fn with_budget(keep: usize, budget: usize) -> Pool {
         Pool {
             free: Vec::new(),
             keep,
+            budget,
+            held: 0,
         }
     }
     /// An empty buffer, reused when one is idle.
     pub fn take(&mut self) -> Box<Reassembly> {
         self.free.pop().unwrap_or_default()
     }
-    /// Return a buffer (emptied here).
+    /// Return a buffer (emptied here); its bytes leave the budget.
     pub fn give(&mut self, mut r: Box<Reassembly>) {
+        self.held = self.held.saturating_sub(r.counted);
+        r.counted = 0;
         if self.free.len() < self.keep {
             r.clear();
+            r.buf.shrink_to(KEEP_CAPACITY);
+            r.pieces = Vec::new();
             self.free.push(r);
         }
+    }
+    /// [`Reassembly::insert`] into a lent buffer, within the budget: data
+    /// that could take the lent buffers past it is refused.
+    pub fn insert(
+        &mut self,
+        r: &mut Reassembly,
+        off: u64,
+        data: &[u8],
+        max_bytes: usize,
+        max_ranges: usize,
+    ) -> Result<(), CapHit> {
+        // What the insert may allocate at most: the data, plus the prefix
+        // doubling when it grows, plus the list of pieces growing.
+        let grow = data.len()
+            + r.buf.capacity().min(max_bytes)
+            + r.pieces.capacity().max(4) * std::mem::size_of::<(u32, Vec<u8>)>();
+        if self.held.saturating_add(grow) > self.budget {
+            return Err(CapHit::Budget);
+        }
+        let res = r.insert(off, data, max_bytes, max_ranges);
+        let now = r.allocated();
+        self.held = self.held - r.counted + now;
+        r.counted = now;
+        res
+    }
+    /// Bytes the lent buffers have allocated now.
+    pub fn held(&self) -> usize {
+        self.held
     }
 }
 
@@ -206,6 +274,39 @@ mod tests {
         assert_eq!(r.contiguous(), b"X56789");
         r.insert(0, b"0123456", 100, 8).unwrap(); // retransmission of consumed bytes
         assert_eq!(r.contiguous(), b"X56789");
+    }
+
+    #[test]
+    fn memory_follows_bytes_not_offsets() {
+        // A SYN, then one 700-byte segment far into the window: what is
+        // allocated is about the segment, not the offset.
+        let mut r = Reassembly::default();
+        r.insert(32_001, &[7u8; 700], 32 * 1024, 32).unwrap();
+        assert_eq!(r.held(), 700);
+        assert!(r.allocated() < 1024, "allocated {}", r.allocated());
+        // The gap filled: one contiguous stream, still sized to its bytes.
+        r.insert(0, &vec![1u8; 32_001], 32 * 1024, 32).unwrap();
+        assert_eq!(r.contiguous().len(), 32_701);
+        assert_eq!(&r.contiguous()[32_001..], &[7u8; 700][..]);
+        assert!(r.allocated() < 2 * 32_701);
+    }
+
+    #[test]
+    fn pool_budget() {
+        let mut pool = Pool::with_budget(4, 4096);
+        let mut bufs: Vec<_> = (0..8).map(|_| pool.take()).collect();
+        let mut refused = 0;
+        for b in &mut bufs {
+            if pool.insert(b, 20_000, &[1u8; 700], 32 * 1024, 32) == Err(CapHit::Budget) {
+                refused += 1;
+            }
+        }
+        assert!(pool.held() <= 4096, "held {}", pool.held());
+        assert!(refused >= 3, "refused {refused}");
+        for b in bufs {
+            pool.give(b);
+        }
+        assert_eq!(pool.held(), 0);
     }
 
     #[test]

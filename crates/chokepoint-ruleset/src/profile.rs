@@ -65,6 +65,10 @@ pub struct Profile {
     pub reassembly_max_bytes: u32,
     /// Per-flow cap on out-of-order segments held.
     pub reassembly_max_segments: u32,
+    /// Bytes all flows' reassembly buffers of one engine (one worker) may
+    /// allocate together; data beyond it is refused and its flow passes
+    /// uninspected.
+    pub reassembly_memory_budget: u64,
     /// Datagrams being reassembled from IP fragments at once.
     pub max_fragment_datagrams: u32,
     /// Seconds an incomplete fragmented datagram is kept.
@@ -88,6 +92,7 @@ impl Default for Profile {
             timeouts: Timeouts::default(),
             reassembly_max_bytes: 32 * 1024,
             reassembly_max_segments: 32,
+            reassembly_memory_budget: 256 * 1024 * 1024,
             max_fragment_datagrams: 4096,
             fragment_timeout: 30,
             reevaluate_on_reload: false,

@@ -28,6 +28,13 @@ pub struct Counters {
     pub reassembly_cap_bytes: u64,
     /// Reassembly refused data: segment cap.
     pub reassembly_cap_segments: u64,
+    /// Reassembly refused data because all flows' buffers together were
+    /// at the memory budget; the flow's buffer was dropped and the flow
+    /// passed uninspected.
+    pub reassembly_budget_refused: u64,
+    /// Bytes the reassembly buffers of all flows hold now (a gauge, as of
+    /// the last insert or reading).
+    pub reassembly_bytes_held: u64,
     /// ClientHellos larger than the engine gathers.
     pub client_hello_too_large: u64,
     /// Flows passed uninspected because the budget ran out first.

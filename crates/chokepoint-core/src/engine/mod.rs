@@ -185,6 +185,11 @@ enum Opened {
     Open(FlowId),
 }
 
+/// The reassembly budget as the pool keeps it.
+fn budget(p: &Profile) -> usize {
+    usize::try_from(p.reassembly_memory_budget).unwrap_or(usize::MAX)
+}
+
 impl Engine {
     /// An engine enforcing `rules` with the profile compiled into them.
     pub fn new(rules: Arc<Ruleset>) -> Engine {
@@ -200,7 +205,7 @@ impl Engine {
                 crypt: Vec::with_capacity(65_536),
                 datagram: Vec::with_capacity(65_536),
                 alone: Reassembly::default(),
-                pool: Pool::new(1024),
+                pool: Pool::with_budget(1024, budget(&profile)),
             },
             out: Output {
                 events: Vec::with_capacity(MAX_EVENTS_PER_PACKET),
@@ -226,6 +231,7 @@ impl Engine {
             profile.max_fragment_datagrams as usize,
             profile.fragment_timeout,
         );
+        self.scratch.pool.budget = budget(&profile);
         self.cfg = Config { rules, profile };
         if self.cfg.profile.reevaluate_on_reload {
             self.reevaluate();

@@ -56,7 +56,8 @@ pub(super) fn inspect(
         (rel as u64, t.payload)
     };
     let p = &cx.cfg.profile;
-    match buf.insert(
+    match cx.pool.insert(
+        &mut buf,
         off,
         data,
         p.reassembly_max_bytes as usize,
@@ -65,6 +66,19 @@ pub(super) fn inspect(
         Ok(()) => {}
         Err(CapHit::Bytes) => cx.counters.reassembly_cap_bytes += 1,
         Err(CapHit::Ranges) => cx.counters.reassembly_cap_segments += 1,
+        Err(CapHit::Budget) => {
+            // Out of memory for all flows: this one passes uninspected
+            // and frees what it held, rather than holding it for a hello
+            // that may never come.
+            cx.counters.reassembly_budget_refused += 1;
+            cx.give_up();
+        }
+    }
+    cx.counters.reassembly_bytes_held = cx.pool.held() as u64;
+    if cx.flow.inspect == Inspect::Done {
+        cx.pool.give(buf);
+        cx.counters.reassembly_bytes_held = cx.pool.held() as u64;
+        return cx.undecided();
     }
     let d = read_stream(cx, hello, &mut buf, dns);
     if cx.flow.inspect == Inspect::Done || cx.flow.decision.is_some() {

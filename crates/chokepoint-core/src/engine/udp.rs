@@ -66,16 +66,19 @@ fn initials(cx: &mut FlowCx<'_>, crypt: &mut Vec<u8>, datagram: &[u8]) -> Decisi
         cx.cfg.profile.reassembly_max_segments as usize,
     );
     let mut buf = cx.flow.buf.take();
-    let (mut cap_bytes, mut cap_ranges) = (0u64, 0u64);
+    let (mut cap_bytes, mut cap_ranges, mut cap_budget) = (0u64, 0u64, 0u64);
     let pool = &mut *cx.pool;
     let fed = cx.flow.quic.feed(datagram, crypt, |off, data| {
         let b = buf.get_or_insert_with(|| pool.take());
-        match b.insert(off, data, max_bytes, max_ranges) {
+        match pool.insert(b, off, data, max_bytes, max_ranges) {
             Ok(()) => {}
             Err(CapHit::Bytes) => cap_bytes += 1,
             Err(CapHit::Ranges) => cap_ranges += 1,
+            Err(CapHit::Budget) => cap_budget += 1,
         }
     });
+    cx.counters.reassembly_budget_refused += cap_budget;
+    cx.counters.reassembly_bytes_held = cx.pool.held() as u64;
     cx.counters.quic_initials += u64::from(fed.initials);
     cx.counters.quic_decrypt_failures += u64::from(fed.failures);
     cx.counters.reassembly_cap_bytes += cap_bytes;
@@ -97,7 +100,7 @@ fn initials(cx: &mut FlowCx<'_>, crypt: &mut Vec<u8>, datagram: &[u8]) -> Decisi
         Hello::NeedMore => (cx.undecided(), false),
         Hello::NotHello => (cx.undecided(), true),
     };
-    if done {
+    if done || cap_budget > 0 {
         b.clear();
         cx.pool.give(b);
         cx.give_up_if_undecided();
