@@ -384,9 +384,12 @@ pub fn validate_profile(p: &Profile) -> Result<(), String> {
             min: 1,
             max: 4096,
         },
-        // LEAD: enable at merge, once helper D's `reassembly_memory_budget`
-        // (bytes, u64) is on Profile:
-        // Knob { name: "reassembly_memory_budget", value: p.reassembly_memory_budget, min: MIB, max: 64 * GIB },
+        Knob {
+            name: "reassembly_memory_budget",
+            value: p.reassembly_memory_budget,
+            min: MIB,
+            max: 64 * GIB,
+        },
         Knob {
             name: "max_fragment_datagrams",
             value: p.max_fragment_datagrams.into(),
@@ -425,7 +428,6 @@ pub fn validate_profile(p: &Profile) -> Result<(), String> {
         },
     ];
     // Referenced so the constant stays when the budget line is disabled.
-    let _ = GIB;
     for k in knobs {
         if !(k.min..=k.max).contains(&k.value) {
             return Err(format!(
