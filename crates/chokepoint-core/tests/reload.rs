@@ -119,3 +119,21 @@ fn a_reload_with_a_smaller_flow_table_shrinks_it() {
     assert_eq!(e.flows().len(), 5);
     assert_eq!(e.flows().capacity(), 5);
 }
+
+#[test]
+fn a_held_match_does_not_outlive_its_policy() {
+    let mut e = Engine::new(compile(
+        "version: 1\nlists: {w: {format: cidr, entries: [198.19.1.0/24]}, d: {format: domains, entries: [t.me]}}\nrules: [{name: r, match: {list: d}, action: reset}, {name: w, match: {list: w, on: [ip]}, action: log}]\n",
+    ));
+    assert_eq!(
+        run(&mut e, 0, &tcp(C, "198.19.1.5", 42300, 443, 1, 0x02, b"")).0,
+        Verdict::Log
+    );
+    // The new policy has no rule 1: the held `log` match must not be
+    // looked up in it.
+    e.set_rules(compile("version: 1\n"));
+    assert_eq!(
+        run(&mut e, 1, &tcp(C, "198.19.1.5", 42300, 443, 2, 0x10, b"")).0,
+        Verdict::Pass
+    );
+}

@@ -173,7 +173,10 @@ impl Actor {
         // No rule matched: the policy's default action applies.
         let action = d
             .rule
-            .map_or(&rules.meta.default_action, |r| &rules.rule(r).action);
+            // A flow decided before a reload carries an id of the old
+            // policy, which the new one may not have.
+            .and_then(|r| rules.meta.rules.get(r.index()))
+            .map_or(&rules.meta.default_action, |r| &r.action);
         if d.verdict.forwards() {
             self.counters.forwarded += 1;
             let applied = if d.verdict == Verdict::Log {

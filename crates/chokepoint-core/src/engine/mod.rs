@@ -235,6 +235,11 @@ impl Engine {
         self.cfg = Config { rules, profile };
         if self.cfg.profile.reevaluate_on_reload {
             self.reevaluate();
+        } else {
+            // A held match is an id of the old policy: it may name another
+            // rule, or none, in the new one. Held matches only ever
+            // forwarded, so dropping them keeps every flow forwarding.
+            self.flows.for_each_mut(|f| f.hold = None);
         }
     }
 

@@ -179,12 +179,13 @@ fn read_stream(
                         }
                     }
                     // Keep-alive: skip the body, look at the next request.
-                    let total = end + body.unwrap_or(0);
-                    if data.len() < total {
+                    // A crafted Content-Length must not overflow.
+                    let total = end.checked_add(body.unwrap_or(0));
+                    if total.is_none_or(|t| data.len() < t) {
                         cx.give_up();
                         return decision;
                     }
-                    buf.consume(total);
+                    buf.consume(total.unwrap_or(0));
                 }
                 http::Request::NeedMore => return decision,
                 http::Request::NotHttp => {
