@@ -181,16 +181,6 @@ impl Flow {
         }
     }
 
-    /// The flow's identity.
-    pub fn key(&self) -> &FlowKey {
-        &self.key
-    }
-
-    /// The decision that sticks to the flow, if any.
-    pub fn decision(&self) -> Option<FlowDecision> {
-        self.decision
-    }
-
     /// The flow's two addresses, from the key.
     pub fn addresses(&self) -> (IpAddr, IpAddr) {
         (self.key.a, self.key.b)
@@ -318,11 +308,6 @@ impl FlowTable {
     #[inline]
     pub fn get_mut(&mut self, id: FlowId) -> &mut Flow {
         self.slots[id.0 as usize].as_mut().expect("live flow")
-    }
-
-    /// Every live flow.
-    pub fn iter(&self) -> impl Iterator<Item = &Flow> {
-        self.slots.iter().flatten()
     }
 
     fn remove(&mut self, idx: usize, pool: &mut Pool) {

@@ -45,15 +45,7 @@ fn tshark_reads_pass_and_drop_files() {
             String::from_utf8_lossy(&bad.stdout)
         );
     }
-    let count = |filter: &str| {
-        let o = Command::new("tshark")
-            .args(["-n", "-r"])
-            .arg(&pp)
-            .args(["-Y", filter])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).lines().count()
-    };
+    let count = |filter: &str| tshark_count(&pp, filter);
     assert_eq!(
         count("tcp.flags.reset == 1"),
         4 + 1,
@@ -114,16 +106,7 @@ fn dns_over_tcp_queries_get_forged_answers() {
     res.unwrap();
     let pp = dir.join("pass.pcap");
     std::fs::write(&pp, &pass).unwrap();
-    let count = |filter: &str| {
-        let o = Command::new("tshark")
-            .args(["-n", "-r"])
-            .arg(&pp)
-            .args(["-Y", filter])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).lines().count()
-    };
+    let count = |filter: &str| tshark_count(&pp, filter);
     assert_eq!(count("_ws.malformed || _ws.expert.severity >= error"), 0);
     assert_eq!(
         count("tcp.srcport == 53 && dns.flags.response == 1 && dns.flags.rcode == 3"),
@@ -134,4 +117,16 @@ fn dns_over_tcp_queries_get_forged_answers() {
         blocked
     );
     assert_eq!(count("tcp.dstport == 53 && tcp.flags.reset == 1"), blocked);
+}
+
+/// Packets of a capture that tshark's display filter selects.
+fn tshark_count(capture: &std::path::Path, filter: &str) -> usize {
+    let o = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(capture)
+        .args(["-Y", filter])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).lines().count()
 }

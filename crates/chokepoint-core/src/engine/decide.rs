@@ -69,10 +69,7 @@ pub(crate) fn judge(rules: &Ruleset, hold: Option<Match>, found: Option<&Found<'
         normalize_wire(matchable, &mut buf).and_then(|n| rules.match_hello(f.trigger, f.ech, n))
     });
     let m = earlier(hold, name_match);
-    let verdict = match &m {
-        Some(m) => Verdict::of(&rules.rule(m.rule).action),
-        None => Verdict::of(&rules.meta.default_action),
-    };
+    let verdict = Verdict::of(rules.action(m.as_ref()));
     let by = match (m, name_match, found) {
         (Some(x), Some(n), Some(f)) if x == n => f.trigger,
         (Some(_), _, _) => Trigger::Ip,

@@ -58,7 +58,12 @@ struct Config {
 
 impl Config {
     fn default_verdict(&self) -> Verdict {
-        Verdict::of(&self.rules.meta.default_action)
+        self.verdict_of(None)
+    }
+
+    /// The verdict of a match, or of the default action.
+    fn verdict_of(&self, m: Option<Match>) -> Verdict {
+        Verdict::of(self.rules.action(m.as_ref()))
     }
 
     /// The IP rule for a packet's addresses: the earlier of the two matches.
@@ -119,16 +124,10 @@ pub(crate) struct FlowCx<'e> {
 impl FlowCx<'_> {
     /// No decision yet: a held `pass`/`log` match, or the default.
     fn undecided(&self) -> Decision {
-        let (verdict, rule) = match self.flow.hold {
-            Some(m) => (
-                Verdict::of(&self.cfg.rules.rule(m.rule).action),
-                Some(m.rule),
-            ),
-            None => (self.cfg.default_verdict(), None),
-        };
+        let hold = self.flow.hold;
         Decision {
-            verdict,
-            rule,
+            verdict: self.cfg.verdict_of(hold),
+            rule: hold.map(|m| m.rule),
             decided_now: false,
             flow: Some(self.flow.serial),
         }
@@ -330,9 +329,7 @@ impl Engine {
     fn ip_only(&self, addresses: Option<(IpAddr, IpAddr)>) -> Decision {
         let m = addresses.and_then(|(src, dst)| self.cfg.ip_match(src, dst));
         Decision {
-            verdict: m.map_or(self.cfg.default_verdict(), |m| {
-                Verdict::of(&self.cfg.rules.rule(m.rule).action)
-            }),
+            verdict: self.cfg.verdict_of(m),
             rule: m.map(|m| m.rule),
             decided_now: false,
             flow: None,
