@@ -296,5 +296,37 @@ fn end_to_end(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages, end_to_end);
+/// IP fragment reassembly under a flood of distinct datagrams that never
+/// complete (first fragments only), with 65,536 datagrams allowed in
+/// progress: the cost of holding, expiring and evicting them.
+fn fragments(c: &mut Criterion) {
+    let rules = Arc::new(
+        chokepoint_rules::compile_str(
+            "version: 1\nprofile: {max_fragment_datagrams: 65536}\nrules: []\n",
+            "bench.yaml",
+            std::path::Path::new("."),
+        )
+        .unwrap(),
+    );
+    const DATAGRAMS: u32 = 100_000;
+    let mut first = Vec::new();
+    for i in 0..DATAGRAMS {
+        let (cl, sv, port) = addrs(i);
+        let udp = synth::udp_datagram(cl, sv, port, 53, &[0u8; 1200]);
+        let mut pkt = synth::ip_packet(cl, sv, 17, &udp);
+        pkt[4..6].copy_from_slice(&(i as u16).to_be_bytes());
+        let frags = synth::ipv4_fragments(&pkt, 600);
+        first.push(synth::ethernet(&frags[0], &[]));
+    }
+    let mut g = c.benchmark_group("defrag");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(u64::from(DATAGRAMS)));
+    g.bench_function(
+        "100k distinct incomplete datagrams, 64k in progress, per fragment",
+        |b| b.iter_custom(|n| per_packet(&rules, &first, n, &[])),
+    );
+    g.finish();
+}
+
+criterion_group!(benches, stages, end_to_end, fragments);
 criterion_main!(benches);

@@ -10,6 +10,8 @@
 #   tests/lab/lab.sh up-kernel    the same topology bridged by the kernel (for comparison)
 #   tests/lab/lab.sh up-tap POLICY kernel hub + chokepoint --tap on a third port
 #   tests/lab/lab.sh check        run the checks (curl, dig) against the lab policy
+#   tests/lab/lab.sh up-hard      an artifact-fed bridge, 2 workers, 8 MiB reassembly budget
+#   tests/lab/lab.sh check-hard   privileges, crafted artifact under traffic, flood
 #   tests/lab/lab.sh down         tear everything down (also done on any exit of `test`)
 #   tests/lab/lab.sh test         up + check + down: what the test suite runs
 #
@@ -101,6 +103,68 @@ check_tap() {
   else
     bad "tap: observe" "curl '$out'; $(grep -E 'dropped.example|t.me|blocked-dns' "$LAB/events.jsonl" | head -5)"
   fi
+  echo "lab: $PASS passed, $FAIL failed"
+  [ $FAIL = 0 ]
+}
+
+# Hardening: an artifact-fed bridge with two workers and a small (8 MiB)
+# reassembly budget, for a crafted artifact swapped in under traffic and an
+# out-of-window flood. $LAB/crafted.chk (a valid hash over lying tables) is
+# written by the test harness (crates/chokepoint-cli/tests/lab.rs).
+BUDGET=8388608
+up_hard() {
+  topology
+  start_servers
+  { cat tests/lab/policy.yaml; echo "profile: {reassembly_memory_budget: $BUDGET}"; } > "$LAB/hard.yaml"
+  "$CP" compile "$LAB/hard.yaml" -o "$LAB/rules.chk" > /dev/null
+  start chokepoint $K 300 "$CP" run --inside c1 --outside s1 --artifact "$LAB/rules.chk" --workers 2 --metrics 127.0.0.1:9900
+  wait_bridge
+}
+
+# The bridge's own PID (the recorded one is its `timeout`).
+bridge_pid() { local t; t=$(cat "$LAB/chokepoint.pid"); { cat "/proc/$t/task/$t/children" 2>/dev/null || pgrep -P "$t"; } | awk '{print $1; exit}'; }
+status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+metric() { nsx $K curl -s -m 5 http://127.0.0.1:9900/metrics | awk -v m="$1" '$1 == m { print $2 }'; }
+
+check_hard() {
+  local out rc pid before after held evicted dl
+  pid=$(bridge_pid)
+  out=$(awk '$1 == "CapEff:" || $1 == "CapPrm:" { printf "%s ", $2 }' "/proc/$pid/status")
+  [ "$out" = "0000000000000000 0000000000000000 " ] && ok "privileges: no capabilities left once the sockets are open" || bad "privileges" "CapEff/CapPrm $out"
+  # A crafted artifact (valid hash, IPv4 prefixes moved to a list no IP rule
+  # uses) swapped in while a download runs: refused, the old rules serve,
+  # nothing stops forwarding.
+  [ -s "$LAB/crafted.chk" ] || { bad "crafted artifact" "no $LAB/crafted.chk"; return 1; }
+  nsx $C curl -s -m 20 --limit-rate 200k -o /dev/null -w '%{http_code}' --resolve allowed.example:80:198.18.0.2 http://allowed.example/big.bin > "$LAB/dl.txt" 2>&1 &
+  dl=$!
+  sleep 1
+  cp "$LAB/crafted.chk" "$LAB/rules.chk.tmp" && mv "$LAB/rules.chk.tmp" "$LAB/rules.chk"
+  sleep 1.5
+  rc=0; nsx $C curl -sk -m 3 --resolve unlisted.example:443:198.18.0.3 https://unlisted.example/ >/dev/null 2>&1 || rc=$?
+  out=$(nsx $C curl -sk -m 5 -o /dev/null -w '%{http_code}' --resolve allowed.example:443:198.18.0.2 https://allowed.example/ || true)
+  wait "$dl" || true
+  if [ $rc = 28 ] && [ "$out" = 200 ] && [ "$(cat "$LAB/dl.txt")" = 200 ] && kill -0 "$pid" 2>/dev/null \
+    && [ "$(metric 'chokepoint_reloads_total{result="failed"}')" -ge 1 ] && [ "$(metric chokepoint_last_reload_success)" = 0 ]; then
+    ok "crafted artifact under traffic: refused, old rules serve, download completed"
+  else
+    bad "crafted artifact" "blocked-ip curl $rc, allowed '$out', download '$(cat "$LAB/dl.txt")', $(grep -i reload "$LAB/chokepoint.log" | tail -2)"
+  fi
+  # An out-of-window flood: 30,000 flows each holding 700 bytes 32 KB into
+  # the window. Reassembly stays inside its budget (stale holders evicted),
+  # and a real blocked hello afterwards is still read and reset.
+  before=$(status_kib "$pid" VmRSS)
+  nsx $C timeout 90 python3 tests/lab/flood.py c0 198.18.0.1 198.18.0.5 30000 > "$LAB/flood.log" 2>&1 || true
+  sleep 1
+  after=$(status_kib "$pid" VmHWM)
+  held=$(metric chokepoint_reassembly_bytes_held)
+  evicted=$(metric 'chokepoint_reassembly_budget_total{outcome="evicted"}')
+  if [ "${held:-0}" -le $BUDGET ] && [ "${evicted:-0}" -gt 0 ] && [ $((after - before)) -lt $((3 * BUDGET / 1024)) ]; then
+    ok "flood: reassembly held ${held} B (budget $BUDGET), ${evicted} stale buffers evicted, peak RSS +$(((after - before) / 1024)) MiB"
+  else
+    bad "flood" "held ${held:-?} B, evicted ${evicted:-?}, RSS ${before} -> peak ${after} KiB; $(cat "$LAB/flood.log")"
+  fi
+  rc=0; out=$(nsx $C curl -sk -m 5 --resolve t.me:443:198.18.0.2 https://t.me/ 2>&1) || rc=$?
+  { [ $rc = 35 ] || [ $rc = 56 ]; } && ok "after the flood: blocked SNI still reset (curl exit $rc)" || bad "after the flood" "curl exit $rc: $out"
   echo "lab: $PASS passed, $FAIL failed"
   [ $FAIL = 0 ]
 }
@@ -238,6 +302,8 @@ case "${1:-}" in
   up) up "${2:?policy}";;
   up-kernel) up_kernel;;
   up-tap) up_tap "${2:?policy}";;
+  up-hard) up_hard;;
+  check-hard) check_hard;;
   down) down;;
   check) check;;
   test)
@@ -247,6 +313,9 @@ case "${1:-}" in
     PASS=0; FAIL=0
     up_tap tests/lab/policy.yaml
     check_tap
+    PASS=0; FAIL=0
+    up_hard
+    check_hard
     ;;
   *) echo "usage: $0 up POLICY | check | down | test" >&2; exit 2;;
 esac

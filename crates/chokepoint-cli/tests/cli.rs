@@ -242,3 +242,29 @@ fn explain_with_an_invalid_query_exits_2_after_every_answer() {
     assert!(stderr(&o).contains("1 of 3 queries"), "{}", stderr(&o));
     assert!(run(&["explain", "t.me"]).status.success());
 }
+
+#[test]
+fn run_refuses_one_interface_on_both_sides() {
+    let o = run(&["run", "--inside", "cp-x0", "--outside", "cp-x0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("same interface `cp-x0`"), "{e}");
+}
+
+#[test]
+fn run_refuses_queue_and_worker_counts_out_of_range() {
+    for (flag, value) in [
+        ("--queue", "1000000000"),
+        ("--queue", "0"),
+        ("--workers", "0"),
+        ("--workers", "100000"),
+    ] {
+        let o = run(&["run", "--tap", "cp-x0", flag, value]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains(value) && e.contains("in "),
+            "{flag} {value}: {e}"
+        );
+    }
+}

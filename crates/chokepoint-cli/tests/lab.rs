@@ -15,16 +15,29 @@ fn live_bridge_enforces_every_action_on_real_clients() {
         "the namespace lab needs root (ip netns): run ./scripts/test.sh as root"
     );
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let lab_dir = std::env::temp_dir().join(format!("chokepoint-lab-{}", std::process::id()));
+    std::fs::create_dir_all(&lab_dir).unwrap();
+    // The hardening phase swaps this in under traffic: the lab policy with
+    // its IPv4 prefixes moved to a list no IP rule uses, hash recomputed.
+    let rules = chokepoint_rules::compile_file(&repo.join("tests/lab/policy.yaml")).unwrap();
+    let names = rules
+        .meta
+        .lists
+        .iter()
+        .position(|l| l.name == "reset-names")
+        .unwrap() as u16;
+    let crafted = chokepoint_testkit::craft::prefixes_on_list(
+        &chokepoint_rules::artifact::to_bytes(&rules),
+        names,
+    );
+    std::fs::write(lab_dir.join("crafted.chk"), crafted).unwrap();
     let out = Command::new("timeout")
-        .arg("240")
+        .arg("400")
         .arg(repo.join("tests/lab/lab.sh"))
         .arg("test")
         .current_dir(&repo)
         .env("CHOKEPOINT", env!("CARGO_BIN_EXE_chokepoint"))
-        .env(
-            "LAB_DIR",
-            std::env::temp_dir().join(format!("chokepoint-lab-{}", std::process::id())),
-        )
+        .env("LAB_DIR", &lab_dir)
         .output()
         .expect("lab script runs");
     let text = format!(
@@ -37,7 +50,11 @@ fn live_bridge_enforces_every_action_on_real_clients() {
         text.contains("lab: 18 passed, 0 failed"),
         "inline bridge: {text}"
     );
-    assert!(text.contains("lab: 4 passed, 0 failed"), "tap mode: {text}");
+    assert_eq!(
+        text.matches("lab: 4 passed, 0 failed").count(),
+        2,
+        "tap mode and hardening: {text}"
+    );
     // The namespaces are gone afterwards.
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(

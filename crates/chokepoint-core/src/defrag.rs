@@ -1,7 +1,18 @@
 //! IPv4 and IPv6 fragment reassembly, bounded in datagrams held, bytes per
 //! datagram and time.
+//!
+//! Datagrams in progress sit in a hash map and, in order of arrival, in a
+//! FIFO of [`Arrival`]s, so expiry and eviction take the oldest from the
+//! front in amortised O(1) rather than scanning every datagram on every
+//! fragment (a flood of distinct fragmented datagrams would make each
+//! fragment cost O(datagrams held)). Completed or refused datagrams leave
+//! stale arrivals behind; they are skipped when reached and the FIFO is
+//! compacted once it holds twice the cap, which keeps it bounded and the
+//! compaction amortised. Arrivals are in packet order: a capture whose
+//! timestamps go backwards expires a datagram only once those before it
+//! have gone (or when the cap evicts it).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use crate::decode::Fragment;
@@ -25,8 +36,21 @@ struct Pending {
     data: Box<Reassembly>,
     /// Known once the last fragment (more = false) has arrived.
     total: Option<usize>,
+    /// Tells this datagram's arrival from a stale one with the same key.
+    serial: u64,
+}
+
+/// A datagram's first fragment, in arrival order.
+#[derive(Clone, Copy)]
+struct Arrival {
+    key: Key,
+    serial: u64,
     first_seen: u64,
 }
+
+/// At most this many datagrams are dropped for room on one fragment, so a
+/// lowered cap after a reload shrinks the table over several packets.
+const EVICT_PER_FRAGMENT: usize = 8;
 
 /// Counters of the reassembler.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -46,6 +70,8 @@ pub struct DefragStats {
 /// IP fragment reassembly, bounded in datagrams and time.
 pub struct Defrag {
     pending: HashMap<Key, Pending>,
+    arrivals: VecDeque<Arrival>,
+    next_serial: u64,
     pool: Pool,
     max_datagrams: usize,
     timeout_ns: u64,
@@ -58,6 +84,8 @@ impl Defrag {
     pub fn new(max_datagrams: usize, timeout_secs: u32) -> Defrag {
         Defrag {
             pending: HashMap::new(),
+            arrivals: VecDeque::new(),
+            next_serial: 0,
             pool: Pool::new(64),
             max_datagrams: max_datagrams.max(1),
             timeout_ns: u64::from(timeout_secs) * 1_000_000_000,
@@ -94,26 +122,34 @@ impl Defrag {
             id: f.frag.id,
             proto: f.proto,
         };
-        if !self.pending.contains_key(&key) && self.pending.len() >= self.max_datagrams {
-            // Make room: drop the oldest datagram in progress.
-            if let Some(old) = self
-                .pending
-                .iter()
-                .min_by_key(|(_, p)| p.first_seen)
-                .map(|(k, _)| *k)
-            {
-                if let Some(p) = self.pending.remove(&old) {
-                    self.pool.give(p.data);
+        if !self.pending.contains_key(&key) {
+            // Make room: drop the oldest datagrams in progress.
+            let mut dropped = 0;
+            while self.pending.len() >= self.max_datagrams && dropped < EVICT_PER_FRAGMENT {
+                if !self.drop_oldest() {
+                    break;
                 }
                 self.stats.evictions += 1;
+                dropped += 1;
             }
+            let serial = self.next_serial;
+            self.next_serial += 1;
+            self.arrivals.push_back(Arrival {
+                key,
+                serial,
+                first_seen: now,
+            });
+            self.pending.insert(
+                key,
+                Pending {
+                    data: self.pool.take(),
+                    total: None,
+                    serial,
+                },
+            );
+            self.compact();
         }
-        let pool = &mut self.pool;
-        let p = self.pending.entry(key).or_insert_with(|| Pending {
-            data: pool.take(),
-            total: None,
-            first_seen: now,
-        });
+        let p = self.pending.get_mut(&key).expect("inserted above");
         let end = f.frag.offset as usize + f.data.len();
         if !f.frag.more {
             p.total = Some(end);
@@ -145,20 +181,46 @@ impl Defrag {
 
     /// Drop datagrams older than the timeout.
     pub fn expire(&mut self, now: u64) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let timeout = self.timeout_ns;
-        let pool = &mut self.pool;
-        let before = self.pending.len();
-        self.pending.retain(|_, p| {
-            let keep = now.saturating_sub(p.first_seen) <= timeout;
-            if !keep {
-                pool.give(std::mem::take(&mut p.data));
+        while let Some(a) = self.arrivals.front() {
+            if now.saturating_sub(a.first_seen) <= self.timeout_ns {
+                break;
             }
-            keep
-        });
-        self.stats.timeouts += (before - self.pending.len()) as u64;
+            if self.drop_oldest() {
+                self.stats.timeouts += 1;
+            }
+        }
+    }
+
+    /// Whether `a` is the arrival of a datagram still in progress.
+    fn live(&self, a: &Arrival) -> bool {
+        self.pending
+            .get(&a.key)
+            .is_some_and(|p| p.serial == a.serial)
+    }
+
+    /// Take the front arrival off, skipping stale ones, and drop its
+    /// datagram; `false` if none was left.
+    fn drop_oldest(&mut self) -> bool {
+        while let Some(a) = self.arrivals.pop_front() {
+            if self.live(&a) {
+                if let Some(p) = self.pending.remove(&a.key) {
+                    self.pool.give(p.data);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Forget stale arrivals once they outnumber the cap: O(cap) work at
+    /// most once per cap arrivals.
+    fn compact(&mut self) {
+        let bound = 2 * self.max_datagrams.max(self.pending.len()) + 64;
+        if self.arrivals.len() > bound {
+            let pending = &self.pending;
+            self.arrivals
+                .retain(|a| pending.get(&a.key).is_some_and(|p| p.serial == a.serial));
+        }
     }
 }
 
@@ -203,5 +265,53 @@ mod tests {
         assert_eq!(d.stats.evictions, 3);
         assert!(!d.add(9, &frag(9, 65_530, false, b"0123456789"), &mut out));
         assert_eq!(d.stats.refused, 1);
+    }
+
+    #[test]
+    fn evicts_and_expires_oldest_first() {
+        let mut d = Defrag::new(3, 30);
+        let mut out = Vec::new();
+        let s = 1_000_000_000;
+        for id in 0..4 {
+            d.add(id as u64 * s, &frag(id, 0, true, b"01234567"), &mut out);
+        }
+        // Datagram 0 went for room; 1, 2 and 3 remain.
+        assert_eq!(d.stats.evictions, 1);
+        assert!(d.add(5 * s, &frag(1, 8, false, b"y"), &mut out));
+        // At 32 s datagram 2 (first seen at 2 s) is past the timeout; 3 is not.
+        d.expire(32 * s + 1);
+        assert_eq!((d.stats.timeouts, d.len()), (1, 1));
+        d.expire(33 * s + 1);
+        assert_eq!((d.stats.timeouts, d.len()), (2, 0));
+    }
+
+    #[test]
+    fn stale_arrivals_stay_bounded() {
+        // Many datagrams completing at once leave arrivals behind: the
+        // FIFO is compacted, never grows with the traffic.
+        let mut d = Defrag::new(4, 30);
+        let mut out = Vec::new();
+        for id in 0..10_000 {
+            assert!(!d.add(0, &frag(id, 8, false, b"b"), &mut out));
+            assert!(d.add(0, &frag(id, 0, true, b"abcdefgh"), &mut out));
+        }
+        assert_eq!(d.stats.datagrams, 10_000);
+        assert!(d.arrivals.len() <= 2 * 4 + 64 + 1, "{}", d.arrivals.len());
+    }
+
+    #[test]
+    fn a_lowered_cap_shrinks_over_several_fragments() {
+        let mut d = Defrag::new(100, 30);
+        let mut out = Vec::new();
+        for id in 0..100 {
+            d.add(0, &frag(id, 0, true, b"x"), &mut out);
+        }
+        d.set_limits(10, 30);
+        d.add(0, &frag(1000, 0, true, b"x"), &mut out);
+        assert_eq!(d.len(), 100 - EVICT_PER_FRAGMENT + 1);
+        for id in 1001..1020 {
+            d.add(0, &frag(id, 0, true, b"x"), &mut out);
+        }
+        assert_eq!(d.len(), 10);
     }
 }

@@ -237,6 +237,9 @@ pub struct FlowStats {
     pub expired: u64,
     /// Flows dropped from a full table before their timeout.
     pub evicted: u64,
+    /// Reassembly buffers freed under memory pressure (their flows passed
+    /// uninspected).
+    pub buffers_evicted: u64,
 }
 
 /// A live flow's slot in the table. Valid until the flow is removed (by
@@ -251,6 +254,7 @@ pub struct FlowTable {
     free: Vec<u32>,
     cap: usize,
     cursor: usize,
+    holder_cursor: usize,
     timeouts: Timeouts,
     /// What the table did.
     pub stats: FlowStats,
@@ -260,6 +264,11 @@ pub struct FlowTable {
 const SWEEP_PER_PACKET: usize = 2;
 /// Flows sampled to pick an eviction victim.
 const EVICTION_SAMPLE: usize = 32;
+/// Most flows evicted to insert one: after a reload lowered the capacity,
+/// the table shrinks to it over several packets, never all in one.
+const EVICT_PER_INSERT: usize = 8;
+/// Slots visited looking for the oldest reassembly buffer holder.
+const HOLDER_SCAN: usize = 1024;
 
 impl FlowTable {
     /// An empty table for at most `cap` flows.
@@ -270,6 +279,7 @@ impl FlowTable {
             free: Vec::new(),
             cap: cap.max(1),
             cursor: 0,
+            holder_cursor: 0,
             timeouts,
             stats: FlowStats::default(),
         }
@@ -324,11 +334,13 @@ impl FlowTable {
     pub fn insert(&mut self, mut flow: Flow, pool: &mut Pool) -> FlowId {
         flow.serial = self.stats.created;
         // A loop, not one eviction: after a reload lowered the capacity the
-        // table shrinks to it.
-        while self.map.len() >= self.cap {
+        // table shrinks to it, a few flows per new one.
+        let mut evicted = 0;
+        while self.map.len() >= self.cap && evicted < EVICT_PER_INSERT {
             if !self.evict_one(pool) {
                 break;
             }
+            evicted += 1;
         }
         let key = flow.key;
         let idx = match self.free.pop() {
@@ -373,6 +385,41 @@ impl FlowTable {
             }
             None => false,
         }
+    }
+
+    /// Free the reassembly buffer of the least recently seen flow holding
+    /// one, among those in the next [`HOLDER_SCAN`] slots (never `keep`'s).
+    /// That flow stops being inspected and passes: under memory pressure
+    /// the censor fails open on its stalest half-read streams (an
+    /// out-of-window flood's flows), so that fresh ones can still be read.
+    /// False if no holder was found.
+    pub(crate) fn evict_buffer(&mut self, keep: FlowId, pool: &mut Pool) -> bool {
+        let n = self.slots.len();
+        if n == 0 {
+            return false;
+        }
+        let mut victim: Option<(u64, usize)> = None;
+        let mut i = self.holder_cursor % n;
+        for _ in 0..HOLDER_SCAN.min(n) {
+            i = (i + 1) % n;
+            if let Some(f) = &self.slots[i] {
+                if f.buf.is_some()
+                    && i != keep.0 as usize
+                    && victim.is_none_or(|v| f.last_seen < v.0)
+                {
+                    victim = Some((f.last_seen, i));
+                }
+            }
+        }
+        self.holder_cursor = i;
+        let Some((_, i)) = victim else {
+            return false;
+        };
+        if let Some(f) = self.slots[i].as_mut() {
+            f.stop_inspecting(pool);
+        }
+        self.stats.buffers_evicted += 1;
+        true
     }
 
     /// Visit a few slots and expire those idle past their state's timeout.

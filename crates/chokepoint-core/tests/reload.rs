@@ -115,7 +115,13 @@ fn a_reload_with_a_smaller_flow_table_shrinks_it() {
     }
     assert_eq!(e.flows().len(), 20);
     e.set_rules(compile("version: 1\nprofile: {max_flows: 5}\n"));
+    // At most 8 evictions per new flow: a cut from a million flows to a
+    // thousand must not stall one packet. 20 → 12 + 1 → 5 + 1 → 4 + 1.
     run(&mut e, 100, &udp(C, S, 7000, 9999, b"x"));
+    assert_eq!(e.flows().len(), 13);
+    run(&mut e, 101, &udp(C, S, 7001, 9999, b"x"));
+    assert_eq!(e.flows().len(), 6);
+    run(&mut e, 102, &udp(C, S, 7002, 9999, b"x"));
     assert_eq!(e.flows().len(), 5);
     assert_eq!(e.flows().capacity(), 5);
 }

@@ -8,10 +8,7 @@ use crate::Ruleset;
 
 /// Read and validate an artifact file.
 pub fn load(path: &std::path::Path) -> Result<Ruleset, crate::Error> {
-    let bytes = std::fs::read(path).map_err(|e| crate::Error::Source {
-        file: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let bytes = crate::input::read(path)?;
     from_bytes(&bytes).map_err(|e| crate::Error::Artifact {
         file: path.display().to_string(),
         source: e,

@@ -24,10 +24,7 @@ use crate::{Error, RuleId};
 
 /// Compile a policy file; list paths are relative to its directory.
 pub fn compile_file(path: &Path) -> Result<Ruleset, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Source {
-        file: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let text = crate::input::read_text(path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     compile_str(&text, &path.display().to_string(), base)
 }
@@ -182,10 +179,7 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
             parse_list(spec, label, ListText::Inline(kw))?
         } else if let Some(path) = &spec.path {
             let full = base_dir.join(path);
-            let bytes = std::fs::read(&full).map_err(|e| Error::Source {
-                file: full.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            let bytes = crate::input::read(&full)?;
             sources.push(SourceMeta {
                 path: full.display().to_string(),
                 blake3: blake3::hash(&bytes).to_hex().to_string(),

@@ -36,6 +36,7 @@
 pub mod artifact;
 pub mod compile;
 pub mod explain;
+pub mod input;
 pub mod lists;
 pub mod name;
 pub mod policy;

@@ -91,11 +91,7 @@ fn corrupted_body_fails_the_hash() {
 #[test]
 fn crafted_tables_are_refused_not_trusted() {
     let (_, b) = sample();
-    let rehash = |mut c: Vec<u8>| {
-        let h = blake3::hash(&c[HEADER_LEN..]);
-        c[32..64].copy_from_slice(h.as_bytes());
-        c
-    };
+    let rehash = chokepoint_testkit::craft::rehash;
     // Every byte of the first 8 KiB (metadata and small tables) and a sample
     // of the rest changed in turn: any outcome but a panic is fine, and most
     // must be refused.

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use chokepoint_rules::artifact::{from_bytes, to_bytes, ArtifactError, HEADER_LEN};
 use chokepoint_rules::ruleset::NO_RULE;
 use chokepoint_rules::{compile_default, compile_str, explain, Ruleset, Trigger};
+use chokepoint_testkit::craft::{self, rehash};
 use proptest::prelude::*;
 
 // Section tags, as artifact.rs writes them.
@@ -69,26 +70,10 @@ fn rich_bytes() -> &'static [u8] {
     B.get_or_init(|| to_bytes(rich()))
 }
 
-fn rehash(mut b: Vec<u8>) -> Vec<u8> {
-    let h = blake3::hash(&b[HEADER_LEN..]);
-    b[32..64].copy_from_slice(h.as_bytes());
-    b
-}
-
 /// `(file offset of the data, element size, count)` of a section.
 fn section(b: &[u8], tag: u32) -> (usize, usize, usize) {
-    let mut at = HEADER_LEN;
-    while at < b.len() {
-        let t = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
-        let size = u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap()) as usize;
-        let count = u64::from_le_bytes(b[at + 8..at + 16].try_into().unwrap()) as usize;
-        if t == tag {
-            return (at + 16, size, count);
-        }
-        at += 16 + size * count;
-        at = HEADER_LEN + (at - HEADER_LEN).div_ceil(8) * 8;
-    }
-    panic!("no section {tag}");
+    let s = craft::section(b, tag);
+    (s.at, s.size, s.count)
 }
 
 fn put_u16(b: &mut [u8], at: usize, v: u16) {
@@ -132,12 +117,8 @@ fn prefix_entries_of_a_list_without_an_ip_rule_are_refused() {
         rs.meta.first_rule[names as usize][Trigger::Ip.index()],
         NO_RULE
     );
-    let mut b = default_bytes().to_vec();
-    let (at, size, count) = section(&b, V4_ENTRIES);
-    assert_eq!(size, 20);
-    for i in 0..count {
-        put_u16(&mut b, at + i * size + 8, names);
-    }
+    assert_eq!(section(default_bytes(), V4_ENTRIES).1, 20);
+    let b = craft::prefixes_on_list(default_bytes(), names);
     refused(b, "no IP rule");
 }
 
@@ -432,4 +413,14 @@ proptest! {
     ) {
         mutate_and_exercise(rich_bytes(), &edits);
     }
+}
+
+/// `created` sits in the header, outside the hash: an edited date must not
+/// load.
+#[test]
+fn an_edited_creation_time_is_refused() {
+    let mut b = default_bytes().to_vec();
+    let created = u64::from_le_bytes(b[16..24].try_into().unwrap());
+    b[16..24].copy_from_slice(&(created + 86_400 * 365).to_le_bytes());
+    refused(b, "created");
 }

@@ -6,7 +6,7 @@
 //!      0     8  magic  "CHOKEPNT"
 //!      8     4  format version (little-endian u32)
 //!     12     4  header length (64)
-//!     16     8  created, unix seconds
+//!     16     8  created, unix seconds (a copy of the metadata's, checked)
 //!     24     8  body length
 //!     32    32  BLAKE3 of the body
 //!     64     …  body: sections
@@ -323,6 +323,15 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Ruleset, ArtifactError> {
     let meta_bytes: Vec<u8> = get(&sections, tag::META)?;
     let meta: Meta =
         postcard::from_bytes(&meta_bytes).map_err(|e| ArtifactError::Meta(e.to_string()))?;
+    // The header's copy of the creation time is outside the hash; the
+    // metadata's is inside. They must agree, or an edited header would
+    // pass a forged date to `stats` and the metrics.
+    if meta.created_unix != h.created_unix {
+        return Err(ArtifactError::Inconsistent(format!(
+            "header `created` ({}) differs from the hashed metadata's ({})",
+            h.created_unix, meta.created_unix
+        )));
+    }
     let keywords = KeywordTable::from_parts(
         get::<KeywordEntry>(&sections, tag::KW_ENTRIES)?,
         get(&sections, tag::KW_BLOB)?,

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use chokepoint_core::decode::{worker_for, Problem};
+use chokepoint_core::defrag::DefragStats;
 use chokepoint_core::{Counters, Engine, LinkType, Verdict};
 use chokepoint_rules::Ruleset;
 
@@ -70,6 +71,10 @@ pub struct WorkerStats {
     pub flows_evicted: AtomicU64,
     /// Flows expired after their idle timeout.
     pub flows_expired: AtomicU64,
+    /// Reassembly buffers freed under memory pressure.
+    pub buffers_evicted: AtomicU64,
+    /// What this worker's IP defragmenter did.
+    pub defrag: Mutex<DefragStats>,
 }
 
 /// Shared state of a running bridge. Built by [`Shared::new`] only.
@@ -93,6 +98,10 @@ pub struct Shared {
     pub last_reload_ok: AtomicBool,
     /// When rules last took over (a reload, or the start), unix seconds.
     pub last_reload_success_unix: AtomicU64,
+    /// Threads of the bridge that died (each one stops the bridge).
+    pub worker_failures: AtomicU64,
+    /// A reload is reading its files (see [`reload_within`]).
+    pub reload_in_flight: AtomicBool,
 }
 
 fn unix_now() -> u64 {
@@ -117,6 +126,8 @@ impl Shared {
             send_errors: AtomicU64::new(0),
             last_reload_ok: AtomicBool::new(true),
             last_reload_success_unix: AtomicU64::new(unix_now()),
+            worker_failures: AtomicU64::new(0),
+            reload_in_flight: AtomicBool::new(false),
         }
     }
 
@@ -136,16 +147,26 @@ impl Shared {
                     t.bytes[side][v] += w.bytes[side][v].load(Ordering::Relaxed);
                 }
             }
-            let e = w.engine.lock().expect("stats").clone();
+            let e = w.engine.lock().unwrap_or_else(|p| p.into_inner()).clone();
             for (sum, n) in t.problems.iter_mut().zip(e.problems) {
                 *sum += n;
             }
             t.reassembly_cap_bytes += e.reassembly_cap_bytes;
             t.reassembly_cap_segments += e.reassembly_cap_segments;
-            for (k, n) in w.decisions.lock().expect("stats").iter() {
+            t.reassembly_budget_refused += e.reassembly_budget_refused;
+            t.reassembly_bytes_held += e.reassembly_bytes_held;
+            t.reassembly_buffers_evicted += w.buffers_evicted.load(Ordering::Relaxed);
+            let d = *w.defrag.lock().unwrap_or_else(|p| p.into_inner());
+            t.defrag.fragments += d.fragments;
+            t.defrag.datagrams += d.datagrams;
+            t.defrag.timeouts += d.timeouts;
+            t.defrag.evictions += d.evictions;
+            t.defrag.refused += d.refused;
+            for (k, n) in w.decisions.lock().unwrap_or_else(|p| p.into_inner()).iter() {
                 *t.decisions.entry(*k).or_default() += n;
             }
-            t.actions.add(&w.actions.lock().expect("stats"));
+            t.actions
+                .add(&w.actions.lock().unwrap_or_else(|p| p.into_inner()));
             t.queue_drops.push(w.queue_drops.load(Ordering::Relaxed));
             t.flows += w.flows.load(Ordering::Relaxed);
             t.flows_evicted += w.flows_evicted.load(Ordering::Relaxed);
@@ -168,6 +189,14 @@ pub struct Totals {
     pub reassembly_cap_bytes: u64,
     /// Reassembly refused data at the per-flow segment cap.
     pub reassembly_cap_segments: u64,
+    /// Reassembly refused data at the memory budget.
+    pub reassembly_budget_refused: u64,
+    /// Bytes all reassembly buffers hold (as last published).
+    pub reassembly_bytes_held: u64,
+    /// Reassembly buffers freed under memory pressure.
+    pub reassembly_buffers_evicted: u64,
+    /// What the IP defragmenters did.
+    pub defrag: DefragStats,
     /// (rule, trigger, verdict) → decisions.
     pub decisions: DecisionCounts,
     /// What the actors did.
@@ -225,12 +254,16 @@ pub fn run(
         receivers.push(rx);
     }
     std::thread::scope(|s| {
+        let mut workers = Vec::new();
         for (k, rx) in receivers.into_iter().enumerate() {
             let shared = shared.clone();
             let (inside, outside) = (inside.clone(), outside.clone());
             let events = events.clone();
             let forward = cfg.forward;
-            s.spawn(move || worker(k, rx, &shared, inside, outside, forward, &events));
+            workers.push(s.spawn(move || {
+                let _watch = DeathWatch(&shared);
+                worker(k, rx, &shared, inside, outside, forward, &events)
+            }));
         }
         let mut rx_threads = Vec::new();
         for (side, port) in [
@@ -255,7 +288,12 @@ pub fn run(
                                 .queue_drops
                                 .fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(TrySendError::Disconnected(_)) => break,
+                        // Its worker is gone: the bridge cannot go on with
+                        // a share of the flows unserved.
+                        Err(TrySendError::Disconnected(_)) => {
+                            shared.stop.store(true, Ordering::Relaxed);
+                            break;
+                        }
                     }
                 }
                 Ok(())
@@ -264,13 +302,54 @@ pub fn run(
         drop(senders);
         let mut res = Ok(());
         for t in rx_threads {
-            if let Ok(Err(e)) = t.join() {
-                shared.stop.store(true, Ordering::Relaxed);
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    shared.stop.store(true, Ordering::Relaxed);
+                    res = Err(e);
+                }
+                Err(panic) => {
+                    shared.stop.store(true, Ordering::Relaxed);
+                    res = Err(died("a receive thread", &*panic));
+                }
+            }
+        }
+        // The receive threads are gone, so every queue is disconnected and
+        // each worker ends once it has drained its own.
+        for (k, w) in workers.into_iter().enumerate() {
+            if let Err(panic) = w.join() {
+                let e = died(&format!("worker {k}"), &*panic);
+                tracing::error!(error = %e, "a worker died; stopping the bridge");
                 res = Err(e);
             }
         }
         res
     })
+}
+
+/// Stops the whole bridge when the thread holding it unwinds: a dead
+/// worker would leave its share of the flows unserved while the rest of
+/// the process (and its metrics) looked healthy, so no supervisor would
+/// restart it. Failing whole, with a non-zero exit, is the honest outcome.
+struct DeathWatch<'a>(&'a Shared);
+
+impl Drop for DeathWatch<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.worker_failures.fetch_add(1, Ordering::Relaxed);
+            self.0.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The error a panicked thread ends the bridge with.
+fn died(who: &str, panic: &(dyn std::any::Any + Send)) -> std::io::Error {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    std::io::Error::other(format!("{who} panicked: {msg}"))
 }
 
 fn worker(
@@ -377,11 +456,16 @@ fn worker(
             stats
                 .flows_expired
                 .store(engine.flows().stats.expired, Ordering::Relaxed);
+            stats
+                .buffers_evicted
+                .store(engine.flows().stats.buffers_evicted, Ordering::Relaxed);
+            *stats.defrag.lock().expect("stats") = engine.defrag_stats();
             since_publish = 0;
         }
     }
     *stats.engine.lock().expect("stats") = engine.counters.clone();
     *stats.actions.lock().expect("stats") = actor.counters.clone();
+    *stats.defrag.lock().expect("stats") = engine.defrag_stats();
 }
 
 /// Load a new ruleset off the packet path and swap it in atomically; on
@@ -389,7 +473,49 @@ fn worker(
 /// two packets: a packet is always classified against one whole ruleset.
 pub fn reload(shared: &Shared, load: impl FnOnce() -> Result<Ruleset, String>) -> bool {
     let t = std::time::Instant::now();
-    match load() {
+    take_over(shared, t, load())
+}
+
+/// [`reload`], giving up after `limit`: a list path on a stalled network
+/// file system must not hold reloads up forever. The load goes on in a
+/// thread of its own; until it ends, further reloads are refused (and
+/// counted), so a stuck file never piles up threads. A result that comes
+/// after the limit is dropped: the next reload reads the files again.
+pub fn reload_within(
+    shared: &Arc<Shared>,
+    limit: Duration,
+    load: impl FnOnce() -> Result<Ruleset, String> + Send + 'static,
+) -> bool {
+    if shared.reload_in_flight.swap(true, Ordering::AcqRel) {
+        shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        shared.last_reload_ok.store(false, Ordering::Relaxed);
+        tracing::error!(
+            "a previous reload is still reading its files; this one is refused and the previous rules keep serving"
+        );
+        return false;
+    }
+    let t = std::time::Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let flag = shared.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(load());
+        flag.reload_in_flight.store(false, Ordering::Release);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(res) => take_over(shared, t, res),
+        Err(_) => take_over(
+            shared,
+            t,
+            Err(format!(
+                "reading the rules took over {:.0} s (is a list path a FIFO or on a stalled file system?)",
+                limit.as_secs_f64()
+            )),
+        ),
+    }
+}
+
+fn take_over(shared: &Shared, t: std::time::Instant, res: Result<Ruleset, String>) -> bool {
+    match res {
         Ok(rs) => {
             shared.rules.store(Arc::new(rs));
             *shared.load_seconds.lock().expect("stats") = t.elapsed().as_secs_f64();

@@ -12,4 +12,5 @@ pub mod capture;
 pub mod capture_writer;
 pub mod metrics;
 pub mod port;
+pub mod privs;
 pub mod replay;

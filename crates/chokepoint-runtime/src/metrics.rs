@@ -58,6 +58,24 @@ pub fn render(shared: &Shared) -> String {
         "Reassembly refused data at a per-flow cap.",
         &["cap"],
     );
+    let budget = counter(
+        &reg,
+        "chokepoint_reassembly_budget_total",
+        "Reassembly under the shared memory budget: data refused, and stale buffers freed (their flows passed uninspected).",
+        &["outcome"],
+    );
+    let held = IntGauge::new(
+        "chokepoint_reassembly_bytes_held",
+        "Bytes all flows' reassembly buffers hold.",
+    )
+    .expect("metric");
+    reg.register(Box::new(held.clone())).expect("unique");
+    let fragments = counter(
+        &reg,
+        "chokepoint_fragment_datagrams_total",
+        "Fragmented IP datagrams, by outcome.",
+        &["outcome"],
+    );
     let injected = counter(
         &reg,
         "chokepoint_injected_packets_total",
@@ -158,6 +176,21 @@ pub fn render(shared: &Shared) -> String {
         .inc_by(t.reassembly_cap_bytes);
     caps.with_label_values(&["segments"])
         .inc_by(t.reassembly_cap_segments);
+    budget
+        .with_label_values(&["refused"])
+        .inc_by(t.reassembly_budget_refused);
+    budget
+        .with_label_values(&["evicted"])
+        .inc_by(t.reassembly_buffers_evicted);
+    held.set(t.reassembly_bytes_held as i64);
+    for (outcome, n) in [
+        ("reassembled", t.defrag.datagrams),
+        ("timed_out", t.defrag.timeouts),
+        ("evicted", t.defrag.evictions),
+        ("refused", t.defrag.refused),
+    ] {
+        fragments.with_label_values(&[outcome]).inc_by(n);
+    }
     for ((rule, trigger, verdict), n) in &t.decisions {
         let name = rule
             .and_then(|r| rules.meta.rules.get(r.index()))

@@ -37,6 +37,10 @@ pub struct Summary {
     pub events: u64,
     /// IP datagrams reassembled from fragments.
     pub fragments_reassembled: u64,
+    /// What the IP defragmenter did (timeouts, evictions, refusals).
+    pub defrag: chokepoint_core::defrag::DefragStats,
+    /// Reassembly buffers freed under memory pressure.
+    pub reassembly_buffers_evicted: u64,
     /// What the actions did.
     pub actions: crate::actions::ActionCounters,
 }
@@ -171,6 +175,8 @@ pub fn replay(
     s.flows_expired = fs.expired;
     s.flows_evicted = fs.evicted;
     s.fragments_reassembled = engine.defrag_stats().datagrams;
+    s.defrag = engine.defrag_stats();
+    s.reassembly_buffers_evicted = fs.buffers_evicted;
     let res = match (res, write_err) {
         (Err(e), _) => Err(e),
         (Ok(_), Some(e)) => Err(CaptureError::Open {
@@ -260,12 +266,17 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
     let caps = [
         ("reassembly byte cap hit", c.reassembly_cap_bytes),
         ("reassembly segment cap hit", c.reassembly_cap_segments),
+        ("reassembly budget refused", c.reassembly_budget_refused),
+        ("reassembly buffers evicted", s.reassembly_buffers_evicted),
         ("ClientHello too large", c.client_hello_too_large),
         ("inspection budget exhausted", c.inspection_budget_exhausted),
         ("QUIC Initials", c.quic_initials),
         ("QUIC decrypt failures", c.quic_decrypt_failures),
         ("DNS queries", c.dns_queries),
         ("IP datagrams reassembled", s.fragments_reassembled),
+        ("IP fragments timed out", s.defrag.timeouts),
+        ("IP fragments evicted", s.defrag.evictions),
+        ("IP fragments refused", s.defrag.refused),
         ("events dropped", c.events_dropped),
     ];
     let a = &s.actions;

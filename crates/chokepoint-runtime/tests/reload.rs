@@ -107,3 +107,44 @@ fn a_bad_artifact_is_refused_and_the_old_rules_keep_serving() {
     assert_eq!(sh.reloads_failed.load(Ordering::Relaxed), 2);
     assert_eq!(sh.rules.load().meta.rules[0].name, "a-rule");
 }
+
+/// A reload stuck reading a list (a FIFO, a stalled NFS mount) gives up at
+/// its limit, keeps the old rules, refuses reloads while the stuck read
+/// lasts, and works again once it has ended.
+#[test]
+fn a_stuck_reload_times_out_and_the_old_rules_keep_serving() {
+    use chokepoint_runtime::bridge::reload_within;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let sh = shared(rules("a", "reset"));
+    let (release, stuck) = mpsc::channel::<()>();
+    let b = rules("b", "drop");
+    let late = b.clone();
+    let t = std::time::Instant::now();
+    let ok = reload_within(&sh, Duration::from_millis(200), move || {
+        let _ = stuck.recv_timeout(Duration::from_secs(30));
+        Ok(late)
+    });
+    assert!(!ok, "a reload past its limit must fail");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert_eq!(sh.reloads_failed.load(Ordering::Relaxed), 1);
+    assert_eq!(sh.rules.load().meta.rules[0].name, "a-rule");
+    // While the stuck read lasts, another reload is refused at once.
+    let again = b.clone();
+    assert!(!reload_within(&sh, Duration::from_secs(5), move || Ok(
+        again
+    )));
+    assert_eq!(sh.reloads_failed.load(Ordering::Relaxed), 2);
+    // The stuck read ends; its late result is dropped, not applied.
+    release.send(()).unwrap();
+    for _ in 0..500 {
+        if !sh.reload_in_flight.load(Ordering::Acquire) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(sh.rules.load().meta.rules[0].name, "a-rule");
+    assert!(reload_within(&sh, Duration::from_secs(5), move || Ok(b)));
+    assert_eq!(sh.rules.load().meta.rules[0].name, "b-rule");
+}

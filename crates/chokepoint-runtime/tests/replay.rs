@@ -187,3 +187,39 @@ rules:
     );
     assert_eq!(passed + dropped, 50 + 3 + 6 + 2);
 }
+
+/// IP fragments that never complete: held up to the cap (4096 by default),
+/// the oldest evicted for room, the rest timed out at the end; all three
+/// outcomes are in the summary.
+#[test]
+fn incomplete_fragments_are_counted_in_the_summary() {
+    use chokepoint_core::LinkType;
+    use chokepoint_testkit::synth;
+    const DATAGRAMS: u32 = 10_000;
+    let dir = std::env::temp_dir().join(format!("chokepoint-frag-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fragments.pcap");
+    let mut w = capture::Writer::new(Vec::new(), capture::Format::PcapNanos);
+    for i in 0..DATAGRAMS {
+        let (c, s) = (
+            std::net::IpAddr::from([198, 18, (i >> 8) as u8, i as u8]),
+            std::net::IpAddr::from([198, 19, 0, 1]),
+        );
+        let udp = synth::udp_datagram(c, s, 40_000, 53, &[0u8; 1200]);
+        let frags = synth::ipv4_fragments(&synth::ip_packet(c, s, 17, &udp), 600);
+        let ts = 1_000_000_000 + u64::from(i) * 1000;
+        w.write(LinkType::Ethernet, ts, &synth::ethernet(&frags[0], &[]))
+            .unwrap();
+    }
+    std::fs::write(&path, w.finish().unwrap()).unwrap();
+    let rules = Arc::new(chokepoint_rules::compile_default().unwrap());
+    let (s, res) = replay::replay(rules.clone(), &path, replay::Outputs::default());
+    res.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(s.defrag.fragments, u64::from(DATAGRAMS));
+    assert_eq!(s.defrag.evictions, u64::from(DATAGRAMS) - 4096);
+    assert_eq!(s.defrag.timeouts, 4096);
+    let text = replay::summary_text(&rules, &s);
+    assert!(text.contains("IP fragments evicted"), "{text}");
+    assert!(text.contains(&format!("{:>8}", DATAGRAMS - 4096)), "{text}");
+}

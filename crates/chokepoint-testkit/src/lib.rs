@@ -9,13 +9,16 @@
 //!   queries, HTTP requests, IP fragments);
 //! - [`gen`]: the traffic generator behind `chokepoint gen` and `chokepoint
 //!   bench`, with the truth of every name it writes;
-//! - [`sample`]: the bundled sample capture behind `chokepoint sample`.
+//! - [`sample`]: the bundled sample capture behind `chokepoint sample`;
+//! - [`craft`]: hostile artifacts with a valid hash, for the loader's tests
+//!   and the lab.
 //!
 //! Captures are written with the runtime's one writer,
 //! `chokepoint_runtime::capture::Writer`.
 
 #![warn(missing_docs)]
 
+pub mod craft;
 pub mod gen;
 pub mod sample;
 pub mod synth;

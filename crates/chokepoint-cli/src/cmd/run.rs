@@ -25,25 +25,44 @@ pub struct Args {
     tap: Option<String>,
     #[command(flatten)]
     source: RulesetSource,
-    /// Worker threads (frames spread by a symmetric flow hash).
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
+    /// Worker threads (frames spread by a symmetric flow hash), 1..=256.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
     /// One JSON line per decision, with the action taken.
     #[arg(long)]
     events: Option<PathBuf>,
-    /// Frames queued per worker before drops.
-    #[arg(long, default_value_t = 4096)]
-    queue: usize,
+    /// Frames queued per worker before drops, 16..=262144. Each queued
+    /// frame holds its own buffer (up to 64 KiB), so the cap bounds the
+    /// memory a stalled worker can pin.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=262_144))]
+    queue: u32,
+    /// After opening the interfaces, switch to this user (and its primary
+    /// group). Capabilities are dropped either way.
+    #[arg(long)]
+    user: Option<String>,
+    /// Seconds a reload may take to read and compile its files before it is
+    /// abandoned (the previous rules keep serving).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    reload_timeout: u32,
     /// Serve Prometheus metrics on this address (loopback by default).
     #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:9900")]
     metrics: Option<SocketAddr>,
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if let (Some(i), Some(o)) = (&a.inside, &a.outside) {
+        // One interface on both sides would forward every frame back onto
+        // the link it came from: a loop, not a bridge.
+        anyhow::ensure!(
+            i != o,
+            "--inside and --outside name the same interface `{i}`; a bridge needs two"
+        );
+    }
+    let workers = usize::from(a.workers);
     let started = Instant::now();
     let rules = a.source.load()?;
     let load_seconds = started.elapsed().as_secs_f64();
-    let shared = Arc::new(Shared::new(rules, a.workers, load_seconds));
+    let shared = Arc::new(Shared::new(rules, workers, load_seconds));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, shared.stop.clone())?;
     }
@@ -54,23 +73,37 @@ pub fn run(a: Args) -> Result<()> {
         )),
         None => None,
     };
+    // Every privileged open is done: give the rest up. Capabilities are
+    // per thread, so this comes before the first thread is spawned (the
+    // metrics server, the reload watcher, the workers), which inherit it.
+    let d = chokepoint_runtime::privs::drop_privileges(a.user.as_deref())
+        .context("dropping privileges")?;
+    tracing::info!(
+        uid = d.uid,
+        gid = d.gid,
+        "privileges dropped: no capabilities left"
+    );
     if let Some(addr) = a.metrics {
         chokepoint_runtime::metrics::serve(shared.clone(), addr)
             .with_context(|| format!("serving metrics on {addr}"))?;
         tracing::info!(%addr, "metrics on /metrics");
     }
-    watch_for_reloads(shared.clone(), a.source.clone())?;
+    watch_for_reloads(
+        shared.clone(),
+        a.source.clone(),
+        Duration::from_secs(a.reload_timeout.into()),
+    )?;
     tracing::info!(
         inside = inside.name(),
         outside = outside.as_ref().map(|o| o.name()),
-        workers = a.workers,
+        workers,
         "bridge running"
     );
     let cfg = bridge::Config {
-        workers: a.workers,
+        workers,
         forward: a.tap.is_none(),
         events,
-        queue: a.queue,
+        queue: a.queue as usize,
     };
     let res = bridge::run(shared.clone(), inside, outside, cfg);
 
@@ -100,7 +133,11 @@ fn open_ports(a: &Args) -> Result<Ports> {
 
 /// Hot reload on SIGHUP, or when the policy/artifact file changes: polled
 /// from a thread of its own, so loading never stalls the packet path.
-fn watch_for_reloads(shared: Arc<Shared>, source: RulesetSource) -> Result<()> {
+fn watch_for_reloads(
+    shared: Arc<Shared>,
+    source: RulesetSource,
+    reload_limit: Duration,
+) -> Result<()> {
     let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     let watched = source.watched();
@@ -116,7 +153,10 @@ fn watch_for_reloads(shared: Arc<Shared>, source: RulesetSource) -> Result<()> {
             let changed = now.is_some() && now != last;
             if hup.swap(false, Ordering::Relaxed) || changed {
                 last = now;
-                bridge::reload(&shared, || source.load().map_err(|e| format!("{e:#}")));
+                let source = source.clone();
+                bridge::reload_within(&shared, reload_limit, move || {
+                    source.load().map_err(|e| format!("{e:#}"))
+                });
             }
         }
     });

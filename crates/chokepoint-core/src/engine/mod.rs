@@ -184,6 +184,27 @@ enum Opened {
     Open(FlowId),
 }
 
+/// Most buffers freed per packet under memory pressure.
+const RELIEF_PER_PACKET: usize = 8;
+
+/// Under memory pressure (reassembly buffers above 7/8 of the budget), free
+/// the stalest holders' buffers until they are back under 3/4, a few per
+/// packet, so the next insert finds room instead of being refused: a flood
+/// that filled the budget first cannot make every later flow pass
+/// uninspected. `keep` (this packet's flow) is never chosen.
+#[inline]
+fn relieve(flows: &mut FlowTable, keep: FlowId, pool: &mut Pool) {
+    if pool.held() <= pool.budget - pool.budget / 8 {
+        return;
+    }
+    let target = pool.budget - pool.budget / 4;
+    for _ in 0..RELIEF_PER_PACKET {
+        if pool.held() <= target || !flows.evict_buffer(keep, pool) {
+            break;
+        }
+    }
+}
+
 /// The reassembly budget as the pool keeps it.
 fn budget(p: &Profile) -> usize {
     usize::try_from(p.reassembly_memory_budget).unwrap_or(usize::MAX)
@@ -357,6 +378,7 @@ impl Engine {
             counters,
             ..
         } = self;
+        relieve(flows, id, &mut scratch.pool);
         let flow = flows.get_mut(id);
         flow.last_seen = out.now;
         if tuple.proto == PROTO_TCP {
