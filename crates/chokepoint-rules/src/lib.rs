@@ -38,6 +38,7 @@ pub mod compile;
 pub mod explain;
 pub mod lists;
 pub mod name;
+pub mod outfile;
 pub mod policy;
 
 // The lookup side, re-exported so `chokepoint_rules::ruleset::…` and the
@@ -98,6 +99,10 @@ pub enum Error {
         /// The I/O error.
         reason: String,
     },
+    /// An output was refused or could not be written; the error names the
+    /// file (see [`outfile`]).
+    #[error("{0}")]
+    Output(std::io::Error),
     /// An artifact was refused.
     #[error("{file}: {source}")]
     Artifact {
