@@ -78,9 +78,10 @@ pub fn run(a: Args) -> Result<()> {
     }
     // A damaged capture still gives complete outputs for the records read,
     // as the summary is; an output that failed to write is not kept.
+    let mut committed = Ok(());
     if !matches!(res, Err(CaptureError::Output { .. })) {
         for out in [pass_file.take(), drop_file.take()].into_iter().flatten() {
-            out.commit()?;
+            committed = committed.and_then(|()| out.commit());
         }
     }
     let out = replay::summary_text(&rules, &summary);
@@ -94,6 +95,7 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         print_out(&format!("{out}{timing}"))?;
     }
+    committed?;
     match res {
         // The reader of `--events -` went away (`| head`): it has what it
         // wanted, and the summary went to stderr.
