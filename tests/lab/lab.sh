@@ -50,6 +50,8 @@ up() {
   start_servers
   # The bridge reads a copy of the policy, so `check` can change it live.
   cp "$policy" "$LAB/policy.yaml"
+  # Events are appended: each bridge starts from none, so checks see its own.
+  rm -f "$LAB/events.jsonl"
   start chokepoint $K 300 "$CP" run --inside c1 --outside s1 --policy "$LAB/policy.yaml" --events "$LAB/events.jsonl" --metrics 127.0.0.1:9900
   wait_bridge
 }
@@ -83,6 +85,7 @@ up_tap() {
   # real one; here it is the only one.
   nsx $C ip neigh replace 198.18.0.4 lladdr 02:00:5e:00:00:04 dev c0 nud permanent
   cp "$policy" "$LAB/policy.yaml"
+  rm -f "$LAB/events.jsonl"
   start chokepoint $K 300 "$CP" run --tap t1 --policy "$LAB/policy.yaml" --events "$LAB/events.jsonl"
   sleep 1
 }

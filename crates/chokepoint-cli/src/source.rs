@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use chokepoint_rules::outfile::Inputs;
 use chokepoint_rules::{artifact, compile_default, compile_file, Ruleset};
 
 /// Where the rules come from; the bundled default when neither is given.
@@ -26,6 +27,17 @@ impl RulesetSource {
             (Some(p), None) => compile_file(p)?,
             (None, None) => compile_default()?,
         })
+    }
+
+    /// The files `rs` was loaded from, which no output may overwrite: the
+    /// artifact, or the policy and the list files it names.
+    pub fn inputs(&self, rs: &Ruleset) -> Inputs {
+        let mut inputs = Inputs::new();
+        match &self.artifact {
+            Some(a) => inputs.add(a),
+            None => inputs.add_ruleset(rs),
+        }
+        inputs
     }
 
     /// The file a live bridge watches for changes (none for the default).

@@ -144,6 +144,8 @@ fn bad_artifact_is_a_clear_error() {
 #[test]
 fn replay_prints_summary_and_writes_events() {
     let ev = tmp("events.jsonl");
+    // Events are appended: start from none.
+    let _ = std::fs::remove_file(&ev);
     let cap = repo().join("tests/data/sample-telegram-2018.pcap");
     let o = run(&[
         "replay",

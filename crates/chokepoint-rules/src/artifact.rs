@@ -15,16 +15,14 @@ pub fn load(path: &std::path::Path) -> Result<Ruleset, crate::Error> {
     })
 }
 
-/// Write an artifact atomically: to a temporary file beside it, then rename,
-/// so a node reloading on file change never reads half a file.
+/// Write an artifact atomically: to a temporary file beside it, then
+/// rename, so a node reloading on file change never reads half a file.
+/// Refused where the target is the policy or one of its lists, or no
+/// regular file (see [`crate::outfile`]).
 pub fn save(rs: &Ruleset, path: &std::path::Path) -> Result<u64, crate::Error> {
     let bytes = to_bytes(rs);
-    let io = |e: std::io::Error| crate::Error::Source {
-        file: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, &bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
+    let mut inputs = crate::outfile::Inputs::new();
+    inputs.add_ruleset(rs);
+    crate::outfile::replace_with(path, &inputs, &bytes).map_err(crate::Error::Output)?;
     Ok(bytes.len() as u64)
 }

@@ -39,6 +39,7 @@ pub mod explain;
 pub mod input;
 pub mod lists;
 pub mod name;
+pub mod outfile;
 pub mod policy;
 
 // The lookup side, re-exported so `chokepoint_rules::ruleset::…` and the
@@ -99,6 +100,10 @@ pub enum Error {
         /// The I/O error.
         reason: String,
     },
+    /// An output was refused or could not be written; the error names the
+    /// file (see [`outfile`]).
+    #[error("{0}")]
+    Output(std::io::Error),
     /// An artifact was refused.
     #[error("{file}: {source}")]
     Artifact {

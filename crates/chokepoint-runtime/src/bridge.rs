@@ -370,6 +370,7 @@ fn worker(
     };
     let stats = &shared.workers[k];
     let mut since_publish = 0u32;
+    let mut events_failing = false;
     loop {
         let job = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(j) => Some(j),
@@ -434,10 +435,23 @@ fn worker(
                 }
                 drop(dec);
                 if let Some(w) = events.lock().expect("events").as_mut() {
-                    for e in engine.events() {
-                        let _ = writeln!(w, "{}", crate::replay::event_json(&rules, e, &o));
+                    let written = engine
+                        .events()
+                        .iter()
+                        .try_for_each(|e| {
+                            writeln!(w, "{}", crate::replay::event_json(&rules, e, &o))
+                        })
+                        .and_then(|()| w.flush());
+                    // Forwarding goes on without the events; said once
+                    // per outage, not once per event.
+                    match written {
+                        Err(e) if !events_failing => {
+                            tracing::error!(error = %e, "events not written");
+                            events_failing = true;
+                        }
+                        Err(_) => {}
+                        Ok(()) => events_failing = false,
                     }
-                    let _ = w.flush();
                 }
             }
             since_publish += 1;

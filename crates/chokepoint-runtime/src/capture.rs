@@ -38,6 +38,13 @@ pub enum CaptureError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// An output of the replay (events, pass or drop capture) could not
+    /// be written; the writer's error names its file.
+    #[error("{source}")]
+    Output {
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Neither pcap nor pcapng.
     #[error("{path}: not a pcap or pcapng file (unknown magic number)")]
     NotCapture {

@@ -90,7 +90,9 @@ pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value 
 
 /// Replay a capture. Events go to `events` as JSON lines. The summary is
 /// complete for every record read, also when the capture turns out to be
-/// damaged (the error is returned beside it).
+/// damaged (the error is returned beside it). The first write error of
+/// any output is returned too ([`CaptureError::Output`]), so no output is
+/// taken for complete when it is not; the summary is still made.
 pub fn replay(
     rules: Arc<Ruleset>,
     path: &Path,
@@ -179,10 +181,7 @@ pub fn replay(
     s.reassembly_buffers_evicted = fs.buffers_evicted;
     let res = match (res, write_err) {
         (Err(e), _) => Err(e),
-        (Ok(_), Some(e)) => Err(CaptureError::Open {
-            path: "replay output".into(),
-            source: e,
-        }),
+        (Ok(_), Some(e)) => Err(CaptureError::Output { source: e }),
         (Ok(_), None) => Ok(()),
     };
     (s, res)

@@ -223,3 +223,46 @@ fn incomplete_fragments_are_counted_in_the_summary() {
     assert!(text.contains("IP fragments evicted"), "{text}");
     assert!(text.contains(&format!("{:>8}", DATAGRAMS - 4096)), "{text}");
 }
+
+/// A sink whose disk fills after `room` bytes.
+struct FillsUp {
+    room: usize,
+}
+
+impl std::io::Write for FillsUp {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_output_is_an_error_and_the_summary_is_still_made() {
+    let rules = Arc::new(chokepoint_rules::compile_default().unwrap());
+    let cap = repo().join("tests/data/sample-telegram-2018.pcap");
+    for which in ["events", "pass", "drop"] {
+        let mut sink = FillsUp { room: 10 };
+        let mut out = replay::Outputs::default();
+        match which {
+            "events" => out.events = Some(&mut sink),
+            "pass" => out.pass = Some(&mut sink),
+            _ => out.drop = Some(&mut sink),
+        }
+        let (s, res) = replay::replay(rules.clone(), &cap, out);
+        match res {
+            Err(capture::CaptureError::Output { source }) => {
+                assert_eq!(source.raw_os_error(), Some(28), "{which}")
+            }
+            other => panic!("{which}: {other:?}"),
+        }
+        assert_eq!(s.events, 14, "{which}");
+    }
+}

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chokepoint_rules::{artifact, compile_default, compile_file};
 
+use super::print_out;
 use crate::report;
 
 #[derive(clap::Args)]
@@ -27,18 +28,16 @@ pub fn run(a: Args) -> Result<()> {
         None => compile_default()?,
     };
     let written = match &a.output {
-        Some(o) => Some((
-            o.as_path(),
-            artifact::save(&rs, o).with_context(|| format!("writing {}", o.display()))?,
-        )),
+        // `save` refuses the policy, its lists and anything not a regular
+        // file, and its errors name the file.
+        Some(o) => Some((o.as_path(), artifact::save(&rs, o)?)),
         None => None,
     };
     let elapsed = started.elapsed();
     tracing::info!(policy = %rs.meta.policy.path, ms = elapsed.as_millis() as u64, "compiled");
     if a.json {
-        println!("{}", report::json(&rs, written));
+        print_out(&format!("{}\n", report::json(&rs, written)))
     } else {
-        print!("{}", report::text(&rs, written, Some(elapsed)));
+        print_out(&report::text(&rs, written, Some(elapsed)))
     }
-    Ok(())
 }

@@ -5,8 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-
-use super::create;
+use chokepoint_rules::outfile::{self, Inputs, Replacement};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -63,10 +62,23 @@ pub fn run(a: Args) -> Result<()> {
     }
 }
 
+/// The file `--names` reads, which no output may overwrite; the outputs
+/// checked against it and each other.
+fn inputs(a: &Args) -> Result<Inputs> {
+    let mut inputs = Inputs::new();
+    if let Some(n) = &a.names {
+        inputs.add(n);
+    }
+    let outputs: Vec<&Path> = std::iter::once(a.output.as_path())
+        .chain(a.truth.as_deref())
+        .collect();
+    inputs.check_outputs(&outputs)?;
+    Ok(inputs)
+}
+
 fn write_domains(a: &Args, n: usize) -> Result<()> {
     let names = chokepoint_testkit::gen::domain_list(n, a.seed);
-    std::fs::write(&a.output, names.join("\n") + "\n")
-        .with_context(|| format!("writing {}", a.output.display()))?;
+    outfile::replace_with(&a.output, &inputs(a)?, (names.join("\n") + "\n").as_bytes())?;
     println!("wrote {} ({} domains)", a.output.display(), names.len());
     Ok(())
 }
@@ -90,12 +102,13 @@ fn write_capture(a: &Args) -> Result<()> {
         seed: a.seed,
         ..Default::default()
     };
+    let inputs = inputs(a)?;
     let (frames, truth) = chokepoint_testkit::gen::generate(&spec);
-    let mut out = create(&a.output)?;
+    let mut out = Replacement::create(&a.output, &inputs)?;
     chokepoint_testkit::gen::write(&mut out, &frames, a.pcapng)?;
-    out.flush()?;
+    out.commit()?;
     if let Some(t) = &a.truth {
-        let mut w = create(t)?;
+        let mut w = Replacement::create(t, &inputs)?;
         for x in &truth {
             let line = serde_json::json!({
                 "trigger": x.trigger, "name": x.name,
@@ -104,7 +117,7 @@ fn write_capture(a: &Args) -> Result<()> {
             });
             writeln!(w, "{line}")?;
         }
-        w.flush()?;
+        w.commit()?;
     }
     let bytes: usize = frames.iter().map(|f| f.1.len()).sum();
     println!(

@@ -9,13 +9,18 @@ pub mod run;
 pub mod sample;
 pub mod stats;
 
-use std::path::Path;
+use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-/// A buffered file created for writing, with its path in the error.
-pub fn create(p: &Path) -> Result<std::io::BufWriter<std::fs::File>> {
-    Ok(std::io::BufWriter::new(
-        std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-    ))
+/// Print to stdout. A reader that went away (`chokepoint … | head`) is no
+/// error: the output it wanted it has, so the command stays quiet.
+pub fn print_out(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing to stdout"))
+        }
+        _ => Ok(()),
+    }
 }

@@ -1,14 +1,16 @@
 //! `chokepoint replay`: a capture through the packet core, summarised.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
+use chokepoint_rules::outfile::{AppendLog, Named, Replacement};
+use chokepoint_runtime::capture::CaptureError;
 use chokepoint_runtime::replay;
 
-use super::create;
+use super::print_out;
 use crate::source::RulesetSource;
 
 #[derive(clap::Args)]
@@ -33,29 +35,55 @@ pub fn run(a: Args) -> Result<()> {
     let rules = Arc::new(a.source.load()?);
     // Events on stdout push the summary to stderr, so the JSON stays clean.
     let events_on_stdout = a.events.as_ref().is_some_and(|p| p.as_os_str() == "-");
-    let mut file;
-    let mut stdout;
-    let sink: Option<&mut dyn Write> = match &a.events {
-        Some(_) if events_on_stdout => {
-            stdout = std::io::stdout().lock();
-            Some(&mut stdout)
-        }
-        Some(p) => {
-            file = create(p)?;
-            Some(&mut file)
-        }
-        None => None,
+    let events_file = a.events.as_deref().filter(|_| !events_on_stdout);
+    // No output may be the capture, the rules' files or another output:
+    // checked before any is opened, since opening one may empty it.
+    let mut inputs = a.source.inputs(&rules);
+    inputs.add(&a.capture);
+    let outputs: Vec<&Path> = [events_file, a.pass_out.as_deref(), a.drop_out.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    inputs.check_outputs(&outputs)?;
+
+    let mut file = events_file
+        .map(|p| AppendLog::open(p, &inputs))
+        .transpose()?;
+    let mut stdout = Named::new(std::io::stdout().lock(), "stdout");
+    let sink: Option<&mut dyn Write> = match (&mut file, events_on_stdout) {
+        (Some(f), _) => Some(f),
+        (None, true) => Some(&mut stdout),
+        (None, false) => None,
     };
-    let started = Instant::now();
+    // The pass and drop captures replace their files only when complete.
+    let create = |p: &Path| Replacement::create(p, &inputs);
     let mut pass_file = a.pass_out.as_deref().map(create).transpose()?;
     let mut drop_file = a.drop_out.as_deref().map(create).transpose()?;
+    let started = Instant::now();
     let outputs = replay::Outputs {
         events: sink,
         pass: pass_file.as_mut().map(|w| w as &mut dyn Write),
         drop: drop_file.as_mut().map(|w| w as &mut dyn Write),
     };
-    let (summary, res) = replay::replay(rules.clone(), &a.capture, outputs);
+    let (summary, mut res) = replay::replay(rules.clone(), &a.capture, outputs);
     let secs = started.elapsed().as_secs_f64();
+    // Whatever is still buffered must reach its file too, or fail loudly.
+    let flushed = match &mut file {
+        Some(f) => f.flush(),
+        None => stdout.flush(),
+    };
+    drop(stdout);
+    if let (Err(e), Ok(())) = (flushed, &res) {
+        res = Err(CaptureError::Output { source: e });
+    }
+    // A damaged capture still gives complete outputs for the records read,
+    // as the summary is; an output that failed to write is not kept.
+    let mut committed = Ok(());
+    if !matches!(res, Err(CaptureError::Output { .. })) {
+        for out in [pass_file.take(), drop_file.take()].into_iter().flatten() {
+            committed = committed.and_then(|()| out.commit());
+        }
+    }
     let out = replay::summary_text(&rules, &summary);
     let timing = format!(
         "\ntime      {:.3} s, {:.0} packets/s\n",
@@ -65,8 +93,17 @@ pub fn run(a: Args) -> Result<()> {
     if events_on_stdout {
         eprint!("{out}{timing}");
     } else {
-        print!("{out}{timing}");
+        print_out(&format!("{out}{timing}"))?;
     }
-    res?;
-    Ok(())
+    committed?;
+    match res {
+        // The reader of `--events -` went away (`| head`): it has what it
+        // wanted, and the summary went to stderr.
+        Err(CaptureError::Output { source })
+            if events_on_stdout && source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Ok(())
+        }
+        r => Ok(r?),
+    }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use chokepoint_rules::outfile::AppendLog;
 use chokepoint_runtime::bridge::{self, Shared, Totals};
 use chokepoint_runtime::port::{AfPacket, Port};
 
@@ -61,16 +62,25 @@ pub fn run(a: Args) -> Result<()> {
     let workers = usize::from(a.workers);
     let started = Instant::now();
     let rules = a.source.load()?;
+    let inputs = a.source.inputs(&rules);
     let load_seconds = started.elapsed().as_secs_f64();
     let shared = Arc::new(Shared::new(rules, workers, load_seconds));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, shared.stop.clone())?;
     }
     let (inside, outside) = open_ports(&a)?;
+    // Events are appended, and reopened by path on SIGUSR1 (SIGHUP is
+    // reload) after logrotate moved the file. A write error does not stop
+    // the bridge; the first is kept and fails the exit.
+    let mut events_error = None;
     let events: Option<Box<dyn std::io::Write + Send>> = match &a.events {
-        Some(p) => Some(Box::new(
-            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
+        Some(p) => {
+            inputs.check_outputs(&[p])?;
+            let log = AppendLog::open(p, &inputs)?;
+            signal_hook::flag::register(signal_hook::consts::SIGUSR1, log.reopen_flag())?;
+            events_error = Some(log.first_error());
+            Some(Box::new(log))
+        }
         None => None,
     };
     // Every privileged open is done: give the rest up. Capabilities are
@@ -110,7 +120,10 @@ pub fn run(a: Args) -> Result<()> {
     shared.stop.store(true, Ordering::Relaxed);
     print!("{}", final_counters(&shared.totals()));
     res?;
-    Ok(())
+    match events_error.and_then(|e| e.take()) {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// The inside port (the tap, in tap mode) and the outside one, if any.

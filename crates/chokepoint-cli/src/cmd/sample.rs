@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use chokepoint_rules::outfile::{self, Inputs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -10,8 +11,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    std::fs::write(&a.output, chokepoint_testkit::sample::telegram_2018())
-        .with_context(|| format!("writing {}", a.output.display()))?;
+    outfile::replace_with(
+        &a.output,
+        &Inputs::new(),
+        &chokepoint_testkit::sample::telegram_2018(),
+    )?;
     println!("wrote {}", a.output.display());
     Ok(())
 }
