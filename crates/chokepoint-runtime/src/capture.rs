@@ -457,9 +457,16 @@ fn read_stream(
             }
             Err(PcapError::Incomplete(_)) => {
                 // More bytes are needed: read them; if none come, the file
-                // ends inside a record.
-                stalled += 1;
-                if reader.refill().is_err() || stalled > 2 {
+                // ends inside a record. A read that brings some is
+                // progress, however short (a large block may take several).
+                let had = reader.data().len();
+                let refilled = reader.refill().is_ok();
+                stalled = if reader.data().len() > had {
+                    0
+                } else {
+                    stalled + 1
+                };
+                if !refilled || stalled > 2 {
                     return Err(corrupt(st, offset, "the last record is cut short".into()));
                 }
             }

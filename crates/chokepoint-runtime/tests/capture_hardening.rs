@@ -262,3 +262,26 @@ fn packets_on_undeclared_interfaces_are_counted_and_skipped() {
         "{text}"
     );
 }
+
+#[test]
+fn a_legacy_record_over_the_stream_buffer_is_read_whole() {
+    // a classic pcap with one 2 MiB frame between small ones (a jumbo
+    // reassembled by the capturing tool, say), written by the project's
+    // own writer
+    let mut bytes = Vec::new();
+    let mut w = capture::Writer::new(&mut bytes, capture::Format::PcapNanos);
+    let link = chokepoint_core::LinkType::Ethernet;
+    let mut big = frame(1);
+    big.resize(2 << 20, 0);
+    w.write(link, 1, &frame(0)).unwrap();
+    w.write(link, 2, &big).unwrap();
+    w.write(link, 3, &frame(2)).unwrap();
+    w.finish().unwrap();
+    let p = write("big-frame.pcap", &bytes);
+    let mut lens = Vec::new();
+    let res = capture::read_with(&p, &STREAM, &mut Skipped::default(), &mut |r| {
+        lens.push(r.data.len())
+    });
+    assert_eq!(res.unwrap(), 3);
+    assert_eq!(lens, vec![60, 2 << 20, 60]);
+}
