@@ -73,3 +73,61 @@ pub fn decode_lines(
     }
     Ok((lines, counts))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp1251(s: &str) -> Vec<u8> {
+        encoding_rs::WINDOWS_1251.encode(s).0.into_owned()
+    }
+
+    #[test]
+    fn lines_split_as_str_lines_does() {
+        for text in [
+            "",
+            "\n",
+            "a",
+            "a\n",
+            "a\r\nb\r\n",
+            "a\n\nb",
+            "\u{feff}a\nb\n",
+        ] {
+            let (lines, _) = decode_lines(text.as_bytes(), TextEncoding::Auto).unwrap();
+            let want: Vec<&str> = text.trim_start_matches('\u{feff}').lines().collect();
+            assert_eq!(lines, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn auto_decides_per_line_and_counts() {
+        let mut bytes = "Роскомнадзор\nascii\n".as_bytes().to_vec();
+        bytes.extend_from_slice(&cp1251("Генпрокуратура\r\n"));
+        bytes.extend_from_slice("президент.рф".as_bytes());
+        let (lines, n) = decode_lines(&bytes, TextEncoding::Auto).unwrap();
+        assert_eq!(
+            lines,
+            ["Роскомнадзор", "ascii", "Генпрокуратура", "президент.рф"]
+        );
+        assert_eq!(
+            n,
+            LineEncodings {
+                utf8: 2,
+                windows1251: 1
+            }
+        );
+        let err = decode_lines(&bytes, TextEncoding::Utf8).unwrap_err();
+        assert!(
+            err.starts_with("line 3: not valid UTF-8 at byte offset 31"),
+            "{err}"
+        );
+        let (_, n) = decode_lines(&bytes, TextEncoding::Windows1251).unwrap();
+        assert_eq!(
+            n,
+            LineEncodings {
+                utf8: 0,
+                windows1251: 3
+            }
+        );
+    }
+}
