@@ -163,6 +163,16 @@ pub fn text(rs: &Ruleset, artifact: Option<(&Path, u64)>, elapsed: Option<Durati
         if s.ignored > 0 {
             let _ = writeln!(o, "      {} local names (localhost...) ignored", s.ignored);
         }
+        if s.lines_windows1251 > 0 {
+            // Windows-1251 is a guess under `encoding: auto` (or the old
+            // registry dumps' encoding), and a file can mix it with UTF-8:
+            // say how each line was read rather than leave it silent.
+            let _ = writeln!(
+                o,
+                "      decoded {} lines as Windows-1251, {} as UTF-8 (the rest ASCII)",
+                s.lines_windows1251, s.lines_utf8
+            );
+        }
         if s.v6_addresses > 0 {
             let _ = writeln!(o, "      IPv6: {}", v6_amount(s.v6_addresses));
         }

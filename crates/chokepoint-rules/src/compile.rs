@@ -205,6 +205,8 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
             skipped: u64::from(p.skipped),
             first_errors: p.first_errors.iter().map(|e| e.to_string()).collect(),
             ignored: u64::from(p.ignored),
+            lines_utf8: p.encodings.utf8,
+            lines_windows1251: p.encodings.windows1251,
             ..Default::default()
         })
         .collect();

@@ -38,6 +38,8 @@ fn registry_dump_2014_compiles_with_every_record() {
     let l = rs.meta.lists.iter().find(|l| l.name == "rkn-2014").unwrap();
     assert_eq!(l.stats.records, 2150);
     assert_eq!(l.stats.skipped, 0);
+    // every record names its organisation in Cyrillic, Windows-1251 here
+    assert_eq!((l.stats.lines_utf8, l.stats.lines_windows1251), (0, 2150));
     assert_eq!(l.updated.as_deref(), Some("2014-04-22 11:05:00 +0000"));
     // CP1251 decoded: the organisation comes out as Cyrillic
     let e = explain(&rs, "0chan.hk");

@@ -117,6 +117,13 @@ pub struct ListStats {
     #[serde(with = "u128_text")]
     /// IPv6 addresses covered.
     pub v6_addresses: u128,
+    /// Lines, not plain ASCII, read as UTF-8.
+    #[serde(default)]
+    pub lines_utf8: u32,
+    /// Lines, not plain ASCII, read as Windows-1251. Beside `lines_utf8`
+    /// under `encoding: auto`, a file that mixes the two, decided per line.
+    #[serde(default)]
+    pub lines_windows1251: u32,
 }
 
 /// IPv6 address counts overflow JSON numbers: text in human-readable

@@ -60,9 +60,42 @@ pub enum CaptureError {
         offset: u64,
         /// Packet records read before it.
         records: u64,
-        /// What the parser said.
+        /// What the parser said, cut to [`MAX_REASON`] bytes.
         reason: String,
     },
+    /// A block larger than the streaming reader holds: valid perhaps, but
+    /// holding it would take more memory than any packet is worth.
+    #[error("{path}: block of {size} bytes at byte offset {offset}, after {records} packet records, is larger than the {limit} bytes the reader holds for one block")]
+    BlockTooLarge {
+        /// The capture file.
+        path: String,
+        /// Byte offset of the block.
+        offset: u64,
+        /// Its length as its header gives it.
+        size: u64,
+        /// [`ReadOptions::max_block`].
+        limit: usize,
+        /// Packet records read before it.
+        records: u64,
+    },
+}
+
+/// Packet records passed over, each counted by why, so that no record a
+/// capture holds goes unaccounted. A skipped record still takes its index:
+/// indices stay the frame numbers other tools show.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Skipped {
+    /// pcapng packets on an interface that no Interface Description Block
+    /// of their section declared. Their link type is unknown, and guessing
+    /// (Ethernet, say) would hand the policy garbage to decide on.
+    pub undeclared_interface: u64,
+}
+
+impl Skipped {
+    /// All skipped records.
+    pub fn total(&self) -> u64 {
+        self.undeclared_interface
+    }
 }
 
 struct Iface {
@@ -79,6 +112,7 @@ struct State {
     legacy: Option<(LinkType, bool)>,
     ifaces: Vec<Iface>,
     index: u64,
+    skipped: Skipped,
 }
 
 impl State {
@@ -115,10 +149,11 @@ impl State {
             }),
             PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
                 self.index += 1;
-                let (link, resol, toff) = match self.ifaces.get(epb.if_id as usize) {
-                    Some(i) => (i.link, i.resol, i.offset),
-                    None => (LinkType::Ethernet, 1_000_000, 0),
+                let Some(i) = self.ifaces.get(epb.if_id as usize) else {
+                    self.skipped.undeclared_interface += 1;
+                    return;
                 };
+                let (link, resol, toff) = (i.link, i.resol, i.offset);
                 let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                 let ns = (u128::from(units) * 1_000_000_000 / u128::from(resol)) as u64;
                 let ts = ns.saturating_add_signed(toff.saturating_mul(1_000_000_000));
@@ -133,7 +168,11 @@ impl State {
             }
             PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                 self.index += 1;
-                let link = self.ifaces.first().map_or(LinkType::Ethernet, |i| i.link);
+                // A Simple Packet Block is on interface 0.
+                let Some(link) = self.ifaces.first().map(|i| i.link) else {
+                    self.skipped.undeclared_interface += 1;
+                    return;
+                };
                 let n = (spb.origlen as usize).min(spb.data.len());
                 f(&Record {
                     index: self.index,
@@ -148,27 +187,127 @@ impl State {
     }
 }
 
+/// The largest block the streaming reader grows its buffer to by default.
+/// Packet blocks are at most a snaplen (256 KiB in libpcap) plus options;
+/// the big ones are Decryption Secrets Blocks holding a whole session's TLS
+/// keys, megabytes at most. Past this a block is refused, not allocated:
+/// a corrupt length field must not make the reader take gigabytes.
+pub const MAX_BLOCK: usize = 64 << 20;
+
 /// Captures up to this size are read whole and parsed in place, with exact
 /// error offsets; larger ones are streamed through a 1 MiB buffer (for a
 /// 124 MB capture, reading it whole cost as much in page faults as it saved
 /// in copying).
-const IN_MEMORY: u64 = 8 << 20;
+pub const IN_MEMORY: u64 = 8 << 20;
 
-/// Read every packet record, calling `f` for each. Returns how many were
-/// read. On a corrupt or truncated file the records before the damage have
-/// been delivered when the error comes back.
+/// The streaming reader's first buffer; it grows for bigger blocks.
+const STREAM_BUFFER: usize = 1 << 20;
+
+/// Error reasons are cut to this many bytes: a parser error can carry the
+/// whole rest of the input, and a corrupt 22 MB capture once produced a
+/// 22 MB message.
+pub const MAX_REASON: usize = 200;
+
+/// How [`read_with`] reads a capture; [`read`] uses the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Files up to this size are read whole, larger ones streamed
+    /// (default [`IN_MEMORY`]; 0 streams every file, as tests do to take
+    /// the streaming path without writing a large file).
+    pub in_memory_max: u64,
+    /// The largest block the streaming reader holds (default
+    /// [`MAX_BLOCK`]); a larger one is [`CaptureError::BlockTooLarge`].
+    pub max_block: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> ReadOptions {
+        ReadOptions {
+            in_memory_max: IN_MEMORY,
+            max_block: MAX_BLOCK,
+        }
+    }
+}
+
+/// `reason` cut to [`MAX_REASON`] bytes at a character boundary.
+fn cut(mut reason: String) -> String {
+    if reason.len() > MAX_REASON {
+        let mut at = MAX_REASON;
+        while !reason.is_char_boundary(at) {
+            at -= 1;
+        }
+        let dropped = reason.len() - at;
+        reason.truncate(at);
+        reason.push_str(&format!("…({dropped} bytes cut)"));
+    }
+    reason
+}
+
+/// What a parser error says, without the input it carries (the rest of the
+/// file, which is where the 22 MB came from).
+fn describe<I>(e: &PcapError<I>) -> String {
+    match e {
+        PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
+            "the last record is cut short".to_string()
+        }
+        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
+            format!("parse error ({kind:?})")
+        }
+        PcapError::Eof => "unexpected end of file".to_string(),
+        PcapError::BufferTooSmall => "a block is larger than the read buffer".to_string(),
+        PcapError::ReadError => "read error".to_string(),
+        PcapError::HeaderNotRecognized => "header not recognized as pcap or pcapng".to_string(),
+    }
+}
+
+/// `reason`, and the first bytes at the failure (a block's type and
+/// length, a record's header), which say more than the parser does.
+fn with_head(reason: String, at: &[u8]) -> String {
+    if at.is_empty() {
+        return reason;
+    }
+    let shown: Vec<String> = at.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let more = if at.len() > 16 { " …" } else { "" };
+    format!("{reason}; bytes there: {}{more}", shown.join(" "))
+}
+
+/// Read every packet record, calling `f` for each. Returns how many the
+/// file holds (skipped ones included). On a corrupt or truncated file the
+/// records before the damage have been delivered when the error comes back.
 pub fn read(path: &Path, mut f: impl FnMut(&Record<'_>)) -> Result<u64, CaptureError> {
+    read_with(
+        path,
+        &ReadOptions::default(),
+        &mut Skipped::default(),
+        &mut f,
+    )
+}
+
+/// [`read`] with options, counting the records it passes over in `skipped`
+/// (also when an error comes back).
+pub fn read_with(
+    path: &Path,
+    opts: &ReadOptions,
+    skipped: &mut Skipped,
+    f: &mut dyn FnMut(&Record<'_>),
+) -> Result<u64, CaptureError> {
     let p = path.display().to_string();
     let open = |e| CaptureError::Open {
         path: p.clone(),
         source: e,
     };
     let len = std::fs::metadata(path).map_err(open)?.len();
-    if len > IN_MEMORY {
-        return read_stream(path, &mut f);
-    }
-    let data = std::fs::read(path).map_err(open)?;
-    read_slice(&p, &data, &mut f)
+    let mut st = State::default();
+    let res = if len > opts.in_memory_max {
+        read_stream(path, opts, &mut st, f)
+    } else {
+        match std::fs::read(path) {
+            Ok(data) => parse_slice(&p, &data, &mut st, f),
+            Err(e) => Err(open(e)),
+        }
+    };
+    *skipped = st.skipped;
+    res
 }
 
 /// Parse a capture held in memory.
@@ -177,21 +316,24 @@ pub fn read_slice(
     data: &[u8],
     f: &mut dyn FnMut(&Record<'_>),
 ) -> Result<u64, CaptureError> {
-    let mut st = State::default();
+    parse_slice(p, data, &mut State::default(), f)
+}
+
+fn parse_slice(
+    p: &str,
+    data: &[u8],
+    st: &mut State,
+    f: &mut dyn FnMut(&Record<'_>),
+) -> Result<u64, CaptureError> {
     let corrupt = |st: &State, rem: &[u8], reason: String| CaptureError::Corrupt {
         path: p.to_string(),
         offset: (data.len() - rem.len()) as u64,
         records: st.index,
-        reason,
+        reason: cut(with_head(reason, rem)),
     };
     let describe = |e: nom::Err<PcapError<&[u8]>>| match e {
         nom::Err::Incomplete(_) => "the last record is cut short".to_string(),
-        nom::Err::Error(e) | nom::Err::Failure(e) => match e {
-            PcapError::UnexpectedEof | PcapError::Incomplete(_) => {
-                "the last record is cut short".to_string()
-            }
-            other => format!("{other:?}"),
-        },
+        nom::Err::Error(e) | nom::Err::Failure(e) => describe(&e),
     };
     match data.get(..4) {
         Some([0x0a, 0x0d, 0x0d, 0x0a]) => {
@@ -211,7 +353,7 @@ pub fn read_slice(
                         st.block(PcapBlockOwned::NG(b), f);
                         rem = r;
                     }
-                    Err(e) => return Err(corrupt(&st, rem, describe(e))),
+                    Err(e) => return Err(corrupt(st, rem, describe(e))),
                 }
             }
         }
@@ -226,7 +368,7 @@ pub fn read_slice(
             .any(|x| x == m) =>
         {
             let (mut rem, h) =
-                parse_pcap_header(data).map_err(|e| corrupt(&st, data, describe(e)))?;
+                parse_pcap_header(data).map_err(|e| corrupt(st, data, describe(e)))?;
             let be = h.is_bigendian();
             st.block(PcapBlockOwned::LegacyHeader(h), f);
             while !rem.is_empty() {
@@ -240,7 +382,7 @@ pub fn read_slice(
                         st.block(PcapBlockOwned::Legacy(b), f);
                         rem = r;
                     }
-                    Err(e) => return Err(corrupt(&st, rem, describe(e))),
+                    Err(e) => return Err(corrupt(st, rem, describe(e))),
                 }
             }
         }
@@ -254,49 +396,126 @@ pub fn read_slice(
 }
 
 /// Stream a capture too large to hold (pcap-parser's buffered reader).
-fn read_stream(path: &Path, f: &mut dyn FnMut(&Record<'_>)) -> Result<u64, CaptureError> {
+/// The buffer starts at 1 MiB and grows to hold a larger block, up to
+/// `opts.max_block`.
+fn read_stream(
+    path: &Path,
+    opts: &ReadOptions,
+    st: &mut State,
+    f: &mut dyn FnMut(&Record<'_>),
+) -> Result<u64, CaptureError> {
     let p = path.display().to_string();
     let file = File::open(path).map_err(|e| CaptureError::Open {
         path: p.clone(),
         source: e,
     })?;
-    let mut reader = match create_reader(1 << 20, file) {
+    let mut capacity = STREAM_BUFFER;
+    let mut reader = match create_reader(capacity, file) {
         Ok(r) => r,
         Err(_) => return Err(CaptureError::NotCapture { path: p }),
     };
-    let mut st = State::default();
     let mut offset = 0u64;
     let mut stalled = 0;
+    // How to read a block's length from its header when it does not fit:
+    // legacy record or pcapng block, and the byte order.
+    let (mut legacy, mut be) = (false, false);
+    let corrupt = |st: &State, offset, reason: String| CaptureError::Corrupt {
+        path: p.clone(),
+        offset,
+        records: st.index,
+        reason: cut(reason),
+    };
     loop {
         match reader.next() {
             Ok((len, block)) => {
                 stalled = 0;
+                match &block {
+                    PcapBlockOwned::LegacyHeader(h) => (legacy, be) = (true, h.is_bigendian()),
+                    PcapBlockOwned::NG(Block::SectionHeader(shb)) => be = shb.big_endian(),
+                    _ => {}
+                }
                 st.block(block, f);
                 offset += len as u64;
                 reader.consume(len);
             }
             Err(PcapError::Eof) => return Ok(st.index),
-            Err(PcapError::Incomplete(_)) => {
-                // More bytes are needed: read them; if none come, the file
-                // ends inside a record.
-                stalled += 1;
-                if reader.refill().is_err() || stalled > 2 {
-                    return Err(CaptureError::Corrupt {
+            Err(PcapError::BufferTooSmall) => {
+                // The next block does not fit: grow the buffer to hold it
+                // (at least doubling, so odd sizes do not grow it in
+                // steps), unless it is over the limit.
+                let size = block_len(reader.data(), legacy, be);
+                let want = (capacity * 2)
+                    .max(size.map_or(0, |n| n as usize + 64))
+                    .min(opts.max_block);
+                if want <= capacity || size.is_some_and(|n| n >= want as u64) {
+                    return Err(CaptureError::BlockTooLarge {
                         path: p,
                         offset,
+                        size: size.unwrap_or(0),
+                        limit: opts.max_block,
                         records: st.index,
-                        reason: "the last record is cut short".into(),
                     });
+                }
+                reader.grow(want);
+                capacity = want;
+                if reader.refill().is_err() {
+                    return Err(corrupt(st, offset, "read error".into()));
+                }
+            }
+            Err(PcapError::Incomplete(_)) => {
+                // More bytes are needed: read them; if none come, the file
+                // ends inside a record. A read that brings some is
+                // progress, however short (a large block may take several).
+                let had = reader.data().len();
+                let refilled = reader.refill().is_ok();
+                stalled = if reader.data().len() > had {
+                    0
+                } else {
+                    stalled + 1
+                };
+                if !refilled || stalled > 2 {
+                    return Err(corrupt(st, offset, "the last record is cut short".into()));
                 }
             }
             Err(e) => {
-                return Err(CaptureError::Corrupt {
-                    path: p,
-                    offset,
-                    records: st.index,
-                    reason: format!("{e:?}"),
-                })
+                let reason = with_head(describe(&e), reader.data());
+                return Err(corrupt(st, offset, reason));
             }
         }
+    }
+}
+
+/// The length of the block or record at the start of `data`, from its
+/// header: a pcapng block's total length, or a legacy record's 16-byte
+/// header plus its captured length.
+fn block_len(data: &[u8], legacy: bool, be: bool) -> Option<u64> {
+    let field = |at: usize| -> Option<u64> {
+        let b: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
+        Some(u64::from(if be {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }))
+    };
+    if legacy {
+        field(8).map(|caplen| caplen + 16)
+    } else {
+        field(4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_cut_at_a_character_boundary() {
+        assert_eq!(cut("short".into()), "short");
+        let long = "я".repeat(150); // 300 bytes
+        let c = cut(long);
+        assert!(c.starts_with(&"я".repeat(100)), "{c}");
+        assert!(c.ends_with("…(100 bytes cut)"), "{c}");
+        let odd = format!("x{}", "я".repeat(150));
+        assert!(cut(odd).ends_with("…(102 bytes cut)"));
     }
 }

@@ -15,8 +15,10 @@ use crate::capture::{self, CaptureError};
 /// What a replay saw.
 #[derive(Debug, Default)]
 pub struct Summary {
-    /// Packet records read.
+    /// Packet records read, skipped ones included.
     pub records: u64,
+    /// Records the capture reader passed over, by why.
+    pub skipped: capture::Skipped,
     /// The engine's counters.
     pub counters: Counters,
     /// Flows created.
@@ -112,7 +114,9 @@ pub fn replay(
     // The actor runs on every frame, outputs or not: events report what
     // it did.
     let mut actor = Actor::default();
-    let res = capture::read(path, |rec| {
+    let mut skipped = capture::Skipped::default();
+    let opts = capture::ReadOptions::default();
+    let res = capture::read_with(path, &opts, &mut skipped, &mut |rec| {
         s.records = rec.index;
         last_ts = rec.ts;
         let d = engine.process(rec.ts, rec.link, rec.data);
@@ -169,6 +173,14 @@ pub fn replay(
             write_err = Some(e);
         }
     }
+    s.skipped = skipped;
+    match &res {
+        Ok(n) => s.records = *n,
+        Err(
+            CaptureError::Corrupt { records, .. } | CaptureError::BlockTooLarge { records, .. },
+        ) => s.records = *records,
+        Err(_) => {}
+    }
     s.actions = actor.counters.clone();
     engine.expire(last_ts.saturating_add(3600 * 1_000_000_000));
     s.counters = engine.counters.clone();
@@ -214,6 +226,13 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
         "packets   {} ({} bytes) in {} records; {} not IP",
         c.packets, c.bytes, s.records, c.not_ip
     );
+    if s.skipped.undeclared_interface > 0 {
+        let _ = writeln!(
+            o,
+            "skipped   {} records on a pcapng interface no Interface Description Block declared (link type unknown)",
+            s.skipped.undeclared_interface
+        );
+    }
     let _ = writeln!(
         o,
         "flows     {} created, {} evicted at capacity",

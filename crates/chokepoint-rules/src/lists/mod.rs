@@ -7,13 +7,15 @@ mod domains;
 mod hosts;
 mod keywords;
 mod registry;
+mod text;
 
 use ipnetwork::IpNetwork;
 
 use crate::policy::{ListFormat, ListSpec, OnError, TextEncoding};
 use crate::Error;
 
-pub use registry::{decode_text, split_record, RecordFields};
+pub use registry::{split_record, RecordFields};
+pub use text::{decode_lines, LineEncodings};
 
 pub use chokepoint_ruleset::domain_table::{mode_str, MODE_EXACT, MODE_SUBDOMAINS, MODE_SUFFIX};
 
@@ -100,6 +102,8 @@ pub struct ParsedList {
     pub records_filtered: u32,
     /// Registry `Updated:` header.
     pub updated: Option<String>,
+    /// How the file's non-ASCII lines were decoded.
+    pub encodings: LineEncodings,
 }
 
 /// How many skipped lines are kept verbatim for the report.
@@ -110,15 +114,22 @@ pub(crate) struct Ctx<'a> {
     pub label: &'a str,
     pub spec: &'a ListSpec,
     pub out: ParsedList,
+    /// The last line of a file that does not end in a line end: if that
+    /// line is bad, the file was most likely cut short in transfer.
+    pub unterminated: Option<u32>,
 }
 
 impl Ctx<'_> {
     /// Report a bad line: an error under `on_error: fail`, else counted.
     pub fn bad(&mut self, line: u32, reason: impl Into<String>) -> Result<(), Error> {
+        let mut reason = reason.into();
+        if self.unterminated == Some(line) {
+            reason.push_str(" (the last line has no line end: is the file truncated?)");
+        }
         let e = LineError {
             file: self.label.to_string(),
             line,
-            reason: reason.into(),
+            reason,
         };
         match self.spec.on_error {
             OnError::Fail => Err(Error::BadLine(e)),
@@ -162,6 +173,7 @@ pub fn parse_list(spec: &ListSpec, label: &str, text: ListText<'_>) -> Result<Pa
         label,
         spec,
         out: ParsedList::default(),
+        unterminated: None,
     };
     let decoded;
     let lines: Vec<(u32, &str)> = match text {
@@ -173,14 +185,19 @@ pub fn parse_list(spec: &ListSpec, label: &str, text: ListText<'_>) -> Result<Pa
             } else {
                 spec.encoding
             };
-            decoded = decode_text(bytes, enc).map_err(|reason| Error::Source {
+            let encodings;
+            (decoded, encodings) = decode_lines(bytes, enc).map_err(|reason| Error::Source {
                 file: label.to_string(),
                 reason,
             })?;
+            ctx.out.encodings = encodings;
+            if !decoded.is_empty() && !bytes.ends_with(b"\n") {
+                ctx.unterminated = Some(decoded.len() as u32);
+            }
             decoded
-                .lines()
+                .iter()
                 .enumerate()
-                .map(|(i, l)| (i as u32 + 1, l))
+                .map(|(i, l)| (i as u32 + 1, l.as_ref()))
                 .collect()
         }
         ListText::Inline(entries) => entries

@@ -23,7 +23,6 @@ use super::{
     parse_prefix, Ctx, NameItem, PrefixItem, RecordItem, MODE_EXACT, MODE_SUBDOMAINS, MODE_SUFFIX,
 };
 use crate::name::normalize;
-use crate::policy::TextEncoding;
 use crate::Error;
 
 /// The six fields of one record, borrowed from the line.
@@ -43,37 +42,19 @@ pub struct RecordFields<'a> {
     pub date: &'a str,
 }
 
-/// Decode a list file: UTF-8 (BOM stripped), Windows-1251, or either.
-pub fn decode_text(bytes: &[u8], enc: TextEncoding) -> Result<Cow<'_, str>, String> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    match enc {
-        TextEncoding::Utf8 => std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|e| {
-            format!(
-                "not valid UTF-8 at byte offset {} (set `encoding: windows-1251` if it is a registry dump)",
-                e.valid_up_to()
-            )
-        }),
-        TextEncoding::Windows1251 => Ok(encoding_rs::WINDOWS_1251
-            .decode_without_bom_handling(bytes)
-            .0),
-        TextEncoding::Auto => match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(Cow::Borrowed(s)),
-            Err(_) => Ok(encoding_rs::WINDOWS_1251
-                .decode_without_bom_handling(bytes)
-                .0),
-        },
-    }
-}
-
 /// Split a record line into its six fields.
 pub fn split_record(line: &str) -> Result<RecordFields<'_>, String> {
-    const SHAPE: &str =
-        "expected 6 `;`-separated fields (ips;domains;urls;organisation;decision;date)";
-    let (ips, rest) = line.split_once(';').ok_or(SHAPE)?;
-    let (domains, rest) = rest.split_once(';').ok_or(SHAPE)?;
-    let (rest, date) = rest.rsplit_once(';').ok_or(SHAPE)?;
-    let (middle, decision) = rest.rsplit_once(';').ok_or(SHAPE)?;
-    let (urls, org) = split_urls_org(middle).ok_or(SHAPE)?;
+    let shape = || {
+        format!(
+            "expected 6 `;`-separated fields (ips;domains;urls;organisation;decision;date), found {}",
+            line.split(';').count()
+        )
+    };
+    let (ips, rest) = line.split_once(';').ok_or_else(shape)?;
+    let (domains, rest) = rest.split_once(';').ok_or_else(shape)?;
+    let (rest, date) = rest.rsplit_once(';').ok_or_else(shape)?;
+    let (middle, decision) = rest.rsplit_once(';').ok_or_else(shape)?;
+    let (urls, org) = split_urls_org(middle).ok_or_else(shape)?;
     Ok(RecordFields {
         ips: ips.trim(),
         domains: domains.trim(),
@@ -167,6 +148,12 @@ pub(super) fn parse(ctx: &mut Ctx<'_>, lines: &[(u32, &str)]) -> Result<(), Erro
                 continue;
             }
         };
+        // Before the decision filter: the filter reads the decision, and a
+        // cut-off record is a cut-off file whatever the filter keeps.
+        if let Err(reason) = check_decision(rec.decision).and_then(|()| check_date(rec.date)) {
+            ctx.bad(line, reason)?;
+            continue;
+        }
         let spec = ctx.spec;
         if (!spec.decisions.is_empty() && !spec.decisions.iter().any(|d| d == rec.decision))
             || spec.exclude_decisions.iter().any(|d| d == rec.decision)
@@ -184,6 +171,68 @@ pub(super) fn parse(ctx: &mut Ctx<'_>, lines: &[(u32, &str)]) -> Result<(), Erro
             date: rec.date.to_string(),
             org: rec.org.into_owned(),
         });
+    }
+    Ok(())
+}
+
+/// The longest decision field taken for one. Real ones run from `660` to a
+/// seventy-character sentence (`определение о предварительном обеспечении
+/// по заявлению № 2и-1234/2013`); far longer is a line split in the wrong
+/// place.
+const MAX_DECISION_CHARS: usize = 256;
+
+/// A decision number, as loosely as the registry writes them: `2971-18`,
+/// `27-31-2018/Ид2971_18`, `2/1/11-12201`, `б/н` ("no number"), a sentence.
+/// What it never is: empty, or holding a `"`, which only the quoted
+/// organisation may, so one here means the quotes were never closed and the
+/// record is cut short (`...;"Суд; Таганский` reads as decision `"Суд`).
+fn check_decision(d: &str) -> Result<(), String> {
+    if d.is_empty() {
+        return Err("the decision number is empty".into());
+    }
+    if d.contains('"') {
+        return Err(format!(
+            "decision `{d}` contains `\"`: the organisation's quotes are not closed, so the record is cut short or split wrongly"
+        ));
+    }
+    if d.chars().any(char::is_control) {
+        return Err(format!(
+            "decision `{}` contains a control character",
+            d.escape_debug()
+        ));
+    }
+    let n = d.chars().count();
+    if n > MAX_DECISION_CHARS {
+        return Err(format!(
+            "the decision is {n} characters long (at most {MAX_DECISION_CHARS}): the record is split wrongly"
+        ));
+    }
+    Ok(())
+}
+
+/// A decision date: `YYYY-MM-DD`, a day that exists.
+fn check_date(d: &str) -> Result<(), String> {
+    let b = d.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r)?.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let shaped = b.len() == 10 && b[4] == b'-' && b[7] == b'-';
+    let (Some(y), Some(m), Some(day), true) = (digits(0..4), digits(5..7), digits(8..10), shaped)
+    else {
+        return Err(format!("decision date `{d}` is not a date (YYYY-MM-DD)"));
+    };
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => 0,
+    };
+    if day == 0 || day > days {
+        return Err(format!("decision date `{d}` is not a day of the calendar"));
     }
     Ok(())
 }
@@ -283,14 +332,45 @@ mod tests {
     }
 
     #[test]
-    fn cp1251_is_detected() {
-        let (bytes, _, _) = encoding_rs::WINDOWS_1251.encode("Роскомнадзор");
-        assert_eq!(
-            decode_text(&bytes, TextEncoding::Auto).unwrap(),
-            "Роскомнадзор"
-        );
-        assert!(decode_text(&bytes, TextEncoding::Utf8)
+    fn decisions_as_the_registry_writes_them() {
+        for d in [
+            "2971-18",
+            "27-31-2018/Ид2971_18",
+            "2/1/11-12201",
+            "б/н",
+            "отсутствует",
+            "18127-URL-on",
+            "определение о предварительном обеспечении по заявлению № 2и-1234/2013",
+        ] {
+            assert_eq!(check_decision(d), Ok(()), "{d}");
+        }
+        assert!(check_decision("\"Суд")
             .unwrap_err()
-            .contains("offset 0"));
+            .contains("quotes are not closed"));
+        assert!(check_decision("").unwrap_err().contains("empty"));
+        assert!(check_decision(&"1".repeat(300))
+            .unwrap_err()
+            .contains("300 characters"));
+    }
+
+    #[test]
+    fn dates_are_calendar_days() {
+        for d in ["2018-04-13", "2012-02-29", "2000-02-29", "2014-12-31"] {
+            assert_eq!(check_date(d), Ok(()), "{d}");
+        }
+        for d in [
+            "Таганский",
+            "2018-4-13",
+            "2018/04/13",
+            "2018-04-13 ",
+            "2018-13-01",
+            "1900-02-29",
+            "2018-04-31",
+            "2018-04-00",
+            "",
+            "+018-04-13",
+        ] {
+            assert!(check_date(d).is_err(), "{d}");
+        }
     }
 }
