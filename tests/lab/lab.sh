@@ -132,6 +132,8 @@ metric() { nsx $K curl -s -m 5 http://127.0.0.1:9900/metrics | awk -v m="$1" '$1
 check_hard() {
   local out rc pid before after held evicted dl
   pid=$(bridge_pid)
+  grep -qF "chokepoint run: bridging c1 (inside) and s1 (outside), 2 worker(s), policy $LAB/hard.yaml" "$LAB/chokepoint.log" \
+    && ok "run prints what it runs when it starts" || bad "start line" "$(head -3 "$LAB/chokepoint.log")"
   out=$(awk '$1 == "CapEff:" || $1 == "CapPrm:" { printf "%s ", $2 }' "/proc/$pid/status")
   [ "$out" = "0000000000000000 0000000000000000 " ] && ok "privileges: no capabilities left once the sockets are open" || bad "privileges" "CapEff/CapPrm $out"
   # A crafted artifact (valid hash, IPv4 prefixes moved to a list no IP rule

@@ -47,8 +47,10 @@ enum Cmd {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colour codes only on a terminal: a log file or journald gets plain text.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         b.json().init();
@@ -70,8 +72,26 @@ fn dispatch(cmd: Cmd) -> Result<()> {
     }
 }
 
+/// `--version`: the crate version, the git revision it was built from and
+/// the artifact format it reads, so a bug report names all three.
+fn version() -> String {
+    format!(
+        "{} (git {}, artifact format v{})",
+        env!("CARGO_PKG_VERSION"),
+        env!("CHOKEPOINT_GIT_REV"),
+        chokepoint_rules::artifact::FORMAT_VERSION
+    )
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    // Built once per process; clap keeps a `&'static str`.
+    let version: &'static str = Box::leak(version().into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     init_logging(cli.log_json);
     match dispatch(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,

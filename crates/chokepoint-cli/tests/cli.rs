@@ -270,3 +270,19 @@ fn run_refuses_queue_and_worker_counts_out_of_range() {
         );
     }
 }
+
+#[test]
+fn version_names_the_revision_and_the_artifact_format() {
+    let o = run(&["--version"]);
+    assert!(o.status.success());
+    let v = stdout(&o);
+    assert!(v.starts_with("chokepoint "), "{v}");
+    assert!(v.contains("(git "), "{v}");
+    assert!(
+        v.contains(&format!(
+            "artifact format v{}",
+            chokepoint_rules::artifact::FORMAT_VERSION
+        )),
+        "{v}"
+    );
+}

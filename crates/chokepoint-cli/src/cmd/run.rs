@@ -103,11 +103,17 @@ pub fn run(a: Args) -> Result<()> {
         a.source.clone(),
         Duration::from_secs(a.reload_timeout.into()),
     )?;
-    tracing::info!(
-        inside = inside.name(),
-        outside = outside.as_ref().map(|o| o.name()),
-        workers,
-        "bridge running"
+    // One line on stdout when it starts, whatever the log level: what runs,
+    // on which links, under which policy, and where its metrics are.
+    println!(
+        "{}",
+        start_line(
+            inside.name(),
+            outside.as_ref().map(|o| o.name()),
+            workers,
+            &chokepoint_runtime::replay::policy_line(&shared.rules.load()),
+            a.metrics,
+        )
     );
     let cfg = bridge::Config {
         workers,
@@ -174,6 +180,25 @@ fn watch_for_reloads(
         }
     });
     Ok(())
+}
+
+/// The line `run` prints when it starts.
+fn start_line(
+    inside: &str,
+    outside: Option<&str>,
+    workers: usize,
+    policy: &str,
+    metrics: Option<SocketAddr>,
+) -> String {
+    let links = match outside {
+        Some(o) => format!("bridging {inside} (inside) and {o} (outside)"),
+        None => format!("watching tap {inside}"),
+    };
+    let policy = policy.trim_start_matches("policy").trim();
+    let metrics = metrics.map_or("no metrics".to_string(), |m| {
+        format!("metrics http://{m}/metrics")
+    });
+    format!("chokepoint run: {links}, {workers} worker(s), policy {policy}, {metrics}")
 }
 
 /// What the bridge did, printed when it stops.
