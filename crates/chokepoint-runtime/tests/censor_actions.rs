@@ -233,5 +233,16 @@ fn a_replay_under_degrade_drops_the_same_frames_twice() {
     let other = replay_sample("{degrade: {loss: 0.5}}", 12);
     assert_ne!(a.0, other.0, "another seed drops other frames");
     let events = String::from_utf8(a.1).unwrap();
-    assert!(events.contains("\"verdict\":\"degrade\""), "{events}");
+    let decided: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["trigger"] == "ip")
+        .collect();
+    assert!(!decided.is_empty());
+    for e in decided {
+        assert_eq!(
+            (&e["verdict"], &e["action"]),
+            (&"degrade".into(), &"degrade".into())
+        );
+    }
 }
