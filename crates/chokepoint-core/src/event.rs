@@ -90,4 +90,25 @@ pub struct Decision {
     /// `None` for packets the engine keeps no flow for (non-IP frames,
     /// fragments of an incomplete datagram, malformed packets).
     pub flow: Option<u64>,
+    /// The flow's client (the side that opened it), so a throttle can
+    /// share one bucket among a subscriber's flows. `None` with `flow`.
+    pub client: Option<IpAddr>,
+    /// Under [`Verdict::Freeze`] and [`Verdict::Degrade`], which the core
+    /// enforces packet by packet: this packet is to be discarded (the flow
+    /// is frozen, or the degrade's draw fell on it). Always `false` for
+    /// other verdicts.
+    pub dropped: bool,
+}
+
+impl Decision {
+    /// Does the packet go on unchanged? The verdict's answer, except under
+    /// freeze and degrade, where the core decided for this packet.
+    #[inline]
+    pub fn forwards(&self) -> bool {
+        if self.verdict.per_packet() {
+            !self.dropped
+        } else {
+            self.verdict.forwards()
+        }
+    }
 }

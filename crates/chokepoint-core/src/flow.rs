@@ -16,6 +16,7 @@ use hashbrown::HashMap;
 
 use chokepoint_ruleset::{Match, RuleId, Timeouts, Trigger, Verdict};
 
+use crate::enforce::Enforcer;
 use crate::event::NameBuf;
 use crate::quic::InitialDecoder;
 use crate::reasm::{Pool, Reassembly};
@@ -158,6 +159,9 @@ pub struct Flow {
     /// QUIC: what the client's first Initial fixed for the handshake.
     pub(crate) quic: InitialDecoder,
     pub(crate) seen: Option<Box<Seen>>,
+    /// `freeze`/`degrade`: the per-packet state, from the first packet
+    /// enforced; cleared when the flow is decided again.
+    pub(crate) enforce: Option<Enforcer>,
 }
 
 impl Flow {
@@ -178,6 +182,7 @@ impl Flow {
             buf: None,
             quic: InitialDecoder::default(),
             seen: None,
+            enforce: None,
         }
     }
 
@@ -192,9 +197,21 @@ impl Flow {
         from_a == self.client_is_a
     }
 
+    /// The client's address (the side that opened the flow).
+    #[inline]
+    pub fn client(&self) -> IpAddr {
+        if self.client_is_a {
+            self.key.a
+        } else {
+            self.key.b
+        }
+    }
+
     /// Make `d` stick and stop inspecting; the buffer goes back to `pool`.
     pub(crate) fn decide(&mut self, d: FlowDecision, pool: &mut Pool) {
         self.decision = Some(d);
+        // A new decision (a reload's) starts its own enforcement.
+        self.enforce = None;
         self.hold = None;
         self.stop_inspecting(pool);
     }

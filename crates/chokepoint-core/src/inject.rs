@@ -10,7 +10,7 @@
 
 use std::net::IpAddr;
 
-use chokepoint_ruleset::DnsAnswer;
+use chokepoint_ruleset::{Action, DnsAnswer, ResetTo};
 
 use crate::wire::emit::{EthernetRepr, FrameRepr, TcpRepr, TransportRepr, UdpRepr};
 use crate::wire::l4::{self, Tcp, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -149,6 +149,13 @@ fn tcp_of<'a>(t: &Trigger<'a>) -> Option<Tcp<'a>> {
 /// any other sequence number and only send a challenge ACK. The trigger
 /// must be client → server TCP.
 pub fn tcp_resets(t: &Trigger<'_>, repeat: u8) -> Vec<Vec<u8>> {
+    tcp_resets_to(t, repeat, ResetTo::Both)
+}
+
+/// [`tcp_resets`] sent only `to` one end (or both): a box that resets
+/// only the client leaves the server's side to time out, one that resets
+/// only the server lets the client find out by its own timeout.
+pub fn tcp_resets_to(t: &Trigger<'_>, repeat: u8, to: ResetTo) -> Vec<Vec<u8>> {
     let Some(seg) = tcp_of(t) else {
         return Vec::new();
     };
@@ -164,10 +171,19 @@ pub fn tcp_resets(t: &Trigger<'_>, repeat: u8) -> Vec<Vec<u8>> {
     let (Some(to_client), Some(to_server)) = (to_client, reset_to_server(t, &seg)) else {
         return Vec::new();
     };
+    let (client, server) = match to {
+        ResetTo::Client => (true, false),
+        ResetTo::Server => (false, true),
+        ResetTo::Both => (true, true),
+    };
     let mut out = Vec::new();
     for _ in 0..repeat.max(1) {
-        out.push(to_client.clone());
-        out.push(to_server.clone());
+        if client {
+            out.push(to_client.clone());
+        }
+        if server {
+            out.push(to_server.clone());
+        }
     }
     out
 }
@@ -357,7 +373,8 @@ pub fn dns_answer_tcp(t: &Trigger<'_>, answer: &DnsAnswer, ttl: u32) -> Vec<Vec<
 
 /// A token-bucket policer: `rate` bytes per second, `burst` bytes deep,
 /// driven by packet timestamps (nanoseconds). Russia throttled Twitter in
-/// March 2021 this way, dropping what exceeded ~130–150 kbit/s.
+/// March 2021 this way, dropping what exceeded ~130–150 kbit/s (Xue et
+/// al., "Throttling Twitter", IMC 2021).
 #[derive(Clone, Copy, Debug)]
 pub struct TokenBucket {
     rate: u64,
@@ -367,12 +384,17 @@ pub struct TokenBucket {
 }
 
 impl TokenBucket {
-    /// `kbps` kilobits per second, with a burst of half a second (at least
-    /// two full-size packets): with less, TCP backs off so hard after each
-    /// drop that it settles well below the policed rate.
+    /// `kbps` kilobits per second, with the default burst
+    /// ([`Action::default_burst`]: half a second, at least two full-size
+    /// packets).
     pub fn new(kbps: u32, now: u64) -> TokenBucket {
+        TokenBucket::with_burst(kbps, Action::default_burst(kbps), now)
+    }
+
+    /// `kbps` kilobits per second, `burst_bytes` deep; it starts full.
+    pub fn with_burst(kbps: u32, burst_bytes: u32, now: u64) -> TokenBucket {
         let rate = u64::from(kbps) * 1000 / 8;
-        let burst = (rate / 2).max(3200);
+        let burst = u64::from(burst_bytes);
         TokenBucket {
             rate,
             burst,

@@ -10,6 +10,7 @@
 pub mod decode;
 pub mod defrag;
 pub mod dns;
+mod enforce;
 pub mod engine;
 pub mod event;
 pub mod flow;

@@ -45,7 +45,7 @@ fn frame(src: &str, dst: &str, sport: u16, dport: u16, seq: u32, payload: &[u8])
 
 #[test]
 fn decided_flow_packets_do_not_allocate() {
-    let yaml = "version: 1\nlists:\n  d: {format: domains, entries: [blocked.example]}\n  n: {format: cidr, entries: [198.19.0.0/24]}\nrules:\n  - {name: d, match: {list: d}, action: drop}\n  - {name: n, match: {list: n, on: [ip]}, action: drop}\n";
+    let yaml = "version: 1\nlists:\n  d: {format: domains, entries: [blocked.example]}\n  n: {format: cidr, entries: [198.19.0.0/24]}\n  f: {format: cidr, entries: [198.19.1.0/24]}\n  g: {format: cidr, entries: [198.19.2.0/24]}\nrules:\n  - {name: d, match: {list: d}, action: drop}\n  - {name: n, match: {list: n, on: [ip]}, action: drop}\n  - {name: f, match: {list: f, on: [ip]}, action: {freeze: {after_bytes: 100}}}\n  - {name: g, match: {list: g, on: [ip]}, action: {degrade: {loss: 0.5}}}\n";
     let rs = chokepoint_rules::compile_str(yaml, "t.yaml", std::path::Path::new(".")).unwrap();
     let mut e = Engine::new(Arc::new(rs));
     let hello = |n: &str| {
@@ -84,6 +84,17 @@ fn decided_flow_packets_do_not_allocate() {
         e.process(3, LinkType::Ethernet, &by_ip).verdict,
         Verdict::Drop
     );
+    // Flows enforced packet by packet: their state is in the flow.
+    let frozen = frame("198.18.0.1", "198.19.1.7", 40003, 443, 1, b"");
+    let degraded = frame("198.18.0.1", "198.19.2.7", 40004, 443, 1, b"");
+    assert_eq!(
+        e.process(4, LinkType::Ethernet, &frozen).verdict,
+        Verdict::Freeze
+    );
+    assert_eq!(
+        e.process(5, LinkType::Ethernet, &degraded).verdict,
+        Verdict::Degrade
+    );
     // 64-byte-class data packets of those flows, both directions.
     let pkts = [
         frame("198.18.0.1", "198.18.0.2", 40000, 443, 500, b"xx"),
@@ -91,6 +102,8 @@ fn decided_flow_packets_do_not_allocate() {
         frame("198.18.0.1", "198.18.0.3", 40001, 443, 500, b"zz"),
         frame("198.18.0.3", "198.18.0.1", 443, 40001, 9, b"ww"),
         frame("198.18.0.1", "198.19.0.7", 40002, 443, 2, b"vv"),
+        frame("198.19.1.7", "198.18.0.1", 443, 40003, 2, &[0; 64]),
+        frame("198.19.2.7", "198.18.0.1", 443, 40004, 2, b"uu"),
     ];
     // Warm up (the sweep cursor, lazily sized internals), then count.
     for (i, p) in pkts.iter().enumerate() {
@@ -106,8 +119,9 @@ fn decided_flow_packets_do_not_allocate() {
     assert_eq!(
         after - before,
         0,
-        "{} allocations in 100k packets",
+        "{} allocations in 140k packets",
         after - before
     );
-    assert_eq!(e.counters.packets, 3 + 5 + 100_000);
+    assert_eq!(e.counters.packets, 5 + 7 + 140_000);
+    assert!(e.counters.frozen > 0 && e.counters.degraded > 0);
 }

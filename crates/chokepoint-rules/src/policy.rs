@@ -12,10 +12,12 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 pub use chokepoint_ruleset::profile::{Direction, Profile, Timeouts};
-pub use chokepoint_ruleset::vocab::{Action, DnsAnswer, ListFormat, Trigger};
+pub use chokepoint_ruleset::vocab::{
+    Action, ByteRange, Chance, DnsAnswer, ListFormat, Packets, ResetTo, Scope, Trigger, Way,
+};
 
 const ACTION_WORDS: &[&str] = &[
-    "pass", "log", "drop", "reset", "dns", "redirect", "throttle",
+    "pass", "log", "drop", "reset", "dns", "redirect", "throttle", "freeze", "degrade",
 ];
 
 #[derive(Deserialize)]
@@ -23,6 +25,11 @@ const ACTION_WORDS: &[&str] = &[
 struct ResetParams {
     #[serde(default = "default_repeat")]
     repeat: u8,
+    #[serde(default = "default_reset_to")]
+    to: ResetTo,
+}
+fn default_reset_to() -> ResetTo {
+    ResetTo::Both
 }
 fn default_repeat() -> u8 {
     Action::DEFAULT_RESET_REPEAT
@@ -53,6 +60,91 @@ struct RedirectParams {
 #[serde(deny_unknown_fields)]
 struct ThrottleParams {
     kbps: u32,
+    burst_bytes: Option<u32>,
+    #[serde(default = "default_scope")]
+    scope: Scope,
+}
+fn default_scope() -> Scope {
+    Scope::Flow
+}
+
+/// A throttle's burst: at least one full-size Ethernet frame (with less,
+/// nothing that size ever passes), at most 1 GiB.
+const BURST_BYTES: std::ops::RangeInclusive<u32> = 1514..=1 << 30;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreezeParams {
+    #[serde(default)]
+    after_bytes: Option<AfterBytes>,
+    #[serde(default = "default_freeze_way")]
+    direction: Way,
+    #[serde(default = "default_probability")]
+    probability: f64,
+}
+fn default_freeze_way() -> Way {
+    Way::ServerToClient
+}
+fn default_probability() -> f64 {
+    1.0
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DegradeParams {
+    #[serde(default = "default_loss")]
+    loss: f64,
+    #[serde(default = "default_degrade_way")]
+    direction: Way,
+    #[serde(default = "default_packets")]
+    packets: Packets,
+}
+fn default_loss() -> f64 {
+    Action::DEFAULT_DEGRADE_LOSS.as_f64()
+}
+fn default_degrade_way() -> Way {
+    Way::Both
+}
+fn default_packets() -> Packets {
+    Packets::All
+}
+
+/// `after_bytes: N` or `after_bytes: [MIN, MAX]`.
+struct AfterBytes(u64, u64);
+
+impl<'de> Deserialize<'de> for AfterBytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AfterBytes;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a byte count or a range [MIN, MAX]")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<AfterBytes, E> {
+                Ok(AfterBytes(v, v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<AfterBytes, E> {
+                let v = u64::try_from(v)
+                    .map_err(|_| E::custom("freeze.after_bytes must be at least 1"))?;
+                Ok(AfterBytes(v, v))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<AfterBytes, A::Error> {
+                let two = "freeze.after_bytes as a range is [MIN, MAX]";
+                let min: u64 = seq.next_element()?.ok_or_else(|| de::Error::custom(two))?;
+                let max: u64 = seq.next_element()?.ok_or_else(|| de::Error::custom(two))?;
+                if seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    return Err(de::Error::custom(two));
+                }
+                Ok(AfterBytes(min, max))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A probability field, checked.
+fn chance<E: de::Error>(field: &str, p: f64) -> Result<Chance, E> {
+    Chance::from_f64(p).ok_or_else(|| E::custom(format!("{field} must be within 0..=1, not {p}")))
 }
 
 #[derive(Deserialize)]
@@ -71,7 +163,7 @@ impl<'de> Deserialize<'de> for ActionSpec {
         impl<'de> Visitor<'de> for V {
             type Value = ActionSpec;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an action word (pass, log, drop, reset, dns, redirect, throttle) or a one-key map such as {reset: {repeat: 5}}")
+                f.write_str("an action word (pass, log, drop, reset, dns, redirect, throttle, freeze, degrade) or a one-key map such as {reset: {repeat: 5}}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ActionSpec, E> {
                 Action::from_word(v)
@@ -88,7 +180,10 @@ impl<'de> Deserialize<'de> for ActionSpec {
                         if p.repeat == 0 || p.repeat > 100 {
                             return Err(de::Error::custom("reset.repeat must be 1..=100"));
                         }
-                        Action::Reset { repeat: p.repeat }
+                        Action::Reset {
+                            repeat: p.repeat,
+                            to: p.to,
+                        }
                     }
                     "dns" => {
                         let p: DnsParams = map.next_value()?;
@@ -120,7 +215,63 @@ impl<'de> Deserialize<'de> for ActionSpec {
                         if p.kbps == 0 {
                             return Err(de::Error::custom("throttle.kbps must be above 0"));
                         }
-                        Action::Throttle { kbps: p.kbps }
+                        let burst_bytes = p.burst_bytes.unwrap_or(Action::default_burst(p.kbps));
+                        if !BURST_BYTES.contains(&burst_bytes) {
+                            return Err(de::Error::custom(format!(
+                                "throttle.burst_bytes must be within {}..={}, not {burst_bytes}",
+                                BURST_BYTES.start(),
+                                BURST_BYTES.end()
+                            )));
+                        }
+                        Action::Throttle {
+                            kbps: p.kbps,
+                            burst_bytes,
+                            scope: p.scope,
+                        }
+                    }
+                    "freeze" => {
+                        let p: FreezeParams = map.next_value()?;
+                        let after_bytes = match p.after_bytes {
+                            None => Action::DEFAULT_FREEZE_AFTER,
+                            Some(AfterBytes(min, max)) => {
+                                if min == 0 {
+                                    return Err(de::Error::custom(
+                                        "freeze.after_bytes must be at least 1",
+                                    ));
+                                }
+                                if min > max {
+                                    return Err(de::Error::custom(format!(
+                                        "freeze.after_bytes [{min}, {max}]: MIN is above MAX"
+                                    )));
+                                }
+                                let (Ok(min), Ok(max)) = (u32::try_from(min), u32::try_from(max))
+                                else {
+                                    return Err(de::Error::custom(format!(
+                                        "freeze.after_bytes must be at most {}",
+                                        u32::MAX
+                                    )));
+                                };
+                                ByteRange { min, max }
+                            }
+                        };
+                        Action::Freeze {
+                            after_bytes,
+                            direction: p.direction,
+                            probability: chance("freeze.probability", p.probability)?,
+                        }
+                    }
+                    "degrade" => {
+                        let p: DegradeParams = map.next_value()?;
+                        if p.packets == Packets::Acks && p.direction == Way::ServerToClient {
+                            return Err(de::Error::custom(
+                                "degrade.packets `acks` are the client's: direction must be client_to_server or both",
+                            ));
+                        }
+                        Action::Degrade {
+                            loss: chance("degrade.loss", p.loss)?,
+                            direction: p.direction,
+                            packets: p.packets,
+                        }
                     }
                     other => {
                         let Some(a) = Action::from_word(other) else {
@@ -451,10 +602,19 @@ mod tests {
 
     #[test]
     fn action_forms() {
-        assert_eq!(action("reset").unwrap(), Action::Reset { repeat: 1 });
+        assert_eq!(
+            action("reset").unwrap(),
+            Action::Reset {
+                repeat: 1,
+                to: ResetTo::Both
+            }
+        );
         assert_eq!(
             action("{reset: {repeat: 5}}").unwrap(),
-            Action::Reset { repeat: 5 }
+            Action::Reset {
+                repeat: 5,
+                to: ResetTo::Both
+            }
         );
         assert_eq!(
             action("{dns: {answer: nxdomain}}").unwrap(),
@@ -478,9 +638,127 @@ mod tests {
         );
         assert_eq!(
             action("{throttle: {kbps: 140}}").unwrap(),
-            Action::Throttle { kbps: 140 }
+            Action::Throttle {
+                kbps: 140,
+                burst_bytes: 8750,
+                scope: Scope::Flow
+            }
         );
         assert_eq!(action("{drop: {}}").unwrap(), Action::Drop);
+    }
+
+    #[test]
+    fn censor_actions_parse_with_their_defaults() {
+        assert_eq!(
+            action("{reset: {to: client}}").unwrap(),
+            Action::Reset {
+                repeat: 1,
+                to: ResetTo::Client
+            }
+        );
+        assert_eq!(
+            action("{throttle: {kbps: 64, burst_bytes: 3000, scope: client}}").unwrap(),
+            Action::Throttle {
+                kbps: 64,
+                burst_bytes: 3000,
+                scope: Scope::Client
+            }
+        );
+        assert_eq!(
+            action("freeze").unwrap(),
+            Action::Freeze {
+                after_bytes: ByteRange {
+                    min: 15_000,
+                    max: 20_000
+                },
+                direction: Way::ServerToClient,
+                probability: Chance::ALWAYS
+            }
+        );
+        assert_eq!(action("{freeze: {}}").unwrap(), action("freeze").unwrap());
+        assert_eq!(
+            action("{freeze: {after_bytes: 16384, direction: both, probability: 0.25}}").unwrap(),
+            Action::Freeze {
+                after_bytes: ByteRange {
+                    min: 16384,
+                    max: 16384
+                },
+                direction: Way::Both,
+                probability: Chance::from_f64(0.25).unwrap()
+            }
+        );
+        assert_eq!(
+            action("{freeze: {after_bytes: [100, 200]}}").unwrap(),
+            Action::Freeze {
+                after_bytes: ByteRange { min: 100, max: 200 },
+                direction: Way::ServerToClient,
+                probability: Chance::ALWAYS
+            }
+        );
+        assert_eq!(
+            action("{degrade: {loss: 0.3, packets: acks}}").unwrap(),
+            Action::Degrade {
+                loss: Chance::from_f64(0.3).unwrap(),
+                direction: Way::Both,
+                packets: Packets::Acks
+            }
+        );
+        assert_eq!(
+            action("degrade").unwrap(),
+            Action::Degrade {
+                loss: Chance::from_f64(0.5).unwrap(),
+                direction: Way::Both,
+                packets: Packets::All
+            }
+        );
+    }
+
+    #[test]
+    fn censor_action_ranges_are_checked() {
+        for (yaml, says) in [
+            (
+                "{degrade: {loss: 1.5}}",
+                "degrade.loss must be within 0..=1",
+            ),
+            (
+                "{degrade: {loss: -0.1}}",
+                "degrade.loss must be within 0..=1",
+            ),
+            ("{degrade: {los: 0.1}}", "unknown field `los`"),
+            (
+                "{degrade: {packets: acks, direction: server_to_client}}",
+                "the client's",
+            ),
+            ("{degrade: {packets: syns}}", "unknown variant `syns`"),
+            (
+                "{freeze: {probability: 2}}",
+                "freeze.probability must be within 0..=1",
+            ),
+            ("{freeze: {after_bytes: 0}}", "at least 1"),
+            ("{freeze: {after_bytes: [300, 200]}}", "MIN is above MAX"),
+            ("{freeze: {after_bytes: [1, 2, 3]}}", "[MIN, MAX]"),
+            ("{freeze: {after_bytes: [0, 2]}}", "at least 1"),
+            ("{freeze: {after: 10}}", "unknown field `after`"),
+            ("{freeze: {direction: up}}", "unknown variant `up`"),
+            ("{throttle: {kbps: 10, burst_bytes: 100}}", "1514..="),
+            (
+                "{throttle: {kbps: 10, scope: isp}}",
+                "unknown variant `isp`",
+            ),
+            ("{reset: {to: nobody}}", "unknown variant `nobody`"),
+        ] {
+            let err = action(yaml).unwrap_err();
+            assert!(err.contains(says), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn action_errors_name_the_policy_line() {
+        let yaml = "version: 1\nrules:\n  - name: a\n    match: {keywords: [x]}\n    action: {degrade: {loss: 7}}\n";
+        let err = Policy::from_yaml(yaml, "p.yaml").unwrap_err().to_string();
+        assert!(err.contains("p.yaml"), "{err}");
+        assert!(err.contains("degrade.loss"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
     }
 
     #[test]

@@ -42,4 +42,7 @@ pub use artifact::ArtifactError;
 pub use ids::RuleId;
 pub use profile::{Direction, Profile, Timeouts};
 pub use ruleset::{Hit, HitInfo, Match, Ruleset};
-pub use vocab::{Action, DnsAnswer, ListFormat, Trigger, Verdict};
+pub use vocab::{
+    Action, ByteRange, Chance, DnsAnswer, ListFormat, Packets, ResetTo, Scope, Trigger, Verdict,
+    Way,
+};

@@ -77,6 +77,10 @@ pub struct Profile {
     /// rules (from their addresses and the name they carried). Off, a flow
     /// keeps the decision it got, as a box that only checks new flows.
     pub reevaluate_on_reload: bool,
+    /// Seeds the random draws of `freeze` and `degrade` (with each flow's
+    /// serial number): the same capture, policy and seed give the same
+    /// packets dropped, run after run.
+    pub seed: u64,
 }
 
 impl Default for Profile {
@@ -96,6 +100,7 @@ impl Default for Profile {
             max_fragment_datagrams: 4096,
             fragment_timeout: 30,
             reevaluate_on_reload: false,
+            seed: 0,
         }
     }
 }

@@ -87,10 +87,12 @@ pub enum Action {
     Log,
     /// Discard silently.
     Drop,
-    /// Discard and send TCP resets both ways.
+    /// Discard and send TCP resets (both ways unless `to` says one).
     Reset {
         /// Resets sent each way.
         repeat: u8,
+        /// Which ends get them.
+        to: ResetTo,
     },
     /// Discard and answer the DNS query with a forged answer.
     Dns {
@@ -104,11 +106,146 @@ pub enum Action {
         /// The stub page's URL.
         location: String,
     },
-    /// Police the flow to a rate.
+    /// Police the flow (or all of a client's flows) to a rate.
     Throttle {
         /// The rate, kbit/s.
         kbps: u32,
+        /// The bucket's depth, bytes: what may pass at once after a pause.
+        burst_bytes: u32,
+        /// One bucket per flow, or one per client address.
+        scope: Scope,
     },
+    /// Forward until `after_bytes` payload bytes went `direction`, then
+    /// drop every packet of the flow, both ways, with nothing sent (the
+    /// TSPU's 2025 "16-20 KB freeze"). Enforced per packet in the core.
+    Freeze {
+        /// The threshold, drawn per flow from `min..=max`.
+        after_bytes: ByteRange,
+        /// Whose payload counts.
+        direction: Way,
+        /// The share of matching flows frozen; the others pass.
+        probability: Chance,
+    },
+    /// Drop a share of the flow's packets (the 2024 YouTube slowdown).
+    /// Enforced per packet in the core.
+    Degrade {
+        /// The share of the chosen packets dropped.
+        loss: Chance,
+        /// Which way the dropped packets go.
+        direction: Way,
+        /// All packets, or only the client's pure ACKs.
+        packets: Packets,
+    },
+}
+
+/// Which ends of a connection a `reset` action sends resets to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetTo {
+    /// Only the client (spoofed from the server).
+    Client,
+    /// Only the server (spoofed from the client).
+    Server,
+    /// Both.
+    Both,
+}
+
+/// Who shares a throttle's token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Each flow has its own bucket.
+    Flow,
+    /// All flows of one client (subscriber) address share one bucket.
+    Client,
+}
+
+/// Which packets of a flow an action looks at, by the way they go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Way {
+    /// From the server to the client.
+    ServerToClient,
+    /// From the client to the server.
+    ClientToServer,
+    /// Either way.
+    Both,
+}
+
+impl Way {
+    /// Does a packet going this way (`from_client`) fall under `self`?
+    #[inline]
+    pub fn covers(self, from_client: bool) -> bool {
+        match self {
+            Way::ServerToClient => !from_client,
+            Way::ClientToServer => from_client,
+            Way::Both => true,
+        }
+    }
+
+    /// The name used in policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Way::ServerToClient => "server_to_client",
+            Way::ClientToServer => "client_to_server",
+            Way::Both => "both",
+        }
+    }
+}
+
+/// Which packets a `degrade` action may drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Packets {
+    /// Every packet going the action's way.
+    All,
+    /// Only the client's pure ACKs (ACK set, no SYN/FIN/RST, no payload):
+    /// the sender then sees its data unacknowledged and backs off.
+    Acks,
+}
+
+/// A probability in millionths, so actions stay `Eq` and encode exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chance(u32);
+
+impl Chance {
+    /// The scale: one in a million.
+    pub const SCALE: u32 = 1_000_000;
+    /// Never.
+    pub const NEVER: Chance = Chance(0);
+    /// Always.
+    pub const ALWAYS: Chance = Chance(Self::SCALE);
+
+    /// `p` (0.0..=1.0) to the nearest millionth; `None` outside the range
+    /// (NaN included).
+    pub fn from_f64(p: f64) -> Option<Chance> {
+        (0.0..=1.0)
+            .contains(&p)
+            .then(|| Chance((p * f64::from(Self::SCALE)).round() as u32))
+    }
+    /// Millionths.
+    pub fn millionths(self) -> u32 {
+        self.0
+    }
+    /// As a fraction.
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / f64::from(Self::SCALE)
+    }
+    /// Does a uniform draw `r` (any `u64`) fall under this chance?
+    #[inline]
+    pub fn hit(self, r: u64) -> bool {
+        // 2^64 is not a multiple of a million: the bias is below 1e-13.
+        (r % u64::from(Self::SCALE)) < u64::from(self.0)
+    }
+}
+
+/// An inclusive range of byte counts; `min == max` for a fixed value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteRange {
+    /// The smallest value drawn.
+    pub min: u32,
+    /// The largest value drawn.
+    pub max: u32,
 }
 
 impl Action {
@@ -118,8 +255,25 @@ impl Action {
     pub const DEFAULT_DNS_TTL: u32 = 300;
     /// Where a plain `redirect` sends the client.
     pub const DEFAULT_REDIRECT: &'static str = "http://blocked.invalid/";
-    /// Twitter's 2021 throttling sat at 130-150 kbit/s.
+    /// Twitter's 2021 throttling sat at 130-150 kbit/s (Xue et al., IMC 2021).
     pub const DEFAULT_THROTTLE_KBPS: u32 = 140;
+    /// The TSPU's 2025 freeze hit after 15-20 KB from the server
+    /// (net4people/bbs#490).
+    pub const DEFAULT_FREEZE_AFTER: ByteRange = ByteRange {
+        min: 15_000,
+        max: 20_000,
+    };
+    /// Loss of a bare `degrade`: a guess (no measured loss rate for the 2024
+    /// YouTube slowdown was published; Iran's 2026 outbound loss was 35-60%).
+    pub const DEFAULT_DEGRADE_LOSS: Chance = Chance(500_000);
+
+    /// A throttle's burst when the policy gives none: half a second of the
+    /// rate, at least two full-size frames. With less, TCP backs off so
+    /// hard after each drop that it settles well below the policed rate.
+    pub fn default_burst(kbps: u32) -> u32 {
+        let rate = u64::from(kbps) * 1000 / 8;
+        u32::try_from((rate / 2).max(3200)).unwrap_or(u32::MAX)
+    }
 
     /// The bare word, as written in a policy and printed in verdicts.
     pub fn verb(&self) -> &'static str {
@@ -131,6 +285,8 @@ impl Action {
             Action::Dns { .. } => "dns",
             Action::Redirect { .. } => "redirect",
             Action::Throttle { .. } => "throttle",
+            Action::Freeze { .. } => "freeze",
+            Action::Degrade { .. } => "degrade",
         }
     }
 
@@ -142,6 +298,7 @@ impl Action {
             "drop" => Action::Drop,
             "reset" => Action::Reset {
                 repeat: Self::DEFAULT_RESET_REPEAT,
+                to: ResetTo::Both,
             },
             "dns" => Action::Dns {
                 answer: DnsAnswer::Nxdomain,
@@ -152,6 +309,18 @@ impl Action {
             },
             "throttle" => Action::Throttle {
                 kbps: Self::DEFAULT_THROTTLE_KBPS,
+                burst_bytes: Self::default_burst(Self::DEFAULT_THROTTLE_KBPS),
+                scope: Scope::Flow,
+            },
+            "freeze" => Action::Freeze {
+                after_bytes: Self::DEFAULT_FREEZE_AFTER,
+                direction: Way::ServerToClient,
+                probability: Chance::ALWAYS,
+            },
+            "degrade" => Action::Degrade {
+                loss: Self::DEFAULT_DEGRADE_LOSS,
+                direction: Way::Both,
+                packets: Packets::All,
             },
             _ => return None,
         })
@@ -161,13 +330,65 @@ impl Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Reset { repeat } if *repeat != 1 => write!(f, "reset(x{repeat})"),
+            Action::Reset { repeat, to } if *repeat != 1 || *to != ResetTo::Both => {
+                let to = match to {
+                    ResetTo::Client => " to client",
+                    ResetTo::Server => " to server",
+                    ResetTo::Both => "",
+                };
+                write!(f, "reset(x{repeat}{to})")
+            }
             Action::Dns { answer, ttl } => match answer {
                 DnsAnswer::Nxdomain => write!(f, "dns(nxdomain)"),
                 DnsAnswer::Sinkhole(ip) => write!(f, "dns({ip}, ttl {ttl})"),
             },
             Action::Redirect { location } => write!(f, "redirect({location})"),
-            Action::Throttle { kbps } => write!(f, "throttle({kbps} kbit/s)"),
+            Action::Throttle {
+                kbps,
+                burst_bytes,
+                scope,
+            } => {
+                let per = match scope {
+                    Scope::Flow => "flow",
+                    Scope::Client => "client",
+                };
+                write!(
+                    f,
+                    "throttle({kbps} kbit/s, burst {burst_bytes} B, per {per})"
+                )
+            }
+            Action::Freeze {
+                after_bytes: ByteRange { min, max },
+                direction,
+                probability,
+            } => {
+                if min == max {
+                    write!(f, "freeze(after {min} B")?;
+                } else {
+                    write!(f, "freeze(after {min}-{max} B")?;
+                }
+                write!(f, " {}", direction.as_str())?;
+                if *probability != Chance::ALWAYS {
+                    write!(f, ", p {}", probability.as_f64())?;
+                }
+                f.write_str(")")
+            }
+            Action::Degrade {
+                loss,
+                direction,
+                packets,
+            } => {
+                let what = match packets {
+                    Packets::All => "",
+                    Packets::Acks => " acks",
+                };
+                write!(
+                    f,
+                    "degrade(loss {} {}{what})",
+                    loss.as_f64(),
+                    direction.as_str()
+                )
+            }
             other => f.write_str(other.verb()),
         }
     }
@@ -229,11 +450,17 @@ pub enum Verdict {
     Redirect,
     /// Police to a rate.
     Throttle,
+    /// Forward until a byte count, then discard (see [`Action::Freeze`]);
+    /// the core says per packet which.
+    Freeze,
+    /// Discard a share of the packets (see [`Action::Degrade`]); the core
+    /// says per packet which.
+    Degrade,
 }
 
 impl Verdict {
     /// Every verdict, in index order.
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 9] = [
         Verdict::Pass,
         Verdict::Log,
         Verdict::Drop,
@@ -241,6 +468,8 @@ impl Verdict {
         Verdict::Dns,
         Verdict::Redirect,
         Verdict::Throttle,
+        Verdict::Freeze,
+        Verdict::Degrade,
     ];
     /// How many verdicts there are.
     pub const COUNT: usize = Self::ALL.len();
@@ -255,6 +484,8 @@ impl Verdict {
             Action::Dns { .. } => Verdict::Dns,
             Action::Redirect { .. } => Verdict::Redirect,
             Action::Throttle { .. } => Verdict::Throttle,
+            Action::Freeze { .. } => Verdict::Freeze,
+            Action::Degrade { .. } => Verdict::Degrade,
         }
     }
 
@@ -268,10 +499,20 @@ impl Verdict {
             Verdict::Dns => "dns",
             Verdict::Redirect => "redirect",
             Verdict::Throttle => "throttle",
+            Verdict::Freeze => "freeze",
+            Verdict::Degrade => "degrade",
         }
     }
 
-    /// Does the packet go on unchanged?
+    /// Does the core decide packet by packet whether the flow's packets
+    /// go on ([`Verdict::Freeze`], [`Verdict::Degrade`])?
+    #[inline]
+    pub fn per_packet(self) -> bool {
+        matches!(self, Verdict::Freeze | Verdict::Degrade)
+    }
+
+    /// Does every packet of the flow go on unchanged? (`false` for
+    /// freeze and degrade: some do not, so their decision sticks.)
     pub fn forwards(self) -> bool {
         matches!(self, Verdict::Pass | Verdict::Log)
     }

@@ -10,6 +10,12 @@
 //! | dns | dropped | (per query) | a forged answer (UDP; TCP: answer, FIN, RST to the server) |
 //! | redirect | dropped | dropped | HTTP: 302 to the stub page + FIN, RST to the server; TLS: resets |
 //! | throttle | policed | policed | nothing; packets over the rate are dropped |
+//! | freeze | forwarded | forwarded until the byte count, then dropped (both ways) | nothing |
+//! | degrade | forwarded or dropped | each dropped with the loss probability | nothing |
+//!
+//! Freeze and degrade are decided packet by packet in the core
+//! ([`Decision::dropped`]); here they are only carried out and counted.
+//! A `reset` sends its resets `to` the client, the server or both.
 //!
 //! Tunnelled packets are never answered (a reply would need the tunnel's
 //! headers rebuilt): they are dropped.
@@ -21,9 +27,12 @@
 //! observed, and only the injections happen.
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
 
 use chokepoint_core::inject::{self, TokenBucket};
 use chokepoint_core::{Decision, Event, LinkType, Verdict};
+use chokepoint_rules::vocab::Scope;
 use chokepoint_rules::{Action, Ruleset, Trigger};
 
 /// What was actually done with a frame, which is not always what the
@@ -45,6 +54,10 @@ pub enum Applied {
     Redirect,
     /// Policed: forwarded within the rate, dropped over it.
     Throttle,
+    /// Under a freeze: forwarded before the byte count, dropped after it.
+    Freeze,
+    /// Under a degrade: forwarded, or dropped by the draw.
+    Degrade,
     /// Tap mode: the rule would stop the frame, but a tap sees a copy and
     /// can only watch (it still injects where the action answers).
     Observe,
@@ -61,6 +74,8 @@ impl Applied {
             Applied::Dns => "dns",
             Applied::Redirect => "redirect",
             Applied::Throttle => "throttle",
+            Applied::Freeze => "freeze",
+            Applied::Degrade => "degrade",
             Applied::Observe => "observe",
         }
     }
@@ -99,6 +114,13 @@ pub struct ActionCounters {
     /// Answers sent on a flow's next packet because the deciding frame
     /// could not carry one (an IP fragment).
     pub answered_late: u64,
+    /// Frames dropped because their flow is frozen.
+    pub frozen: u64,
+    /// Frames dropped by a degrade's draw.
+    pub degraded: u64,
+    /// Throttle buckets forgotten because the bucket map was full (their
+    /// flows or clients start again with a full bucket).
+    pub buckets_evicted: u64,
 }
 
 impl ActionCounters {
@@ -115,6 +137,9 @@ impl ActionCounters {
             not_answerable,
             observed,
             answered_late,
+            frozen,
+            degraded,
+            buckets_evicted,
         } = o;
         self.forwarded += forwarded;
         self.dropped += dropped;
@@ -125,14 +150,21 @@ impl ActionCounters {
         self.not_answerable += not_answerable;
         self.observed += observed;
         self.answered_late += answered_late;
+        self.frozen += frozen;
+        self.degraded += degraded;
+        self.buckets_evicted += buckets_evicted;
     }
 }
 
-/// Applies decisions: per-flow policers (keyed by the symmetric flow
-/// hash) and the injections, inline or on a tap.
+/// Applies decisions: policers (per engine flow, or per client address)
+/// and the injections, inline or on a tap.
 #[derive(Default)]
 pub struct Actor {
+    /// `scope: flow` policers, by engine flow number.
     buckets: HashMap<u64, TokenBucket>,
+    /// `scope: client` policers, by the client's address: one subscriber's
+    /// flows share one rate, as a per-subscriber shaper does.
+    client_buckets: HashMap<IpAddr, TokenBucket>,
     /// Flows decided on a frame that could not be answered (the last IP
     /// fragment of a ClientHello carries no TCP header): the next packet
     /// of the flow is answered instead, with the trigger that decided.
@@ -143,7 +175,9 @@ pub struct Actor {
     pub counters: ActionCounters,
 }
 
-/// Policers kept at most; the oldest are forgotten beyond it.
+/// Policers kept at most (per scope); beyond it they are all forgotten at
+/// once (counted in [`ActionCounters::buckets_evicted`]), which costs
+/// nothing per packet and only ever refills buckets.
 const MAX_BUCKETS: usize = 1 << 20;
 /// Owed answers kept at most; beyond it they are forgotten (the flow's
 /// packets are still dropped).
@@ -190,9 +224,20 @@ impl Actor {
                 applied,
             };
         }
-        if let (false, Verdict::Throttle, Action::Throttle { kbps }) = (self.tap, d.verdict, action)
+        if d.verdict.per_packet() {
+            return self.per_packet(d);
+        }
+        if let (
+            false,
+            Verdict::Throttle,
+            &Action::Throttle {
+                kbps,
+                burst_bytes,
+                scope,
+            },
+        ) = (self.tap, d.verdict, action)
         {
-            let ok = self.police(d.flow, link, frame, ts, *kbps);
+            let ok = self.police(d, link, frame, ts, kbps, burst_bytes, scope);
             self.count(ok);
             return Outcome {
                 forward: ok,
@@ -238,26 +283,63 @@ impl Actor {
         }
     }
 
-    /// Whether the flow's policer lets `frame` through now.
+    /// Carry out what the core decided for a freeze/degrade packet.
+    fn per_packet(&mut self, d: &Decision) -> Outcome {
+        let applied = if d.verdict == Verdict::Freeze {
+            Applied::Freeze
+        } else {
+            Applied::Degrade
+        };
+        let (forward, applied) = if !d.dropped {
+            self.counters.forwarded += 1;
+            (true, applied)
+        } else if self.tap {
+            self.counters.observed += 1;
+            (true, Applied::Observe)
+        } else {
+            self.counters.dropped += 1;
+            if d.verdict == Verdict::Freeze {
+                self.counters.frozen += 1;
+            } else {
+                self.counters.degraded += 1;
+            }
+            (false, applied)
+        };
+        Outcome {
+            forward,
+            inject: Vec::new(),
+            applied,
+        }
+    }
+
+    /// Whether the policer of the frame's flow (or client) lets it through now.
+    #[allow(clippy::too_many_arguments)]
     fn police(
         &mut self,
-        flow: Option<u64>,
+        d: &Decision,
         link: LinkType,
         frame: &[u8],
         ts: u64,
         kbps: u32,
+        burst_bytes: u32,
+        scope: Scope,
     ) -> bool {
-        // The engine's flow number follows the flow through IP fragments;
-        // frames it keeps no flow for share one bucket per host pair.
-        let key = flow.unwrap_or_else(|| chokepoint_core::decode::shard_key(link, frame));
-        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&key) {
-            self.buckets.clear();
-        }
-        let ok = self
-            .buckets
-            .entry(key)
-            .or_insert_with(|| TokenBucket::new(kbps, ts))
-            .allow(ts, frame.len());
+        let fresh = || TokenBucket::with_burst(kbps, burst_bytes, ts);
+        let ok = match (scope, d.client) {
+            (Scope::Client, Some(client)) => {
+                bucket(&mut self.client_buckets, client, &mut self.counters, fresh)
+                    .allow(ts, frame.len())
+            }
+            // The engine's flow number follows the flow through IP
+            // fragments; frames it keeps no flow for (and so no client)
+            // share one bucket per host pair.
+            _ => {
+                let key = d
+                    .flow
+                    .unwrap_or_else(|| chokepoint_core::decode::shard_key(link, frame));
+                bucket(&mut self.buckets, key, &mut self.counters, fresh).allow(ts, frame.len())
+            }
+        };
         if !ok {
             self.counters.throttled += 1;
         }
@@ -299,8 +381,10 @@ impl Actor {
             r
         };
         let (kind, frames) = match (v, a) {
-            (Verdict::Reset, Action::Reset { repeat }) if t.proto == 6 => {
-                (Applied::Reset, resets(self, *repeat))
+            (Verdict::Reset, Action::Reset { repeat, to }) if t.proto == 6 => {
+                let r = inject::tcp_resets_to(&t, *repeat, *to);
+                self.counters.injected_rst += r.len() as u64;
+                (Applied::Reset, r)
             }
             (Verdict::Dns, Action::Dns { answer, ttl }) if trigger == Some(Trigger::DnsQname) => {
                 let frames = if t.proto == 6 {
@@ -330,6 +414,22 @@ impl Actor {
         // An answer that sent nothing was a plain drop.
         ((!frames.is_empty()).then_some(kind), frames, true)
     }
+}
+
+/// The bucket under `key`, made with `fresh` if there is none. A full map
+/// is cleared first: bounded memory whatever the number of flows or
+/// clients, and a forgotten bucket only starts full again.
+fn bucket<'m, K: Hash + Eq>(
+    map: &'m mut HashMap<K, TokenBucket>,
+    key: K,
+    counters: &mut ActionCounters,
+    fresh: impl FnOnce() -> TokenBucket,
+) -> &'m mut TokenBucket {
+    if map.len() >= MAX_BUCKETS && !map.contains_key(&key) {
+        counters.buckets_evicted += map.len() as u64;
+        map.clear();
+    }
+    map.entry(key).or_insert_with(fresh)
 }
 
 /// The trigger of the event that decided: it picks the answer (a DNS

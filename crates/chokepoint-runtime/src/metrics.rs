@@ -85,7 +85,7 @@ pub fn render(shared: &Shared) -> String {
     let actions = counter(
         &reg,
         "chokepoint_action_frames_total",
-        "Frames forwarded or dropped by the actions (throttling drops included), or observed on a tap.",
+        "Frames forwarded or dropped by the actions (throttling, freeze and degrade drops included, and also counted apart), or observed on a tap; throttle buckets forgotten at capacity.",
         &["outcome"],
     );
     let queue = counter(
@@ -215,6 +215,11 @@ pub fn render(shared: &Shared) -> String {
     actions
         .with_label_values(&["throttled"])
         .inc_by(a.throttled);
+    actions.with_label_values(&["frozen"]).inc_by(a.frozen);
+    actions.with_label_values(&["degraded"]).inc_by(a.degraded);
+    actions
+        .with_label_values(&["throttle_buckets_evicted"])
+        .inc_by(a.buckets_evicted);
     for (k, n) in t.queue_drops.iter().enumerate() {
         queue.with_label_values(&[&k.to_string()]).inc_by(*n);
     }

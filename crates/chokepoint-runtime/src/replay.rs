@@ -307,6 +307,9 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
             ("DNS answers forged", a.injected_dns),
             ("HTTP redirects sent", a.injected_redirect),
             ("dropped by throttling", a.throttled),
+            ("dropped by freeze", a.frozen),
+            ("dropped by degrade", a.degraded),
+            ("throttle buckets evicted", a.buckets_evicted),
             ("not answerable (tunnelled)", a.not_answerable),
         ] {
             let _ = writeln!(o, "  {label:<28} {n:>8}");

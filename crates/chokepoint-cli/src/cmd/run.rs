@@ -217,13 +217,15 @@ fn final_counters(t: &Totals) -> String {
     let a = &t.actions;
     let _ = writeln!(
         o,
-        "  forwarded {}, dropped {}, resets {}, dns answers {}, redirects {}, throttled {}, queue drops {}",
+        "  forwarded {}, dropped {}, resets {}, dns answers {}, redirects {}, throttled {}, frozen {}, degraded {}, queue drops {}",
         a.forwarded,
         a.dropped,
         a.injected_rst,
         a.injected_dns,
         a.injected_redirect,
         a.throttled,
+        a.frozen,
+        a.degraded,
         t.queue_drops.iter().sum::<u64>()
     );
     if a.observed > 0 {

@@ -51,4 +51,8 @@ pub struct Counters {
     /// decided on was not kept (re-evaluation was off when they were
     /// decided): they keep their decision.
     pub reevaluate_name_unknown: u64,
+    /// Packets dropped because their flow was frozen (`freeze`).
+    pub frozen: u64,
+    /// Packets dropped by a `degrade` draw.
+    pub degraded: u64,
 }

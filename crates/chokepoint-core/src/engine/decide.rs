@@ -128,6 +128,8 @@ impl FlowCx<'_> {
             rule: j.rule(),
             decided_now: true,
             flow: Some(self.flow.serial),
+            client: Some(self.flow.client()),
+            dropped: false,
         }
     }
 
@@ -200,6 +202,8 @@ impl FlowCx<'_> {
                 rule: None,
                 decided_now: false,
                 flow: Some(self.flow.serial),
+                client: Some(self.flow.client()),
+                dropped: false,
             },
         }
     }

@@ -39,6 +39,7 @@ pub use counters::Counters;
 
 use crate::decode::{decode, resume_ip, Decoded, Fragment, Packet, L4};
 use crate::defrag::{Defrag, DefragStats};
+use crate::enforce::{Enforcer, Fate, Observed};
 use crate::event::{Decision, Event};
 use crate::flow::{FiveTuple, Flow, FlowDecision, FlowId, FlowKey, FlowTable, Inspect, State};
 use crate::reasm::{Pool, Reassembly};
@@ -130,6 +131,8 @@ impl FlowCx<'_> {
             rule: hold.map(|m| m.rule),
             decided_now: false,
             flow: Some(self.flow.serial),
+            client: Some(self.flow.client()),
+            dropped: false,
         }
     }
 
@@ -312,6 +315,8 @@ impl Engine {
                     rule: None,
                     decided_now: false,
                     flow: None,
+                    client: None,
+                    dropped: false,
                 }
             }
             Decoded::Malformed(problem) => {
@@ -354,6 +359,8 @@ impl Engine {
             rule: m.map(|m| m.rule),
             decided_now: false,
             flow: None,
+            client: None,
+            dropped: false,
         }
     }
 
@@ -366,6 +373,16 @@ impl Engine {
         let id = match self.flows.find(&key) {
             Some(id) => id,
             None => match self.open(&tuple, key, from_a, flags) {
+                Opened::Decided(d) if d.verdict.per_packet() => {
+                    // An address rule froze or degraded the flow on its
+                    // first packet, which counts too.
+                    let Some(id) = self.flows.find(&key) else {
+                        return d;
+                    };
+                    let flow = self.flows.get_mut(id);
+                    let seen = observed(p, flow.from_client(from_a));
+                    return enforce(&self.cfg, flow, &mut self.counters, d, &seen);
+                }
                 Opened::Decided(d) => return d,
                 Opened::Open(id) => id,
             },
@@ -384,15 +401,22 @@ impl Engine {
         if tuple.proto == PROTO_TCP {
             flow.track_tcp(flags);
         }
+        let from_client = flow.from_client(from_a);
         if let Some(fd) = flow.decision {
-            return Decision {
+            let d = Decision {
                 verdict: fd.verdict,
                 rule: fd.rule,
                 decided_now: false,
                 flow: Some(flow.serial),
+                client: Some(flow.client()),
+                dropped: false,
             };
+            // The one branch a plain drop or pass pays for freeze/degrade.
+            if fd.verdict.per_packet() {
+                return enforce(cfg, flow, counters, d, &observed(p, from_client));
+            }
+            return d;
         }
-        let from_client = flow.from_client(from_a);
         let mut cx = FlowCx {
             cfg,
             flow,
@@ -402,16 +426,30 @@ impl Engine {
             tuple,
             from_client,
         };
-        if cx.flow.inspect == Inspect::Done
+        let d = if cx.flow.inspect == Inspect::Done
             || (!from_client && cx.cfg.profile.direction == Direction::ClientToServer)
         {
-            return cx.undecided();
+            cx.undecided()
+        } else {
+            match p.l4 {
+                L4::Tcp(t) => tcp::inspect(&mut cx, &mut scratch.hello, &mut scratch.alone, &t),
+                L4::Udp(u) => udp::inspect(&mut cx, &mut scratch.crypt, &u),
+                L4::Other(_) => cx.undecided(),
+            }
+        };
+        // The deciding packet of a freeze/degrade flow is enforced too (a
+        // degrade may drop it; it counts towards a freeze), and so is every
+        // packet under a freeze/degrade default, which never sticks.
+        if d.verdict.per_packet() {
+            return enforce(
+                cfg,
+                flows.get_mut(id),
+                counters,
+                d,
+                &observed(p, from_client),
+            );
         }
-        match p.l4 {
-            L4::Tcp(t) => tcp::inspect(&mut cx, &mut scratch.hello, &mut scratch.alone, &t),
-            L4::Udp(u) => udp::inspect(&mut cx, &mut scratch.crypt, &u),
-            L4::Other(_) => cx.undecided(),
-        }
+        d
     }
 
     /// Create a flow; IP rules decide it now or hold a `pass`/`log` match.
@@ -448,11 +486,64 @@ impl Engine {
                     rule: fd.rule,
                     decided_now: true,
                     flow: Some(flow.serial),
+                    client: Some(flow.client()),
+                    dropped: false,
                 })
             }
             _ => Opened::Open(id),
         }
     }
+}
+
+/// What freeze and degrade look at in a packet.
+#[inline]
+fn observed(p: &Packet<'_>, from_client: bool) -> Observed {
+    let (payload, flags, tcp) = match p.l4 {
+        L4::Tcp(t) => (t.payload.len(), t.flags, true),
+        L4::Udp(u) => (u.payload.len(), 0, false),
+        L4::Other(_) => (0, 0, false),
+    };
+    Observed {
+        from_client,
+        payload,
+        flags,
+        tcp,
+    }
+}
+
+/// Decide a freeze/degrade flow's packet: set `d.dropped` from the flow's
+/// enforcement state, set up on its first packet from the action of the
+/// decision's rule (or the default), the profile's seed and the flow's
+/// serial number.
+fn enforce(
+    cfg: &Config,
+    flow: &mut Flow,
+    counters: &mut Counters,
+    mut d: Decision,
+    seen: &Observed,
+) -> Decision {
+    let serial = flow.serial;
+    let e = flow.enforce.get_or_insert_with(|| {
+        let action = d
+            .rule
+            // A decision from before a reload carries an id of the old
+            // policy: an action of another kind there leaves it idle.
+            .and_then(|r| cfg.rules.meta.rules.get(r.index()))
+            .map_or(&cfg.rules.meta.default_action, |r| &r.action);
+        Enforcer::new(action, cfg.profile.seed, serial)
+    });
+    match e.fate(seen) {
+        Fate::Forward => {}
+        Fate::Frozen => {
+            d.dropped = true;
+            counters.frozen += 1;
+        }
+        Fate::Degraded => {
+            d.dropped = true;
+            counters.degraded += 1;
+        }
+    }
+    d
 }
 
 /// The packet's five-tuple and TCP flags.

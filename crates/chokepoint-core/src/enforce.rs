@@ -1,0 +1,213 @@
+//! Actions the core enforces packet by packet: `freeze` (forward until a
+//! byte count, then black-hole the flow) and `degrade` (drop a share of
+//! the packets). Their state lives in the flow ([`Enforcer`]), so a decided
+//! flow still costs one table lookup and a few arithmetic operations per
+//! packet, and nothing is allocated.
+//!
+//! Randomness is a SplitMix64 stream per flow, seeded from the profile's
+//! `seed` and the flow's serial number: the core has no clock and no
+//! thread RNG, so replaying a capture drops exactly the same packets.
+
+use chokepoint_ruleset::{Action, Chance, Packets, Way};
+
+use crate::wire::l4::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+
+/// SplitMix64 (Steele, Lea, Flood, "Fast splittable pseudorandom number
+/// generators", OOPSLA 2014): one add and a 64-bit finaliser per draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SplitMix64(u64);
+
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// The SplitMix64 output function (a bijective 64-bit mixer).
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl SplitMix64 {
+    /// The stream of flow `serial` under `seed`. The serial is mixed before
+    /// it is added: SplitMix's state only ever advances by a constant, so
+    /// `seed + serial * GOLDEN` would make each flow's stream the previous
+    /// flow's shifted by one draw.
+    pub fn for_flow(seed: u64, serial: u64) -> SplitMix64 {
+        SplitMix64(seed ^ mix(serial.wrapping_add(GOLDEN)))
+    }
+
+    /// The next 64 random bits.
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(GOLDEN);
+        mix(self.0)
+    }
+
+    /// Uniform in `min..=max`.
+    pub fn between(&mut self, min: u32, max: u32) -> u32 {
+        let span = u64::from(max - min) + 1;
+        min + (self.next_u64() % span) as u32
+    }
+}
+
+/// A flow's enforcement state, set up from its action on its first packet
+/// after the decision (the deciding packet included).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Enforcer {
+    /// Counting towards the freeze.
+    Freeze {
+        /// Whose payload counts.
+        way: Way,
+        /// Payload bytes counted so far.
+        counted: u64,
+        /// The drawn threshold; `u64::MAX` for a flow the draw spared.
+        after: u64,
+    },
+    /// Dropping a share.
+    Degrade {
+        way: Way,
+        packets: Packets,
+        loss: Chance,
+        rng: SplitMix64,
+    },
+    /// The action is not enforced here (a reload changed it).
+    Idle,
+}
+
+/// What the enforcer needs of a packet.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Observed {
+    pub from_client: bool,
+    /// Transport payload bytes (TCP or UDP).
+    pub payload: usize,
+    /// TCP flags (0 for UDP).
+    pub flags: u8,
+    pub tcp: bool,
+}
+
+impl Observed {
+    /// A pure ACK: ACK set, no SYN, FIN or RST, no payload.
+    fn pure_ack(&self) -> bool {
+        self.tcp
+            && self.payload == 0
+            && self.flags & TCP_ACK != 0
+            && self.flags & (TCP_SYN | TCP_FIN | TCP_RST) == 0
+    }
+}
+
+/// What happened to a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fate {
+    Forward,
+    /// Dropped: the flow is frozen.
+    Frozen,
+    /// Dropped by the degrade's draw.
+    Degraded,
+}
+
+impl Enforcer {
+    /// The state for a flow decided with `action`.
+    pub fn new(action: &Action, seed: u64, serial: u64) -> Enforcer {
+        let mut rng = SplitMix64::for_flow(seed, serial);
+        match *action {
+            Action::Freeze {
+                after_bytes,
+                direction,
+                probability,
+            } => {
+                // Both draws always happen, so a flow's threshold does not
+                // depend on the probability.
+                let n = rng.between(after_bytes.min, after_bytes.max);
+                let spared = !probability.hit(rng.next_u64());
+                Enforcer::Freeze {
+                    way: direction,
+                    counted: 0,
+                    after: if spared { u64::MAX } else { u64::from(n) },
+                }
+            }
+            Action::Degrade {
+                loss,
+                direction,
+                packets,
+            } => Enforcer::Degrade {
+                way: direction,
+                packets,
+                loss,
+                rng,
+            },
+            _ => Enforcer::Idle,
+        }
+    }
+
+    /// The fate of one packet of the flow.
+    ///
+    /// A freeze lets the packet through if fewer than `after` bytes had
+    /// been counted before it: the segment that reaches or crosses the
+    /// threshold still passes (a box counting what it forwarded sees the
+    /// threshold only once it is behind it), and every packet after it,
+    /// either way, is dropped.
+    #[inline]
+    pub fn fate(&mut self, p: &Observed) -> Fate {
+        match self {
+            Enforcer::Freeze {
+                way,
+                counted,
+                after,
+            } => {
+                if *counted >= *after {
+                    return Fate::Frozen;
+                }
+                if way.covers(p.from_client) {
+                    *counted += p.payload as u64;
+                }
+                Fate::Forward
+            }
+            Enforcer::Degrade {
+                way,
+                packets,
+                loss,
+                rng,
+            } => {
+                let chosen = way.covers(p.from_client)
+                    && match packets {
+                        Packets::All => true,
+                        Packets::Acks => p.from_client && p.pure_ack(),
+                    };
+                // Only chosen packets draw, so the packets that are never
+                // candidates (the server's, under `acks`) do not change
+                // which of the candidates are dropped.
+                if chosen && loss.hit(rng.next_u64()) {
+                    Fate::Degraded
+                } else {
+                    Fate::Forward
+                }
+            }
+            Enforcer::Idle => Fate::Forward,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_of_neighbouring_flows_are_not_shifted_copies() {
+        let mut a = SplitMix64::for_flow(7, 1);
+        let mut b = SplitMix64::for_flow(7, 2);
+        let a2 = [a.next_u64(), a.next_u64(), a.next_u64()];
+        let b1 = b.next_u64();
+        assert!(!a2.contains(&b1));
+    }
+
+    #[test]
+    fn between_stays_in_range() {
+        let mut r = SplitMix64::for_flow(0, 0);
+        for _ in 0..10_000 {
+            let v = r.between(15_000, 20_000);
+            assert!((15_000..=20_000).contains(&v));
+        }
+        assert_eq!(r.between(5, 5), 5);
+        let _ = r.between(0, u32::MAX);
+    }
+}
