@@ -51,7 +51,10 @@ fn live_bridge_enforces_every_action_on_real_clients() {
         "inline bridge: {text}"
     );
     assert!(text.contains("lab: 4 passed, 0 failed"), "tap mode: {text}");
-    assert!(text.contains("lab: 5 passed, 0 failed"), "hardening: {text}");
+    assert!(
+        text.contains("lab: 5 passed, 0 failed"),
+        "hardening: {text}"
+    );
     // The namespaces are gone afterwards.
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(

@@ -38,3 +38,17 @@ fn more_lists_than_ids_is_refused() {
     assert!(e.contains("at most 65535"), "{e}");
     assert!(e.contains("lists"), "{e}");
 }
+
+/// All of IPv6 is 2^128 addresses, one more than a u128 holds: the
+/// statistics saturate instead of overflowing the compiler.
+#[test]
+fn the_whole_address_space_compiles() {
+    let rs = chokepoint_rules::compile_str(
+        "version: 1\nlists: {all: {format: cidr, entries: [\"::/0\", 0.0.0.0/0]}}\nrules: [{name: r, match: {list: all}, action: drop}]\n",
+        "t.yaml",
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    assert!(rs.match_ip("2001:db8::1".parse().unwrap()).is_some());
+    assert!(rs.match_ip("198.18.0.1".parse().unwrap()).is_some());
+}

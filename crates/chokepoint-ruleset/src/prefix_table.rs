@@ -239,7 +239,9 @@ impl<A: Addr> PrefixTable<A> {
         &self.entries
     }
 
-    /// Addresses in ranges some rule decides.
+    /// Addresses in ranges some rule decides, saturating: all of IPv6
+    /// (`::/0`, 2^128 addresses) does not fit a `u128` and reads as
+    /// `u128::MAX`.
     pub fn decided_addresses(&self) -> u128
     where
         A: Into<u128>,
@@ -250,11 +252,12 @@ impl<A: Addr> PrefixTable<A> {
                 continue;
             }
             let start: u128 = s.into();
-            total += match self.starts.get(i + 1) {
+            let len = match self.starts.get(i + 1) {
                 Some(&n) => n.into() - start,
                 // Last range runs to the end of the space.
-                None => (u128::MAX >> (128 - A::BITS)) - start + 1,
+                None => ((u128::MAX >> (128 - A::BITS)) - start).saturating_add(1),
             };
+            total = total.saturating_add(len);
         }
         total
     }
