@@ -161,7 +161,12 @@ fn tcp_flags(t: &TcpSlice<'_>) -> u8 {
 }
 
 /// Parse one injected frame and check everything below the payload.
-fn check_frame<'a>(t: &Trigger<'_>, trigger_frame: &[u8], out: &'a [u8], toward: Toward) -> Seen<'a> {
+fn check_frame<'a>(
+    t: &Trigger<'_>,
+    trigger_frame: &[u8],
+    out: &'a [u8],
+    toward: Toward,
+) -> Seen<'a> {
     let l2 = t.l2.len();
     assert!(out.len() > l2, "frame shorter than its link header");
     if t.link == LinkType::Ethernet {
@@ -207,7 +212,11 @@ fn check_frame<'a>(t: &Trigger<'_>, trigger_frame: &[u8], out: &'a [u8], toward:
         }
         NetSlice::Ipv6(v6) => {
             let h = v6.header();
-            assert_eq!(usize::from(h.payload_length()) + 40, ipb.len(), "IPv6 payload length");
+            assert_eq!(
+                usize::from(h.payload_length()) + 40,
+                ipb.len(),
+                "IPv6 payload length"
+            );
             assert_eq!(h.hop_limit(), 64);
             (
                 IpAddr::from(h.source()),
@@ -291,7 +300,14 @@ fn trig_tcp<'a>(t: &Trigger<'a>) -> Option<TrigTcp<'a>> {
     })
 }
 
-fn check_tcp(seen: &Seen<'_>, tt: Option<&TrigTcp<'_>>, toward: Toward, seq: u32, ack: u32, flags: u8) {
+fn check_tcp(
+    seen: &Seen<'_>,
+    tt: Option<&TrigTcp<'_>>,
+    toward: Toward,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+) {
     let (s_seq, s_ack, s_flags) = seen.tcp.expect("TCP");
     assert_eq!(s_flags, flags, "TCP flags");
     if let Some(tt) = tt {
@@ -338,7 +354,11 @@ fn check_dns(m: &[u8], q: &[u8], answer: &DnsAnswer, ttl: u32) {
                 (IpAddr::V6(a), 28) => Some(a.octets().to_vec()),
                 _ => None,
             };
-            assert_eq!(an, u16::from(data.is_some()), "an answer exactly for A/AAAA of its family");
+            assert_eq!(
+                an,
+                u16::from(data.is_some()),
+                "an answer exactly for A/AAAA of its family"
+            );
             if let Some(d) = data {
                 let rr = &m[12 + qlen..];
                 assert_eq!(rr[..2], [0xc0, 0x0c], "name points at the question");
@@ -376,7 +396,15 @@ fn plain_query(q: &[u8]) -> bool {
 /// Run every injector on a trigger frame and check what comes out.
 /// `strict`: the frame is a well-formed case, so the injectors must answer
 /// (a DNS answer for a plain query, a redirect for any TCP trigger).
-pub fn check(link: LinkType, frame: &[u8], answer: &DnsAnswer, ttl: u32, location: &str, repeat: u8, strict: bool) {
+pub fn check(
+    link: LinkType,
+    frame: &[u8],
+    answer: &DnsAnswer,
+    ttl: u32,
+    location: &str,
+    repeat: u8,
+    strict: bool,
+) {
     let Some(t) = inject::trigger(link, frame) else {
         assert!(!strict, "no trigger from a well-formed frame");
         return;
@@ -391,7 +419,11 @@ pub fn check(link: LinkType, frame: &[u8], answer: &DnsAnswer, ttl: u32, locatio
     }
     assert_eq!(resets.len() % 2, 0);
     for (i, f) in resets.iter().enumerate() {
-        let toward = if i % 2 == 0 { Toward::Client } else { Toward::Server };
+        let toward = if i % 2 == 0 {
+            Toward::Client
+        } else {
+            Toward::Server
+        };
         let s = check_frame(&t, frame, f, toward);
         assert!(s.payload.is_empty());
         let (seq, ack) = match (toward, &tt) {
@@ -453,8 +485,12 @@ pub fn check(link: LinkType, frame: &[u8], answer: &DnsAnswer, ttl: u32, locatio
         [] => {
             if let (true, Some(tt)) = (strict, &tt) {
                 let q = tt.payload;
-                let whole = q.len() >= 2 && usize::from(u16::from_be_bytes([q[0], q[1]])) <= q.len() - 2;
-                assert!(!(whole && plain_query(&q[2..])), "no TCP answer to a plain query");
+                let whole =
+                    q.len() >= 2 && usize::from(u16::from_be_bytes([q[0], q[1]])) <= q.len() - 2;
+                assert!(
+                    !(whole && plain_query(&q[2..])),
+                    "no TCP answer to a plain query"
+                );
             }
         }
         [data, fin, rst] => {
@@ -464,14 +500,25 @@ pub fn check(link: LinkType, frame: &[u8], answer: &DnsAnswer, ttl: u32, locatio
             check_tcp(&s, tt.as_ref(), Toward::Client, seq, ack, PSH | ACK);
             let m = s.payload;
             assert!(m.len() >= 2);
-            assert_eq!(usize::from(u16::from_be_bytes([m[0], m[1]])), m.len() - 2, "DNS length prefix");
+            assert_eq!(
+                usize::from(u16::from_be_bytes([m[0], m[1]])),
+                m.len() - 2,
+                "DNS length prefix"
+            );
             if let Some(tt) = &tt {
                 check_dns(&m[2..], &tt.payload[2..], answer, ttl);
             }
             let data_len = m.len() as u32;
             let s = check_frame(&t, frame, fin, Toward::Client);
             assert!(s.payload.is_empty());
-            check_tcp(&s, tt.as_ref(), Toward::Client, seq.wrapping_add(data_len), ack, FIN | ACK);
+            check_tcp(
+                &s,
+                tt.as_ref(),
+                Toward::Client,
+                seq.wrapping_add(data_len),
+                ack,
+                FIN | ACK,
+            );
             let s = check_frame(&t, frame, rst, Toward::Server);
             let (seq, ack) = tt.as_ref().map_or((0, 0), |tt| (tt.seq, tt.ack));
             check_tcp(&s, tt.as_ref(), Toward::Server, seq, ack, RST | ACK);
@@ -496,13 +543,20 @@ pub fn check_bucket(kbps: u32, start: u64, steps: &[(u64, u16)]) {
             assert!(!ok, "a packet over the burst passed");
         }
         if i == 0 && dt == 0 {
-            assert_eq!(ok, u128::from(len) <= burst, "a fresh bucket holds its burst");
+            assert_eq!(
+                ok,
+                u128::from(len) <= burst,
+                "a fresh bucket holds its burst"
+            );
         }
         if ok {
             passed += u128::from(len);
         }
         let allowed = burst + u128::from(now - start) * rate / 1_000_000_000;
-        assert!(passed <= allowed, "{passed} bytes passed, at most {allowed} allowed");
+        assert!(
+            passed <= allowed,
+            "{passed} bytes passed, at most {allowed} allowed"
+        );
     }
 }
 
@@ -524,7 +578,14 @@ impl Rng {
     }
 }
 
-const NAMES: [&str; 6] = ["t.me", "www.example.com", "a", "xn--e1afmkfd.xn--p1ai", "_dmarc.mail.example", "x.y.z.w.v"];
+const NAMES: [&str; 6] = [
+    "t.me",
+    "www.example.com",
+    "a",
+    "xn--e1afmkfd.xn--p1ai",
+    "_dmarc.mail.example",
+    "x.y.z.w.v",
+];
 
 /// A seeded case: half DNS queries, the rest HTTP requests and noise.
 pub fn case(r: &mut Rng) -> Case {
@@ -565,7 +626,12 @@ pub fn case(r: &mut Rng) -> Case {
         vlan: (r.next() as u16, r.next() as u16),
         macs: (r.bytes(), r.bytes()),
         payload,
-        location: ["http://stub.example/", "https://warning.rt.ru/?id=1&x=ü", ""][r.below(3) as usize].to_string(),
+        location: [
+            "http://stub.example/",
+            "https://warning.rt.ru/?id=1&x=ü",
+            "",
+        ][r.below(3) as usize]
+            .to_string(),
         answer,
         ttl: r.next() as u32,
         repeat: r.below(4) as u8,
