@@ -484,11 +484,13 @@ pub fn check(
     match &tcp_dns[..] {
         [] => {
             if let (true, Some(tt)) = (strict, &tt) {
+                // The message is the length prefix's worth of bytes.
                 let q = tt.payload;
-                let whole =
-                    q.len() >= 2 && usize::from(u16::from_be_bytes([q[0], q[1]])) <= q.len() - 2;
+                let msg = q
+                    .get(2..)
+                    .and_then(|m| m.get(..usize::from(u16::from_be_bytes([q[0], q[1]]))));
                 assert!(
-                    !(whole && plain_query(&q[2..])),
+                    !msg.is_some_and(plain_query),
                     "no TCP answer to a plain query"
                 );
             }
