@@ -566,17 +566,17 @@ pub fn check_bucket(kbps: u32, start: u64, steps: &[(u64, u16)]) {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     pub fn bytes<const N: usize>(&mut self) -> [u8; N] {
-        std::array::from_fn(|_| self.next() as u8)
+        std::array::from_fn(|_| self.next_u64() as u8)
     }
 }
 
@@ -597,7 +597,7 @@ pub fn case(r: &mut Rng) -> Case {
     let qtype = [1, 28, 16, 255][r.below(4) as usize];
     let payload = match kind {
         0 | 1 => {
-            let q = dns_query(r.next() as u16, name, qtype, r.below(2) == 0);
+            let q = dns_query(r.next_u64() as u16, name, qtype, r.below(2) == 0);
             if udp {
                 q
             } else {
@@ -607,7 +607,7 @@ pub fn case(r: &mut Rng) -> Case {
             }
         }
         2 => format!("GET / HTTP/1.1\r\nHost: {name}\r\n\r\n").into_bytes(),
-        _ => (0..r.below(64)).map(|_| r.next() as u8).collect(),
+        _ => (0..r.below(64)).map(|_| r.next_u64() as u8).collect(),
     };
     let answer = match r.below(3) {
         0 => DnsAnswer::Nxdomain,
@@ -618,14 +618,14 @@ pub fn case(r: &mut Rng) -> Case {
         v6: r.below(2) == 0,
         client: r.bytes(),
         server: r.bytes(),
-        sport: r.next() as u16,
-        dport: [53, 80, 443, r.next() as u16][r.below(4) as usize],
-        seq: r.next() as u32,
-        ack: r.next() as u32,
-        flags: r.next() as u8 & (FIN | SYN | PSH),
+        sport: r.next_u64() as u16,
+        dport: [53, 80, 443, r.next_u64() as u16][r.below(4) as usize],
+        seq: r.next_u64() as u32,
+        ack: r.next_u64() as u32,
+        flags: r.next_u64() as u8 & (FIN | SYN | PSH),
         udp,
         link: r.below(5) as u8,
-        vlan: (r.next() as u16, r.next() as u16),
+        vlan: (r.next_u64() as u16, r.next_u64() as u16),
         macs: (r.bytes(), r.bytes()),
         payload,
         location: [
@@ -635,7 +635,7 @@ pub fn case(r: &mut Rng) -> Case {
         ][r.below(3) as usize]
             .to_string(),
         answer,
-        ttl: r.next() as u32,
+        ttl: r.next_u64() as u32,
         repeat: r.below(4) as u8,
     }
 }
@@ -658,7 +658,7 @@ fn damaged_triggers_still_give_valid_frames() {
         let (link, mut f) = frame(&c);
         for _ in 0..1 + r.below(3) {
             let i = r.below(f.len() as u64) as usize;
-            f[i] ^= (r.next() as u8).max(1);
+            f[i] ^= (r.next_u64() as u8).max(1);
         }
         check(link, &f, &c.answer, c.ttl, &c.location, c.repeat, false);
     }
@@ -668,12 +668,12 @@ fn damaged_triggers_still_give_valid_frames() {
 fn token_bucket_holds_its_rate() {
     let mut r = Rng(0x5eed_1234_abcd_0003);
     for _ in 0..300 {
-        let kbps = [1, 150, 10_000, u32::MAX, r.next() as u32][r.below(5) as usize];
-        let start = [0, 1 << 40, u64::MAX - 1_000_000, r.next()][r.below(4) as usize];
+        let kbps = [1, 150, 10_000, u32::MAX, r.next_u64() as u32][r.below(5) as usize];
+        let start = [0, 1 << 40, u64::MAX - 1_000_000, r.next_u64()][r.below(4) as usize];
         let steps: Vec<(u64, u16)> = (0..r.below(50))
             .map(|_| {
-                let dt = [0, 1, 1_000, 1_000_000, 1_000_000_000, r.next()][r.below(6) as usize];
-                (dt, r.next() as u16)
+                let dt = [0, 1, 1_000, 1_000_000, 1_000_000_000, r.next_u64()][r.below(6) as usize];
+                (dt, r.next_u64() as u16)
             })
             .collect();
         check_bucket(kbps, start, &steps);
