@@ -460,7 +460,13 @@ fn duplicate_key_reason(text: &str, e: &serde_norway::Error) -> Option<String> {
         if at != indent && i + 1 > loc.line() {
             continue;
         }
-        let body = &line[indent.min(line.len())..];
+        // The column counts characters: on the map's first line a name
+        // before it may hold multi-byte ones.
+        let from = line
+            .char_indices()
+            .nth(indent)
+            .map_or(line.len(), |(b, _)| b);
+        let body = &line[from..];
         let quoted = [
             format!("{key}:"),
             format!("\"{key}\":"),

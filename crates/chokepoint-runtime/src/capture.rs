@@ -343,6 +343,9 @@ fn parse_slice(
                 if rem.len() >= 12 && rem[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
                     be = rem[8..12] == [0x1a, 0x2b, 0x3c, 0x4d];
                 }
+                if let Some(len) = short_block(rem, be) {
+                    return Err(corrupt(&st, rem, format!("block length {len} is under 12")));
+                }
                 let parsed = if be {
                     parse_block_be(rem)
                 } else {
@@ -395,6 +398,21 @@ fn parse_slice(
     Ok(st.index)
 }
 
+/// The length field of the pcapng block at the start of `rem`, if it is
+/// under the 12 bytes every block has. pcap-parser 0.17 subtracts 12 from
+/// a Process Information Block's length before checking it (an overflow
+/// panic where overflow checks are on, a misparse elsewhere), so such a
+/// block is refused before it gets there.
+fn short_block(rem: &[u8], be: bool) -> Option<u32> {
+    let b: [u8; 4] = rem.get(4..8)?.try_into().ok()?;
+    let len = if be {
+        u32::from_be_bytes(b)
+    } else {
+        u32::from_le_bytes(b)
+    };
+    (len < 12).then_some(len)
+}
+
 /// Stream a capture too large to hold (pcap-parser's buffered reader).
 /// The buffer starts at 1 MiB and grows to hold a larger block, up to
 /// `opts.max_block`.
@@ -425,7 +443,21 @@ fn read_stream(
         records: st.index,
         reason: cut(reason),
     };
+    let ng = reader.data().starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]);
     loop {
+        if ng {
+            let rem = reader.data();
+            if rem.len() >= 12 && rem[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
+                be = rem[8..12] == [0x1a, 0x2b, 0x3c, 0x4d];
+            }
+            if let Some(len) = short_block(rem, be) {
+                return Err(corrupt(
+                    st,
+                    offset,
+                    format!("block length {len} is under 12"),
+                ));
+            }
+        }
         match reader.next() {
             Ok((len, block)) => {
                 stalled = 0;

@@ -213,7 +213,11 @@ fn corrupt_captures_give_short_messages() {
                 msg.contains(&format!("byte offset {at}")),
                 "{opts:?}: {show}"
             );
-            assert!(msg.contains("parse error"), "{opts:?}: {show}");
+            // A block length under 12 is refused before the parser sees it.
+            assert!(
+                msg.contains("parse error") || msg.contains("is under 12"),
+                "{opts:?}: {show}"
+            );
         }
         // the plain entry point too, as replay and the CLI use it
         let msg = capture::read(p, |_| {}).unwrap_err().to_string();

@@ -1,0 +1,267 @@
+//! The whole engine, structure-aware: a profile, then a sequence of frames
+//! with time steps of up to ±5 minutes (flow timeouts, fragment expiry and
+//! sweeps fire), built from the input as raw bytes on any link type or
+//! through the testkit's synthesisers (TCP segments cut from a ClientHello,
+//! an HTTP request or a DNS query at fuzzed offsets, UDP datagrams with DNS
+//! or QUIC Initials, IPv4 fragments in fuzzed order), with explicit expiry
+//! and `set_rules` reloads to the same or another compiled ruleset. A fresh
+//! engine per input, so every crash replays from its input alone.
+#![no_main]
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+
+use arbitrary::Arbitrary;
+use chokepoint_core::{Engine, LinkType};
+use chokepoint_rules::Ruleset;
+use chokepoint_testkit::synth::{self, HelloShape};
+use libfuzzer_sys::fuzz_target;
+
+const POLICY: &str = r#"
+version: 1
+lists:
+  blocked: {format: domains, entries: [blocked.example, t.me]}
+  dnsnames: {format: domains, entries: [telegram.org]}
+  web: {format: domains, entries: [sub.example]}
+  kw: {format: keywords, entries: [casino]}
+  nets: {format: cidr, entries: [198.19.0.0/24, "fd00:198:18::66/128"]}
+  slow: {format: cidr, entries: [149.154.160.0/20]}
+rules:
+  - {name: names, match: {list: blocked}, action: reset}
+  - {name: dns, match: {list: dnsnames, on: [dns_qname]}, action: {dns: {answer: 192.0.2.1}}}
+  - {name: web, match: {list: web, on: [http_host]}, action: {redirect: {location: "http://stub.example/"}}}
+  - {name: kw, match: {list: kw}, action: log}
+  - {name: nets, match: {list: nets, on: [ip]}, action: drop}
+  - {name: slow, match: {list: slow, on: [ip]}, action: {throttle: {kbps: 150}}}
+"#;
+
+const PROFILES: [&str; 6] = [
+    "",
+    "profile: {direction: both}\n",
+    "profile: {reassemble_client_hello: false}\n",
+    "profile: {inspect_ports: [80, 8443, 53]}\n",
+    "profile: {direction: both, max_flows: 8, max_inspect_packets: 4, reassembly_max_segments: 4, reassembly_max_bytes: 4096, max_fragment_datagrams: 4, fragment_timeout: 1, timeouts: {syn: 1, established: 5, fin: 1, udp: 2}, reevaluate_on_reload: true}\n",
+    "profile: {defragment: false, reevaluate_on_reload: true}\n",
+];
+
+const OTHER: &str = "version: 1\nlists: {d: {format: domains, entries: [t.me, ok.example]}}\nrules: [{name: r, match: {list: d}, action: drop}]\ndefault: log\nprofile: {max_flows: 16, reevaluate_on_reload: true}\n";
+
+static RULES: OnceLock<Vec<Arc<Ruleset>>> = OnceLock::new();
+
+fn rules() -> &'static [Arc<Ruleset>] {
+    RULES.get_or_init(|| {
+        let c = |y: &str| {
+            Arc::new(chokepoint_rules::compile_str(y, "fuzz.yaml", std::path::Path::new(".")).unwrap())
+        };
+        let mut v: Vec<_> = PROFILES.iter().map(|p| c(&format!("{POLICY}{p}"))).collect();
+        v.push(c(OTHER));
+        v
+    })
+}
+
+const LINKS: [LinkType; 10] = [
+    LinkType::Ethernet,
+    LinkType::Raw,
+    LinkType::Ipv4,
+    LinkType::Ipv6,
+    LinkType::LinuxSll,
+    LinkType::LinuxSll2,
+    LinkType::Null,
+    LinkType::Loop,
+    LinkType::Ppp,
+    LinkType::PppHdlc,
+];
+
+const NAMES: [&str; 8] = [
+    "t.me",
+    "www.t.me",
+    "blocked.example",
+    "ok.example",
+    "telegram.org",
+    "big.casino.example",
+    "a.sub.example",
+    "",
+];
+
+fn name(i: u8) -> &'static str {
+    NAMES[usize::from(i) % NAMES.len()]
+}
+
+#[derive(Arbitrary, Debug)]
+enum Payload {
+    Bytes(Vec<u8>),
+    Hello { sni: u8, ech: bool, pq: bool, grease: bool, pad: u8, seed: u8, record: u16 },
+    Http { host: u8 },
+    Dns { name: u8, qtype: u16 },
+    Quic { v2: bool, dcid: [u8; 8], sni: u8, pn: u8, offset: u8 },
+}
+
+impl Payload {
+    fn bytes(&self, tcp: bool) -> Vec<u8> {
+        match self {
+            Payload::Bytes(b) => b.clone(),
+            &Payload::Hello { sni, ech, pq, grease, pad, seed, record } => {
+                let shape = HelloShape {
+                    post_quantum: pq,
+                    grease,
+                    ech,
+                    pad_to: usize::from(pad) * 8,
+                };
+                let n = name(sni);
+                let h = synth::client_hello((!n.is_empty()).then_some(n), shape, seed);
+                synth::tls_records(&h, usize::from(record).max(16))
+            }
+            &Payload::Http { host } => synth::http_get(name(host), "/"),
+            &Payload::Dns { name: n, qtype } => {
+                let q = synth::dns_query(7, name(n), qtype);
+                if tcp {
+                    let mut p = (q.len() as u16).to_be_bytes().to_vec();
+                    p.extend_from_slice(&q);
+                    p
+                } else {
+                    q
+                }
+            }
+            &Payload::Quic { v2, dcid, sni, pn, offset } => {
+                let n = name(sni);
+                let h = synth::client_hello((!n.is_empty()).then_some(n), HelloShape::default(), pn);
+                let frames = synth::crypto_frame(u64::from(offset) * 64, &h);
+                let version = if v2 { 0x6b33_43cf } else { 1 };
+                synth::quic_initial(version, &dcid, &[1, 2, 3, 4], u32::from(pn), &frames, 1200)
+            }
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct Ends {
+    v6: bool,
+    client: u8,
+    server: u8,
+    sport: u8,
+    dport: u8,
+    /// Server → client.
+    reverse: bool,
+    vlan: Option<u16>,
+}
+
+const PORTS: [u16; 6] = [443, 80, 53, 8443, 8080, 5000];
+
+impl Ends {
+    fn addrs(&self) -> (IpAddr, IpAddr, u16, u16) {
+        let (c, s): (&[&str], &[&str]) = if self.v6 {
+            (&["fd00::10", "fd00::11"], &["fd00:198:18::66", "2001:db8::1"])
+        } else {
+            (
+                &["198.18.0.10", "198.18.0.11"],
+                &["198.18.1.20", "198.19.0.5", "149.154.167.99"],
+            )
+        };
+        let c: IpAddr = c[usize::from(self.client) % c.len()].parse().unwrap();
+        let s: IpAddr = s[usize::from(self.server) % s.len()].parse().unwrap();
+        let cp = 42000 + u16::from(self.sport % 4);
+        let sp = PORTS[usize::from(self.dport) % PORTS.len()];
+        if self.reverse {
+            (s, c, sp, cp)
+        } else {
+            (c, s, cp, sp)
+        }
+    }
+    fn frame(&self, ip: &[u8]) -> Vec<u8> {
+        match self.vlan {
+            Some(v) => synth::ethernet(ip, &[(0x8100, v)]),
+            None => synth::ethernet(ip, &[]),
+        }
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+enum Step {
+    Raw { link: u8, bytes: Vec<u8> },
+    Tcp { ends: Ends, seq: u16, wrap: bool, ack: u32, flags: u8, payload: Payload, cut: Option<(u16, u16)> },
+    Udp { ends: Ends, payload: Payload },
+    Frags { ends: Ends, udp: bool, payload: Payload, mtu: u8, order: Vec<u8> },
+    Expire,
+    Reload(u8),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    profile: u8,
+    steps: Vec<(i16, Step)>,
+}
+
+fuzz_target!(|input: Input| {
+    let rules = rules();
+    let mut e = Engine::new(rules[usize::from(input.profile) % PROFILES.len()].clone());
+    let mut ts: u64 = 1_700_000_000 * 1_000_000_000;
+    let mut reloaded = false;
+    for (dt, step) in input.steps.iter().take(64) {
+        // Steps of 10 ms, up to about 5.5 minutes either way.
+        ts = ts.saturating_add_signed(i64::from(*dt) * 10_000_000);
+        let mut one = |link: LinkType, f: &[u8]| {
+            let d = e.process(ts, link, f);
+            // Until a reload, every rule a decision names exists. (After
+            // one, a flow decided before it keeps its decision and the
+            // old policy's rule id: consumers resolve ids with `get`.)
+            if let (Some(r), false) = (d.rule, reloaded) {
+                let _ = e.rules().meta.rules.get(r.index()).expect("a rule of the ruleset");
+            }
+        };
+        match step {
+            Step::Raw { link, bytes } => one(LINKS[usize::from(*link) % LINKS.len()], bytes),
+            Step::Tcp { ends, seq, wrap, ack, flags, payload, cut } => {
+                let (s, d, sp, dp) = ends.addrs();
+                let full = payload.bytes(true);
+                let (start, data) = match *cut {
+                    Some((a, n)) => {
+                        let a = usize::from(a).min(full.len());
+                        let n = usize::from(n).min(full.len() - a);
+                        (a, &full[a..a + n])
+                    }
+                    None => (0, &full[..]),
+                };
+                let base: u32 = if *wrap { 0xffff_ff00 } else { 1000 };
+                let seq = base.wrapping_add(u32::from(*seq)).wrapping_add(start as u32);
+                let l4 = synth::tcp_segment(s, d, sp, dp, seq, *ack, *flags, data);
+                one(LinkType::Ethernet, &ends.frame(&synth::ip_packet(s, d, 6, &l4)));
+            }
+            Step::Udp { ends, payload } => {
+                let (s, d, sp, dp) = ends.addrs();
+                let p = payload.bytes(false);
+                let p = &p[..p.len().min(60_000)];
+                let l4 = synth::udp_datagram(s, d, sp, dp, p);
+                one(LinkType::Ethernet, &ends.frame(&synth::ip_packet(s, d, 17, &l4)));
+            }
+            Step::Frags { ends, udp, payload, mtu, order } => {
+                let (s, d, sp, dp) = ends.addrs();
+                if s.is_ipv6() {
+                    continue;
+                }
+                let p = payload.bytes(!udp);
+                let p = &p[..p.len().min(16_000)];
+                let (proto, l4) = if *udp {
+                    (17, synth::udp_datagram(s, d, sp, dp, p))
+                } else {
+                    (6, synth::tcp_segment(s, d, sp, dp, 1000, 1, 0x18, p))
+                };
+                let frags = synth::ipv4_fragments(&synth::ip_packet(s, d, proto, &l4), 68 + usize::from(*mtu) * 8);
+                if order.is_empty() {
+                    for f in &frags {
+                        one(LinkType::Ethernet, &ends.frame(f));
+                    }
+                } else {
+                    for &i in order.iter().take(32) {
+                        one(LinkType::Ethernet, &ends.frame(&frags[usize::from(i) % frags.len()]));
+                    }
+                }
+            }
+            Step::Expire => e.expire(ts),
+            Step::Reload(i) => {
+                reloaded = true;
+                e.set_rules(rules[usize::from(*i) % rules.len()].clone());
+            }
+        }
+    }
+    let _ = e.flows();
+    let _ = e.defrag_stats();
+});
