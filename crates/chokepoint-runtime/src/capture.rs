@@ -344,7 +344,7 @@ fn parse_slice(
                     be = rem[8..12] == [0x1a, 0x2b, 0x3c, 0x4d];
                 }
                 if let Some(len) = short_block(rem, be) {
-                    return Err(corrupt(&st, rem, format!("block length {len} is under 12")));
+                    return Err(corrupt(st, rem, format!("block length {len} is under 12")));
                 }
                 let parsed = if be {
                     parse_block_be(rem)
