@@ -44,6 +44,8 @@ default: pass
 
 struct Base {
     body: Vec<u8>,
+    /// The header's creation time, which must match the metadata's.
+    created: u64,
     /// (start, length) of each section in `body`, its header included.
     sections: Vec<(usize, usize)>,
 }
@@ -52,6 +54,7 @@ fn base(yaml: &str) -> Base {
     let rs = chokepoint_rules::compile_str(yaml, "fuzz.yaml", std::path::Path::new(".")).unwrap();
     let bytes = artifact::to_bytes(&rs);
     let body = bytes[HEADER_LEN..].to_vec();
+    let created = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
     let mut sections = Vec::new();
     let mut at = 0;
     while at < body.len() {
@@ -61,18 +64,23 @@ fn base(yaml: &str) -> Base {
         sections.push((at, len));
         at = (at + len + 7) & !7;
     }
-    Base { body, sections }
+    Base {
+        body,
+        created,
+        sections,
+    }
 }
 
 static BASES: OnceLock<[Base; 2]> = OnceLock::new();
 
-/// The header exactly as `artifact::to_bytes` writes it.
-fn with_header(body: &[u8]) -> Vec<u8> {
+/// The header exactly as `artifact::to_bytes` writes it, with `created`
+/// (the loader checks it against the hashed metadata's copy).
+fn with_header(body: &[u8], created: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(artifact::MAGIC);
     out.extend_from_slice(&artifact::FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-    out.extend_from_slice(&1_700_000_000u64.to_le_bytes());
+    out.extend_from_slice(&created.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
     out.extend_from_slice(blake3::hash(body).as_bytes());
     out.extend_from_slice(body);
@@ -120,7 +128,7 @@ fn patched(b: &Base, resize: u8, patches: &[u8]) -> Vec<u8> {
     } else {
         body.truncate(body.len().saturating_sub(usize::from(resize)));
     }
-    with_header(&body)
+    with_header(&body, b.created)
 }
 
 fn probe_names(rs: &Ruleset) -> Vec<Vec<u8>> {
@@ -222,7 +230,7 @@ fuzz_target!(|data: &[u8]| {
             };
             patched(&bases[usize::from(m)], resize, patches)
         }
-        2 => with_header(rest),
+        2 => with_header(rest, 1_700_000_000),
         _ => rest.to_vec(),
     };
     let _ = artifact::read_header(&bytes);
