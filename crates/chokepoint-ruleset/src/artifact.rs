@@ -32,7 +32,7 @@ compile_error!("the artifact format is little-endian; big-endian hosts are not s
 /// The first eight bytes of every artifact.
 pub const MAGIC: &[u8; 8] = b"CHOKEPNT";
 /// Bumped whenever the layout of any section changes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 64;
 
@@ -367,7 +367,10 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Ruleset, ArtifactError> {
         },
         records: get::<RecordEntry>(&sections, tag::RECORDS)?,
         record_blob: get(&sections, tag::RECORD_BLOB)?,
+        derived: Default::default(),
     };
     rs.validate().map_err(ArtifactError::Inconsistent)?;
+    let mut rs = rs;
+    rs.derive();
     Ok(rs)
 }

@@ -77,6 +77,9 @@ pub struct Profile {
     /// rules (from their addresses and the name they carried). Off, a flow
     /// keeps the decision it got, as a box that only checks new flows.
     pub reevaluate_on_reload: bool,
+    /// Residual blocks held at once (rules with `residual:`); past it the
+    /// block nearest its end is evicted, and counted.
+    pub max_residual_entries: u32,
 }
 
 impl Default for Profile {
@@ -96,6 +99,7 @@ impl Default for Profile {
             max_fragment_datagrams: 4096,
             fragment_timeout: 30,
             reevaluate_on_reload: false,
+            max_residual_entries: 65_536,
         }
     }
 }
