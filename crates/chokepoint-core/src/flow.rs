@@ -158,6 +158,9 @@ pub struct Flow {
     /// QUIC: what the client's first Initial fixed for the handshake.
     pub(crate) quic: InitialDecoder,
     pub(crate) seen: Option<Box<Seen>>,
+    /// A packet with transport payload was seen (either way): the next
+    /// one is not the flow's first data packet.
+    pub(crate) data_seen: bool,
 }
 
 impl Flow {
@@ -178,6 +181,7 @@ impl Flow {
             buf: None,
             quic: InitialDecoder::default(),
             seen: None,
+            data_seen: false,
         }
     }
 

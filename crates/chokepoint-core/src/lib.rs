@@ -16,6 +16,7 @@ pub mod flow;
 pub mod http;
 pub mod quic;
 pub mod reasm;
+pub mod residual;
 pub mod tls;
 pub mod wire;
 

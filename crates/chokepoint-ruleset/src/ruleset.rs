@@ -467,6 +467,11 @@ impl Ruleset {
         self.derived.conditional
     }
 
+    /// Does any rule fire on a protocol itself?
+    pub fn has_protocol_rules(&self) -> bool {
+        !self.derived.protocol_rules.is_empty()
+    }
+
     /// Does any rule arm residual blocking?
     pub fn has_residual(&self) -> bool {
         self.meta.rules.iter().any(|r| r.residual.is_some())

@@ -51,4 +51,12 @@ pub struct Counters {
     /// decided on was not kept (re-evaluation was off when they were
     /// decided): they keep their decision.
     pub reevaluate_name_unknown: u64,
+    /// Residual blocks armed by rules with `residual:`.
+    pub residual_armed: u64,
+    /// New flows a residual block decided.
+    pub residual_hits: u64,
+    /// Residual blocks pushed out by a full table before their end.
+    pub residual_evicted: u64,
+    /// Residual blocks that ended.
+    pub residual_expired: u64,
 }
