@@ -154,7 +154,12 @@ pub(crate) fn event(out: &Output, t: &FiveTuple, found: &Found<'_>, j: &Judgemen
         sport: t.sport,
         dport: t.dport,
         proto: t.proto,
-        trigger: found.trigger,
+        // A protocol rule decided on a name's packet: say so.
+        trigger: if j.by == Trigger::Protocol {
+            Trigger::Protocol
+        } else {
+            found.trigger
+        },
         name: NameBuf::new(found.name),
         ech: found.ech,
         grease: found.grease,
