@@ -432,3 +432,60 @@ fn conditions_survive_the_artifact() {
     );
     assert_eq!(v[3], Verdict::Drop);
 }
+
+#[test]
+fn a_reload_checks_conditions_against_the_packet_that_decided() {
+    let yaml = r#"
+version: 1
+lists:
+  nets: {format: cidr, entries: [198.51.100.0/24]}
+  names: {format: domains, entries: [blocked.example]}
+rules:
+  - {name: nets, match: {list: nets, on: [ip], proto: tcp, dst_ports: [8000]}, action: drop}
+  - {name: names, match: {list: names, on: [tls_sni], min_bytes: 100, dst_ports: [443]}, action: drop}
+  - {name: quic, match: {protocols: [quic], quic_versions: [1], min_bytes: 1001, first_packet: true}, action: drop}
+profile: {reevaluate_on_reload: true}
+"#;
+    let mut e = engine_of(yaml);
+    assert_eq!(
+        run(
+            &mut e,
+            0,
+            &tcp(C, "198.51.100.1", 40000, 8000, 1, 0x02, b"")
+        )
+        .0,
+        Verdict::Drop
+    );
+    assert_eq!(
+        tls_flow(&mut e, 1, S, 40001, &hello("blocked.example", false))[3],
+        Verdict::Drop
+    );
+    assert_eq!(
+        run(
+            &mut e,
+            9,
+            &udp(C, S, 50000, 443, &initial(V1, "any.example", 1200))
+        )
+        .0,
+        Verdict::Drop
+    );
+    e.set_rules(compile(yaml));
+    assert_eq!(e.counters.reevaluated, 3);
+    assert_eq!(
+        run(
+            &mut e,
+            10,
+            &tcp(C, "198.51.100.1", 40000, 8000, 1, 0x10, b"")
+        )
+        .0,
+        Verdict::Drop
+    );
+    assert_eq!(
+        run(&mut e, 11, &tcp(C, S, 40001, 443, 500, 0x10, b"")).0,
+        Verdict::Drop
+    );
+    assert_eq!(
+        run(&mut e, 12, &udp(C, S, 50000, 443, b"\x40short")).0,
+        Verdict::Drop
+    );
+}

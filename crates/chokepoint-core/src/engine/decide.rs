@@ -194,6 +194,19 @@ pub(crate) fn arm_residual(
     }
 }
 
+/// What a reload needs of a sighting to decide its flow again.
+pub(crate) fn seen(found: &Found<'_>, p: &super::PacketFacts) -> Seen {
+    Seen {
+        trigger: found.trigger,
+        ech: found.ech,
+        name: NameBuf::new(found.name),
+        protocol: found.protocol,
+        payload_len: p.payload_len,
+        first_packet: p.first_data,
+        quic_version: p.quic_version,
+    }
+}
+
 /// The judgement a residual block gives a new flow.
 pub(crate) fn residual_judgement(b: crate::residual::Block) -> Judgement {
     let verdict = match b.action {
@@ -271,14 +284,15 @@ impl FlowCx<'_> {
             // allowlist).
             self.flow.hold = j.m;
         }
-        if self.cfg.profile.reevaluate_on_reload {
-            self.flow.seen = Some(Box::new(Seen {
-                trigger: found.trigger,
-                ech: found.ech,
-                name: NameBuf::new(found.name),
-            }));
-        }
+        self.keep_seen(found);
         self.decision(&j)
+    }
+
+    /// Keep what a reload needs to decide the flow again.
+    fn keep_seen(&mut self, found: &Found<'_>) {
+        if self.cfg.profile.reevaluate_on_reload {
+            self.flow.seen = Some(Box::new(seen(found, &self.packet)));
+        }
     }
 
     /// Decide on a ClientHello handshake message (TLS, or QUIC's CRYPTO
@@ -320,6 +334,7 @@ impl FlowCx<'_> {
             by: j.by,
         };
         self.flow.decide(d, self.pool);
+        self.keep_seen(&found);
         Some(self.decision(&j))
     }
 
@@ -379,27 +394,28 @@ impl Engine {
                 name: s.name.as_bytes(),
                 ech: s.ech,
                 grease: false,
-                protocol: protocol_of(s.trigger),
+                protocol: s.protocol,
             });
             if seen.is_none() && f.decision.is_some_and(|d| d.by != Trigger::Ip) {
                 counters.reevaluate_name_unknown += 1;
                 return;
             }
-            let (a, b) = f.addresses();
-            // No packet is at hand: conditions on ports and sizes see none.
+            let (client, client_port, server, server_port) = f.client_server();
+            let kept = f.seen.as_deref();
             let facts = Facts {
-                proto: 0,
-                client: a,
-                server: b,
-                client_port: 0,
-                server_port: 0,
-                payload_len: 0,
-                first_packet: false,
-                quic_version: None,
+                proto: f.key.proto,
+                client,
+                server,
+                client_port,
+                server_port,
+                payload_len: kept.map_or(0, |s| s.payload_len),
+                first_packet: kept.is_some_and(|s| s.first_packet),
+                quic_version: kept.and_then(|s| s.quic_version),
                 ech: false,
                 protocol: None,
                 name: b"",
             };
+            let (a, b) = f.addresses();
             let j = judge(
                 &cfg.rules,
                 cfg.ip_match(a, b, &facts),

@@ -571,6 +571,10 @@ impl Engine {
                     by: j.by,
                 });
                 f.inspect = Inspect::Done;
+                if j.by == Trigger::Ip && self.cfg.profile.reevaluate_on_reload {
+                    // The packet an IP rule's conditions saw, for a reload.
+                    f.seen = Some(Box::new(decide::seen(&decide::Found::IP, &packet)));
+                }
             }
             _ => f.hold = ip,
         }
