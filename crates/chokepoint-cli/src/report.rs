@@ -196,8 +196,18 @@ pub fn text(rs: &Ruleset, artifact: Option<(&Path, u64)>, elapsed: Option<Durati
             on.join(","),
             lists.join(",")
         );
+        for c in chokepoint_rules::explain::conditions_in_words(rs, r) {
+            match c.strip_prefix("residual: ") {
+                Some(then) => writeln!(o, "      then {then}"),
+                None => writeln!(o, "      only if {c}"),
+            }
+            .ok();
+        }
     }
     let _ = writeln!(o, "  default: {}", m.default_action);
+    if m.default_at != chokepoint_rules::ruleset::DefaultAt::FirstPacket {
+        let _ = writeln!(o, "  default_at: first_data (the TCP handshake passes)");
+    }
     let t = &m.totals;
     let _ = writeln!(
         o,
@@ -274,6 +284,16 @@ pub fn explanation(ex: &Explanation) -> String {
                 );
             }
         }
+    }
+    for c in &ex.conditions {
+        match c.strip_prefix("residual: ") {
+            Some(then) => writeln!(o, "  then:    {then}"),
+            None => writeln!(o, "  only if: {c}"),
+        }
+        .ok();
+    }
+    for r in &ex.protocol_rules {
+        let _ = writeln!(o, "  earlier protocol rule: {r}");
     }
     if let Some(split) = &ex.ech {
         let case = |c: &chokepoint_rules::explain::EchCase| match &c.rule {

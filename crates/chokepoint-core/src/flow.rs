@@ -14,7 +14,7 @@ use std::net::IpAddr;
 // 5-tuples cannot be aimed at one bucket.
 use hashbrown::HashMap;
 
-use chokepoint_ruleset::{Match, RuleId, Timeouts, Trigger, Verdict};
+use chokepoint_ruleset::{Match, Protocol, RuleId, Timeouts, Trigger, Verdict};
 
 use crate::enforce::Enforcer;
 use crate::event::NameBuf;
@@ -127,6 +127,16 @@ pub struct Seen {
     pub ech: bool,
     /// The name as sent.
     pub name: NameBuf,
+    /// The protocol it came in (the trigger's, or a protocol rule's).
+    pub protocol: Option<Protocol>,
+    /// What rule conditions saw of the deciding packet: its transport
+    /// payload, whether it was the flow's first data packet, its QUIC
+    /// version. A reload checks conditions against these again.
+    pub payload_len: u32,
+    /// See `payload_len`.
+    pub first_packet: bool,
+    /// See `payload_len`.
+    pub quic_version: Option<u32>,
 }
 
 /// One bidirectional flow.
@@ -162,6 +172,9 @@ pub struct Flow {
     /// `freeze`/`degrade`: the per-packet state, from the first packet
     /// enforced; cleared when the flow is decided again.
     pub(crate) enforce: Option<Enforcer>,
+    /// A packet with transport payload was seen (either way): the next
+    /// one is not the flow's first data packet.
+    pub(crate) data_seen: bool,
 }
 
 impl Flow {
@@ -183,12 +196,23 @@ impl Flow {
             quic: InitialDecoder::default(),
             seen: None,
             enforce: None,
+            data_seen: false,
         }
     }
 
     /// The flow's two addresses, from the key.
     pub fn addresses(&self) -> (IpAddr, IpAddr) {
         (self.key.a, self.key.b)
+    }
+
+    /// (client address, client port, server address, server port).
+    pub fn client_server(&self) -> (IpAddr, u16, IpAddr, u16) {
+        let k = &self.key;
+        if self.client_is_a {
+            (k.a, k.pa, k.b, k.pb)
+        } else {
+            (k.b, k.pb, k.a, k.pa)
+        }
     }
 
     /// Is a packet whose source is side `a` (`from_a`) from the client?

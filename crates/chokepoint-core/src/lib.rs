@@ -17,6 +17,7 @@ pub mod flow;
 pub mod http;
 pub mod quic;
 pub mod reasm;
+pub mod residual;
 pub mod tls;
 pub mod wire;
 

@@ -14,13 +14,17 @@ use crate::keyword_table::KeywordTable;
 use crate::lists::{
     self, parse_list, ListText, ParsedList, MODE_EXACT, MODE_SUBDOMAINS, MODE_SUFFIX,
 };
-use crate::policy::{ListFormat, ListSpec, OnError, Policy, TextEncoding, Trigger};
+use crate::policy::{
+    ListFormat, ListSpec, OnError, Policy, PortSpec, Protocol, RuleSpec, TextEncoding,
+    TransportSpec, Trigger,
+};
 use crate::prefix_table::{PrefixEntry, PrefixTable, PAD};
 use crate::ruleset::{
     first_rule_table, ListMeta, ListStats, Meta, Parts, RecordEntry, RuleMeta, Ruleset, SourceMeta,
     Totals, MAX_LISTS, NO_RULE,
 };
 use crate::{Error, RuleId};
+use chokepoint_ruleset::conditions::{Conditions, Residual};
 
 /// Compile a policy file; list paths are relative to its directory.
 pub fn compile_file(path: &Path) -> Result<Ruleset, Error> {
@@ -124,48 +128,100 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
                 Some(kw.clone()),
             ));
         }
-        if ids.is_empty() {
+        let protocols = m
+            .protocols
+            .iter()
+            .flatten()
+            .fold(0u8, |acc, p| acc | p.bit());
+        if ids.is_empty() && protocols == 0 {
             return Err(invalid(format!(
-                "rule `{}` matches nothing: give `list`, `lists` or `keywords`",
+                "rule `{}` matches nothing: give `list`, `lists`, `keywords` or `protocols`",
                 r.name
             )));
         }
-        let servable = ids
-            .iter()
-            .fold(0u8, |m, &i| m | specs[i as usize].1.format.triggers());
-        let on = match &m.on {
-            Some(on) if on.is_empty() => {
-                return Err(invalid(format!("rule `{}` has an empty `on`", r.name)))
-            }
-            Some(on) => on.iter().fold(0u8, |acc, t| acc | t.bit()),
-            None => servable,
-        };
-        for t in Trigger::ALL {
-            if on & t.bit() != 0 && servable & t.bit() == 0 {
+        let on = if ids.is_empty() {
+            // A protocol rule: it fires on the protocol itself.
+            if m.on.is_some() {
                 return Err(invalid(format!(
-                    "rule `{}` matches on {t}, but none of its lists can ({} lists hold {})",
-                    r.name,
-                    ids.iter()
-                        .map(|&i| specs[i as usize].1.format.as_str())
-                        .collect::<Vec<_>>()
-                        .join("/"),
-                    if t == Trigger::Ip {
-                        "no addresses"
-                    } else {
-                        "no names"
-                    }
+                    "rule `{}`: `on` names what a list is matched on; a rule with `protocols` and no list fires on the protocol itself",
+                    r.name
                 )));
             }
-        }
-        if m.ech.is_some() && on & !(Trigger::TlsSni.bit() | Trigger::QuicSni.bit()) != 0 {
-            return Err(invalid(format!("rule `{}`: `ech` applies to tls_sni and quic_sni only; give `on: [tls_sni, quic_sni]`", r.name)));
-        }
+            let hello = Protocol::Tls.bit() | Protocol::Quic.bit();
+            if m.ech.is_some() && protocols & !hello != 0 {
+                return Err(invalid(format!(
+                    "rule `{}`: `ech` applies to tls and quic only",
+                    r.name
+                )));
+            }
+            Trigger::Protocol.bit()
+        } else {
+            let servable = ids
+                .iter()
+                .fold(0u8, |m, &i| m | specs[i as usize].1.format.triggers());
+            let on = match &m.on {
+                Some(on) if on.is_empty() => {
+                    return Err(invalid(format!("rule `{}` has an empty `on`", r.name)))
+                }
+                Some(on) => on.iter().fold(0u8, |acc, t| acc | t.bit()),
+                None => servable,
+            };
+            for t in Trigger::ALL {
+                if on & t.bit() != 0 && matches!(t, Trigger::Protocol | Trigger::Residual) {
+                    return Err(invalid(format!(
+                        "rule `{}`: `on: [{t}]` is not a list trigger; {}",
+                        r.name,
+                        if t == Trigger::Protocol {
+                            "give `protocols` without a list"
+                        } else {
+                            "give the rule a `residual`"
+                        }
+                    )));
+                }
+                if on & t.bit() != 0 && servable & t.bit() == 0 {
+                    return Err(invalid(format!(
+                        "rule `{}` matches on {t}, but none of its lists can ({} lists hold {})",
+                        r.name,
+                        ids.iter()
+                            .map(|&i| specs[i as usize].1.format.as_str())
+                            .collect::<Vec<_>>()
+                            .join("/"),
+                        if t == Trigger::Ip {
+                            "no addresses"
+                        } else {
+                            "no names"
+                        }
+                    )));
+                }
+            }
+            if m.ech.is_some() && on & !(Trigger::TlsSni.bit() | Trigger::QuicSni.bit()) != 0 {
+                return Err(invalid(format!("rule `{}`: `ech` applies to tls_sni and quic_sni only; give `on: [tls_sni, quic_sni]`", r.name)));
+            }
+            on
+        };
+        let cond = conditions(r, protocols, &list_ids, &specs, &policy).map_err(invalid)?;
+        let residual = match &r.residual {
+            None => None,
+            Some(x) if !(1..=86_400).contains(&x.seconds) => {
+                return Err(invalid(format!(
+                    "rule `{}`: residual.seconds is {}; allowed 1..=86400",
+                    r.name, x.seconds
+                )))
+            }
+            Some(x) => Some(Residual {
+                seconds: x.seconds,
+                scope: x.scope,
+                action: x.action,
+            }),
+        };
         rules.push(RuleMeta {
             name: r.name.clone(),
             action: r.action.0.clone(),
             on,
             lists: ids,
             ech: m.ech,
+            cond,
+            residual,
         });
     }
 
@@ -273,6 +329,7 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
         lists: lists_meta,
         rules,
         default_action: policy.default.0.clone(),
+        default_at: policy.default_at,
         profile: policy.profile.clone(),
         first_rule,
         totals,
@@ -287,6 +344,74 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
         record_blob,
     })
     .map_err(|e| invalid(format!("internal error: compiled tables disagree: {e}")))
+}
+
+/// A rule's conditions, with list names resolved to ids.
+fn conditions(
+    r: &RuleSpec,
+    protocols: u8,
+    list_ids: &HashMap<&str, u16>,
+    specs: &[(String, ListSpec, String, Option<Vec<String>>)],
+    policy: &Policy,
+) -> Result<Conditions, String> {
+    let m = &r.matcher;
+    let list = |name: &String, what: &str, addresses: bool| -> Result<u16, String> {
+        let id = *list_ids.get(name.as_str()).ok_or_else(|| {
+            format!(
+                "rule `{}`: {what} names list `{name}`, which is not defined (defined: {})",
+                r.name,
+                policy.lists.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        let format = specs[id as usize].1.format;
+        if addresses && format.triggers() & Trigger::Ip.bit() == 0 {
+            return Err(format!(
+                "rule `{}`: {what} list `{name}` is `format: {}`, which holds no addresses",
+                r.name,
+                format.as_str()
+            ));
+        }
+        Ok(id)
+    };
+    if let (Some(lo), Some(hi)) = (m.min_bytes, m.max_bytes) {
+        if lo > hi {
+            return Err(format!(
+                "rule `{}`: min_bytes {lo} is above max_bytes {hi}",
+                r.name
+            ));
+        }
+    }
+    let ports = |v: &Option<Vec<PortSpec>>| v.iter().flatten().map(|p| p.0).collect::<Vec<_>>();
+    Ok(Conditions {
+        protocols,
+        proto: m.proto.map(|p| match p {
+            TransportSpec::Tcp => 6,
+            TransportSpec::Udp => 17,
+        }),
+        dst_ports: ports(&m.dst_ports),
+        src_ports: ports(&m.src_ports),
+        min_bytes: m.min_bytes,
+        max_bytes: m.max_bytes,
+        quic_versions: m.quic_versions.iter().flatten().map(|v| v.0).collect(),
+        first_packet: m.first_packet,
+        src_port_ge_dst_port: m.src_port_ge_dst_port,
+        dst_lists: m
+            .dst_list
+            .iter()
+            .map(|l| list(l, "dst_list", true))
+            .collect::<Result<_, _>>()?,
+        src_lists: m
+            .src_list
+            .iter()
+            .map(|l| list(l, "src_list", true))
+            .collect::<Result<_, _>>()?,
+        except: m
+            .except
+            .iter()
+            .flatten()
+            .map(|l| list(l, "except", false))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// Creation time; `SOURCE_DATE_EPOCH` makes artifacts reproducible.

@@ -5,7 +5,10 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::policy::Trigger;
-use crate::ruleset::{Match, Ruleset};
+use crate::ruleset::{Match, RuleMeta, Ruleset};
+use chokepoint_ruleset::conditions::{
+    PortRange, Protocol, ResidualAction, QUIC_DRAFT_BASE, QUIC_V2,
+};
 
 /// The answer for one query; the JSON form is `chokepoint explain --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,8 +44,111 @@ pub struct Explanation {
     /// Set when the verdict for a ClientHello's SNI depends on whether it
     /// carries Encrypted Client Hello (a rule with an `ech:` condition).
     pub ech: Option<EchSplit>,
+    /// Every condition the verdict depends on besides the list match
+    /// (the deciding rule's `match` conditions and its residual block), in
+    /// words; empty when the rule has none.
+    pub conditions: Vec<String>,
+    /// Rules earlier in the policy that fire on a protocol itself and so
+    /// may decide a flow carrying this name first, with their conditions.
+    pub protocol_rules: Vec<String>,
     /// Set when the query could not be read as a name, address or URL.
     pub error: Option<String>,
+}
+
+/// A rule's conditions and residual block, in policy words: what a packet
+/// must meet for the rule to fire, besides its list.
+pub fn conditions_in_words(rs: &Ruleset, r: &RuleMeta) -> Vec<String> {
+    let c = &r.cond;
+    let list = |l: &u16| rs.meta.lists[*l as usize].name.clone();
+    let ports = |v: &[PortRange]| {
+        v.iter()
+            .map(|p| {
+                if p.lo == p.hi {
+                    p.lo.to_string()
+                } else {
+                    format!("{}-{}", p.lo, p.hi)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = Vec::new();
+    if c.protocols != 0 {
+        let ps: Vec<&str> = Protocol::ALL
+            .iter()
+            .filter(|p| c.protocols & p.bit() != 0)
+            .map(|p| p.as_str())
+            .collect();
+        out.push(format!("protocols: {}", ps.join(", ")));
+    }
+    if let Some(p) = c.proto {
+        out.push(format!("proto: {}", if p == 6 { "tcp" } else { "udp" }));
+    }
+    if !c.dst_ports.is_empty() {
+        out.push(format!("dst_ports: {}", ports(&c.dst_ports)));
+    }
+    if !c.src_ports.is_empty() {
+        out.push(format!("src_ports: {}", ports(&c.src_ports)));
+    }
+    if let Some(n) = c.min_bytes {
+        out.push(format!(
+            "min_bytes: {n} (transport payload of the firing packet)"
+        ));
+    }
+    if let Some(n) = c.max_bytes {
+        out.push(format!(
+            "max_bytes: {n} (transport payload of the firing packet)"
+        ));
+    }
+    if !c.quic_versions.is_empty() {
+        let vs: Vec<String> = c
+            .quic_versions
+            .iter()
+            .map(|v| quic_version_name(*v))
+            .collect();
+        out.push(format!("quic_versions: {}", vs.join(", ")));
+    }
+    if let Some(e) = r.ech {
+        out.push(format!("ech: {e}"));
+    }
+    if c.first_packet {
+        out.push("first_packet: only the flow's first data packet".into());
+    }
+    if c.src_port_ge_dst_port {
+        out.push("src_port_ge_dst_port: client port >= server port".into());
+    }
+    for l in &c.dst_lists {
+        out.push(format!("dst_list: {} (server address)", list(l)));
+    }
+    for l in &c.src_lists {
+        out.push(format!("src_list: {} (client address)", list(l)));
+    }
+    if !c.except.is_empty() {
+        let ls: Vec<String> = c.except.iter().map(list).collect();
+        out.push(format!("except: {}", ls.join(", ")));
+    }
+    if let Some(x) = r.residual {
+        out.push(format!(
+            "residual: then every new flow on the {} is blocked for {} s ({})",
+            x.scope.as_str(),
+            x.seconds,
+            match x.action {
+                ResidualAction::Drop => "drop",
+                ResidualAction::Reset => "reset",
+            }
+        ));
+    }
+    out
+}
+
+/// `v1`, `v2`, `draft-29` or the number in hex.
+fn quic_version_name(v: u32) -> String {
+    match v {
+        1 => "v1".into(),
+        QUIC_V2 => "v2".into(),
+        v if v & 0xffff_ff00 == QUIC_DRAFT_BASE => format!("draft-{}", v & 0xff),
+        v => format!("{v:#010x}"),
+    }
 }
 
 /// The two answers for a name whose verdict depends on ECH.
@@ -151,6 +257,8 @@ pub fn explain(rs: &Ruleset, query: &str) -> Explanation {
         decision_date: None,
         org: None,
         ech: None,
+        conditions: Vec::new(),
+        protocol_rules: Vec::new(),
         error: None,
     };
     let (kind, t) = match target(query) {
@@ -184,8 +292,22 @@ pub fn explain(rs: &Ruleset, query: &str) -> Explanation {
             (shown.first().map(|x| x.1), on)
         }
     };
+    let before = m.map_or(rs.meta.rules.len(), |m| m.rule.index());
+    ex.protocol_rules = rs.meta.rules[..before]
+        .iter()
+        .filter(|r| r.on & Trigger::Protocol.bit() != 0)
+        .map(|r| {
+            format!(
+                "{} ({}): {}",
+                r.name,
+                r.action,
+                conditions_in_words(rs, r).join("; ")
+            )
+        })
+        .collect();
     if let Some(m) = m {
         let rule = rs.rule(m.rule);
+        ex.conditions = conditions_in_words(rs, rule);
         let info = rs.describe(m.hit);
         ex.verdict = rule.action.verb().to_string();
         ex.action = rule.action.to_string();

@@ -45,11 +45,11 @@ pub mod policy;
 // The lookup side, re-exported so `chokepoint_rules::ruleset::…` and the
 // like keep naming the one definition.
 pub use chokepoint_ruleset::{
-    domain_table, ids, keyword_table, prefix_table, profile, ruleset, vocab,
+    conditions, domain_table, ids, keyword_table, prefix_table, profile, ruleset, vocab,
 };
 pub use chokepoint_ruleset::{
-    Action, ArtifactError, Direction, DnsAnswer, Hit, HitInfo, ListFormat, Match, Profile, RuleId,
-    Ruleset, Timeouts, Trigger, Verdict,
+    Action, ArtifactError, Conditions, Direction, DnsAnswer, Facts, Hit, HitInfo, ListFormat,
+    Match, Profile, Protocol, RuleId, Ruleset, Timeouts, Trigger, Verdict,
 };
 
 pub use compile::{compile_file, compile_str};

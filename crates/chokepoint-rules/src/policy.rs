@@ -11,7 +11,11 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+pub use chokepoint_ruleset::conditions::{
+    parse_quic_version, PortRange, Protocol, ResidualAction, ResidualScope,
+};
 pub use chokepoint_ruleset::profile::{Direction, Profile, Timeouts};
+pub use chokepoint_ruleset::ruleset::DefaultAt;
 pub use chokepoint_ruleset::vocab::{
     Action, ByteRange, Chance, DnsAnswer, ListFormat, Packets, ResetTo, Scope, Trigger, Way,
 };
@@ -367,6 +371,127 @@ pub struct MatchSpec {
     /// or lack (`false`) an Encrypted Client Hello extension. Russia's
     /// November 2024 rule: ECH present and SNI `cloudflare-ech.com`.
     pub ech: Option<bool>,
+    /// The rule fires on these protocols themselves (with no list), or
+    /// only on names that came in them (with a list).
+    pub protocols: Option<Vec<Protocol>>,
+    /// `tcp` or `udp`.
+    pub proto: Option<TransportSpec>,
+    /// Server ports: numbers or `"LO-HI"` ranges.
+    pub dst_ports: Option<Vec<PortSpec>>,
+    /// Client ports: numbers or `"LO-HI"` ranges.
+    pub src_ports: Option<Vec<PortSpec>>,
+    /// Least transport payload of the firing packet.
+    pub min_bytes: Option<u32>,
+    /// Most transport payload of the firing packet.
+    pub max_bytes: Option<u32>,
+    /// QUIC versions: `1`, `v1`, `v2`, `draft-29`, or a number.
+    pub quic_versions: Option<Vec<QuicVersionSpec>>,
+    /// Only a flow's first data packet is classified.
+    #[serde(default)]
+    pub first_packet: bool,
+    /// Only when the client's port is at least the server's.
+    #[serde(default)]
+    pub src_port_ge_dst_port: bool,
+    /// The server's address must be in this list.
+    pub dst_list: Option<String>,
+    /// The client's address must be in this list.
+    pub src_list: Option<String>,
+    /// Names or addresses in these lists exempt a flow.
+    pub except: Option<Vec<String>>,
+}
+
+/// `proto: tcp | udp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportSpec {
+    /// IP protocol 6.
+    Tcp,
+    /// IP protocol 17.
+    Udp,
+}
+
+/// A port or an inclusive range, as `443` or `"1000-2000"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortSpec(pub PortRange);
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PortSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a port (0-65535) or a range such as \"1000-2000\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortSpec, E> {
+                let p =
+                    u16::try_from(v).map_err(|_| E::custom(format!("port {v} is above 65535")))?;
+                Ok(PortSpec(PortRange { lo: p, hi: p }))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortSpec, E> {
+                Err(E::custom(format!("port {v} is negative")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PortSpec, E> {
+                let bad = || {
+                    E::custom(format!(
+                        "bad port range `{v}`: give LO-HI with 0 <= LO <= HI <= 65535"
+                    ))
+                };
+                let (lo, hi) = v.split_once('-').unwrap_or((v, v));
+                let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+                let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+                if lo > hi {
+                    return Err(bad());
+                }
+                Ok(PortSpec(PortRange { lo, hi }))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A QUIC version as `1`, `v1`, `v2`, `draft-29` or `0x6b3343cf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuicVersionSpec(pub u32);
+
+impl<'de> Deserialize<'de> for QuicVersionSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = QuicVersionSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a QUIC version: 1, v1, v2, draft-NN or a number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<QuicVersionSpec, E> {
+                u32::try_from(v)
+                    .map(QuicVersionSpec)
+                    .map_err(|_| E::custom(format!("QUIC version {v} is above 32 bits")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<QuicVersionSpec, E> {
+                parse_quic_version(v).map(QuicVersionSpec).ok_or_else(|| {
+                    E::custom(format!(
+                        "unknown QUIC version `{v}`: give 1, v1, v2, draft-NN or a number"
+                    ))
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+/// `residual: {seconds, scope, action}`.
+pub struct ResidualSpec {
+    /// How long new flows in the scope stay blocked.
+    pub seconds: u32,
+    /// Which new flows: `3-tuple`, `2-tuple`, `server` or `client`.
+    pub scope: ResidualScope,
+    /// `drop` (default) or `reset`.
+    #[serde(default = "residual_drop")]
+    pub action: ResidualAction,
+}
+fn residual_drop() -> ResidualAction {
+    ResidualAction::Drop
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -380,6 +505,8 @@ pub struct RuleSpec {
     pub matcher: MatchSpec,
     /// What it does.
     pub action: ActionSpec,
+    /// The block it leaves on new flows after it fires.
+    pub residual: Option<ResidualSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -397,6 +524,10 @@ pub struct Policy {
     #[serde(default)]
     /// What happens when no rule matches.
     pub default: ActionSpec,
+    /// Where a flow no rule matched meets a blocking default:
+    /// `first_packet` (default) or `first_data`.
+    #[serde(default)]
+    pub default_at: DefaultAt,
     /// How the censor inspects traffic; defaults model a modern TSPU box.
     #[serde(default)]
     pub profile: Profile,
@@ -582,6 +713,13 @@ pub fn validate_profile(p: &Profile) -> Result<(), String> {
             value: p.timeouts.udp.into(),
             min: 1,
             max: 86_400,
+        },
+        // Each block is a few dozen bytes; 16M of them is under 1 GiB.
+        Knob {
+            name: "max_residual_entries",
+            value: p.max_residual_entries.into(),
+            min: 1,
+            max: 1 << 24,
         },
     ];
     // Referenced so the constant stays when the budget line is disabled.

@@ -367,7 +367,10 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Ruleset, ArtifactError> {
         },
         records: get::<RecordEntry>(&sections, tag::RECORDS)?,
         record_blob: get(&sections, tag::RECORD_BLOB)?,
+        derived: Default::default(),
     };
     rs.validate().map_err(ArtifactError::Inconsistent)?;
+    let mut rs = rs;
+    rs.derive();
     Ok(rs)
 }

@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod conditions;
 pub mod domain_table;
 pub mod ids;
 pub mod keyword_table;
@@ -39,9 +40,10 @@ pub mod ruleset;
 pub mod vocab;
 
 pub use artifact::ArtifactError;
+pub use conditions::{Conditions, Facts, Protocol, Residual, ResidualAction, ResidualScope};
 pub use ids::RuleId;
 pub use profile::{Direction, Profile, Timeouts};
-pub use ruleset::{Hit, HitInfo, Match, Ruleset};
+pub use ruleset::{DefaultAt, Hit, HitInfo, Match, Ruleset};
 pub use vocab::{
     Action, ByteRange, Chance, DnsAnswer, ListFormat, Packets, ResetTo, Scope, Trigger, Verdict,
     Way,

@@ -81,6 +81,9 @@ pub struct Profile {
     /// serial number): the same capture, policy and seed give the same
     /// packets dropped, run after run.
     pub seed: u64,
+    /// Residual blocks held at once (rules with `residual:`); past it the
+    /// block nearest its end is evicted, and counted.
+    pub max_residual_entries: u32,
 }
 
 impl Default for Profile {
@@ -101,6 +104,7 @@ impl Default for Profile {
             fragment_timeout: 30,
             reevaluate_on_reload: false,
             seed: 0,
+            max_residual_entries: 65_536,
         }
     }
 }

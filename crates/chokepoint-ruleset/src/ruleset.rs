@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
+use crate::conditions::{Conditions, Facts, Residual};
 use crate::domain_table::{mode_str, DomainTable, MODE_SUBDOMAINS};
 use crate::ids::RuleId;
 use crate::keyword_table::KeywordTable;
@@ -67,6 +68,34 @@ pub fn first_rule_table(rules: &[RuleMeta], lists: usize) -> Vec<[u16; COLUMNS]>
         }
     }
     first_rule
+}
+
+/// Does a rule with lists fill `first_rule` column `col`?
+fn serves(r: &RuleMeta, col: usize) -> bool {
+    r.triggers().any(|t| {
+        let cols: &[bool] = match r.ech {
+            None => &[false, true],
+            Some(true) => &[true],
+            Some(false) => &[false],
+        };
+        cols.iter().any(|&e| column(t, e) == col)
+    })
+}
+
+/// One list's prefixes as a table of their own, each entry's `line`
+/// replaced by its index in `main`.
+fn member_table<A: crate::prefix_table::Addr>(main: &PrefixTable<A>, l: u16) -> PrefixTable<A> {
+    let entries = main
+        .entries()
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.list == l)
+        .map(|(i, e)| crate::prefix_table::PrefixEntry {
+            line: i as u32,
+            ..*e
+        })
+        .collect();
+    PrefixTable::build(entries, |_| Some(0))
 }
 
 /// Where a source came from and its digest.
@@ -178,6 +207,10 @@ pub struct RuleMeta {
     pub lists: Vec<u16>,
     /// ECH condition on TLS/QUIC SNI, if any.
     pub ech: Option<bool>,
+    /// What else the firing packet must meet.
+    pub cond: Conditions,
+    /// The block it leaves behind on new flows, if any.
+    pub residual: Option<Residual>,
 }
 
 impl RuleMeta {
@@ -185,6 +218,18 @@ impl RuleMeta {
     pub fn triggers(&self) -> impl Iterator<Item = Trigger> + '_ {
         Trigger::ALL.into_iter().filter(|t| self.on & t.bit() != 0)
     }
+}
+
+/// Where a flow no rule matched meets a default that does not forward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultAt {
+    /// From the flow's first packet (a TCP SYN is dropped).
+    #[default]
+    FirstPacket,
+    /// From its first data packet: the TCP handshake passes, the
+    /// ClientHello does not (Russia's 2025 mobile allowlists).
+    FirstData,
 }
 
 /// Whole-policy figures.
@@ -224,6 +269,8 @@ pub struct Meta {
     pub rules: Vec<RuleMeta>,
     /// What happens when no rule matches.
     pub default_action: Action,
+    /// Where a flow no rule matched meets the default action.
+    pub default_at: DefaultAt,
     /// How the engine inspects.
     pub profile: Profile,
     /// Per list, per trigger: the first rule (policy order) that uses the
@@ -262,6 +309,9 @@ pub enum Hit {
     V4(u32),
     /// An IPv6 prefix entry.
     V6(u32),
+    /// No list entry: the rule's conditions alone (a protocol rule, or a
+    /// residual block the rule armed).
+    Rule,
 }
 
 /// A lookup's answer: the rule (policy index) and the entry.
@@ -303,6 +353,29 @@ pub struct Ruleset {
     pub(crate) v6: PrefixTable<u128>,
     pub(crate) records: Vec<RecordEntry>,
     pub(crate) record_blob: Vec<u8>,
+    /// Built from the rest on load, never stored.
+    pub(crate) derived: Derived,
+}
+
+/// What loading derives from the rules for conditions: nothing at all for
+/// a policy without them, so its lookups stay what they were.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Derived {
+    /// Some rule has conditions: a candidate rule must be checked, and the
+    /// next one tried when it fails.
+    conditional: bool,
+    /// Some IP rule has conditions: IP lookups walk the IP rules.
+    ip_conditional: bool,
+    /// Per list and column, the rules that use it, in policy order.
+    chains: Vec<Vec<u16>>,
+    /// Rules that fire on a protocol, in policy order.
+    protocol_rules: Vec<u16>,
+    /// Rules on `ip`, in policy order.
+    ip_rules: Vec<u16>,
+    /// Per-list prefix tables for address conditions (`dst_list`,
+    /// `src_list`, `except`) and, when IP rules have conditions, for every
+    /// IP rule's lists. An entry's `line` holds its index in the main table.
+    members: Vec<(u16, PrefixTable<u32>, PrefixTable<u128>)>,
 }
 
 /// The tables a ruleset is made of, as the compiler builds them.
@@ -334,9 +407,207 @@ impl Ruleset {
             v6: p.v6,
             records: p.records,
             record_blob: p.record_blob,
+            derived: Derived::default(),
         };
         rs.validate()?;
+        let mut rs = rs;
+        rs.derive();
         Ok(rs)
+    }
+
+    /// Build what conditions need from the validated rules and tables.
+    pub(crate) fn derive(&mut self) {
+        let rules = &self.meta.rules;
+        let lists = self.meta.lists.len();
+        let mut d = Derived {
+            conditional: rules.iter().any(|r| !r.cond.is_empty()),
+            ..Derived::default()
+        };
+        d.ip_conditional = rules
+            .iter()
+            .any(|r| r.on & Trigger::Ip.bit() != 0 && !r.cond.is_empty());
+        for (ri, r) in rules.iter().enumerate() {
+            if r.on & Trigger::Protocol.bit() != 0 {
+                d.protocol_rules.push(ri as u16);
+            }
+            if r.on & Trigger::Ip.bit() != 0 {
+                d.ip_rules.push(ri as u16);
+            }
+        }
+        if d.conditional {
+            d.chains = vec![Vec::new(); lists * COLUMNS];
+            for (ri, r) in rules.iter().enumerate() {
+                for &l in &r.lists {
+                    for col in 0..COLUMNS {
+                        if serves(r, col) {
+                            d.chains[l as usize * COLUMNS + col].push(ri as u16);
+                        }
+                    }
+                }
+            }
+        }
+        let mut wanted: Vec<u16> = rules.iter().flat_map(|r| r.cond.lists()).collect();
+        if d.ip_conditional {
+            for &ri in &d.ip_rules {
+                wanted.extend(&rules[ri as usize].lists);
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        for l in wanted {
+            let v4 = member_table(&self.v4, l);
+            let v6 = member_table(&self.v6, l);
+            d.members.push((l, v4, v6));
+        }
+        self.derived = d;
+    }
+
+    /// Does any rule have conditions?
+    pub fn has_conditions(&self) -> bool {
+        self.derived.conditional
+    }
+
+    /// Does any rule fire on a protocol itself?
+    pub fn has_protocol_rules(&self) -> bool {
+        !self.derived.protocol_rules.is_empty()
+    }
+
+    /// Does any rule arm residual blocking?
+    pub fn has_residual(&self) -> bool {
+        self.meta.rules.iter().any(|r| r.residual.is_some())
+    }
+
+    /// Does rule `r` accept the packet `f` describes?
+    pub fn holds(&self, r: RuleId, f: &Facts<'_>) -> bool {
+        let rule = self.rule(r);
+        let c = &rule.cond;
+        if !c.packet_holds(f) || rule.ech.is_some_and(|e| e != f.ech) {
+            return false;
+        }
+        if !c.dst_lists.is_empty() && !c.dst_lists.iter().any(|&l| self.ip_in_list(l, f.server)) {
+            return false;
+        }
+        if !c.src_lists.is_empty() && !c.src_lists.iter().any(|&l| self.ip_in_list(l, f.client)) {
+            return false;
+        }
+        !c.except.iter().any(|&l| {
+            self.ip_in_list(l, f.server)
+                || self.ip_in_list(l, f.client)
+                || (!f.name.is_empty() && self.name_in_list(l, f.name))
+        })
+    }
+
+    /// The entry of list `l` that holds `ip`, as an index in the main table.
+    fn member(&self, l: u16, ip: IpAddr) -> Option<Hit> {
+        let (_, v4, v6) = self.derived.members.iter().find(|m| m.0 == l)?;
+        match ip {
+            IpAddr::V4(a) => v4.lookup(a.into()).map(|i| Hit::V4(v4.entry(i).line)),
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                if a >> 32 == 0xffff {
+                    return v4.lookup(a as u32).map(|i| Hit::V4(v4.entry(i).line));
+                }
+                v6.lookup(a).map(|i| Hit::V6(v6.entry(i).line))
+            }
+        }
+    }
+
+    /// Is `ip` in list `l`? (Only for lists conditions name.)
+    pub fn ip_in_list(&self, l: u16, ip: IpAddr) -> bool {
+        self.member(l, ip).is_some()
+    }
+
+    /// Is the normalised `name` matched by an entry of list `l`?
+    pub fn name_in_list(&self, l: u16, name: &[u8]) -> bool {
+        let mut found = false;
+        self.domains
+            .for_each_match(name, |_, e, _| found |= e.list == l);
+        if !found {
+            self.keywords
+                .for_each_match(name, |_, e| found |= e.list == l);
+        }
+        found
+    }
+
+    /// The first rule from `first` on, among those using list `l` in
+    /// `column`, whose conditions `f` meets.
+    #[inline]
+    fn first_holding(&self, l: u16, column: usize, first: RuleId, f: &Facts<'_>) -> Option<RuleId> {
+        if !self.derived.conditional {
+            return Some(first);
+        }
+        self.derived.chains[l as usize * COLUMNS + column]
+            .iter()
+            .filter_map(|&r| RuleId::from_stored(r))
+            .filter(|&r| r >= first)
+            .find(|&r| self.holds(r, f))
+    }
+
+    /// [`Ruleset::match_hello`] with the rules' conditions checked against
+    /// `f` (whose `name` is the normalised name): a candidate whose rule's
+    /// conditions fail yields to the next rule using its list.
+    #[inline]
+    pub fn match_hello_when(&self, trigger: Trigger, name: &[u8], f: &Facts<'_>) -> Option<Match> {
+        let t = column(trigger, f.ech);
+        let mut best: Option<(RuleId, bool, Hit)> = None;
+        let first = &self.meta.first_rule;
+        self.domains.for_each_match(name, |idx, e, whole| {
+            let Some(r) = RuleId::from_stored(first[e.list as usize][t])
+                .and_then(|r| self.first_holding(e.list, t, r, f))
+            else {
+                return;
+            };
+            let better = match best {
+                None => true,
+                Some((br, bwhole, _)) => r < br || (r == br && whole && !bwhole),
+            };
+            if better {
+                best = Some((r, whole, Hit::Name(idx)));
+            }
+        });
+        self.keywords.for_each_match(name, |idx, e| {
+            let Some(r) = RuleId::from_stored(first[e.list as usize][t])
+                .and_then(|r| self.first_holding(e.list, t, r, f))
+            else {
+                return;
+            };
+            if best.is_none_or(|(br, _, _)| r < br) {
+                best = Some((r, false, Hit::Keyword(idx)));
+            }
+        });
+        best.map(|(rule, _, hit)| Match { rule, hit })
+    }
+
+    /// The deciding IP rule for one address of the packet `f` describes,
+    /// conditions checked.
+    pub fn match_ip_when(&self, ip: IpAddr, f: &Facts<'_>) -> Option<Match> {
+        if !self.derived.ip_conditional {
+            return self.match_ip(ip);
+        }
+        // The main table keeps one winner per range; with conditions the
+        // winner's rule may fail and a later rule on another list decide,
+        // so walk the IP rules in order over their lists' own tables.
+        self.derived.ip_rules.iter().find_map(|&r| {
+            let r = RuleId::from_stored(r)?;
+            let hit = self
+                .rule(r)
+                .lists
+                .iter()
+                .find_map(|&l| self.member(l, ip))?;
+            self.holds(r, f).then_some(Match { rule: r, hit })
+        })
+    }
+
+    /// The first protocol rule (policy order) whose conditions `f` meets.
+    pub fn match_protocol(&self, f: &Facts<'_>) -> Option<Match> {
+        f.protocol?;
+        self.derived.protocol_rules.iter().find_map(|&r| {
+            let r = RuleId::from_stored(r)?;
+            self.holds(r, f).then_some(Match {
+                rule: r,
+                hit: Hit::Rule,
+            })
+        })
     }
 
     /// The deciding rule for a normalised name seen as `trigger`: every
@@ -425,9 +696,10 @@ impl Ruleset {
         }
     }
 
-    /// The list an entry belongs to.
+    /// The list an entry belongs to ([`Hit::Rule`]: none, `u16::MAX`).
     pub fn list_of(&self, hit: Hit) -> u16 {
         match hit {
+            Hit::Rule => u16::MAX,
             Hit::Name(i) => self.domains.entry(i).list,
             Hit::Keyword(i) => self.keywords.entry(i).list,
             Hit::V4(i) => self.v4.entry(i).list,
@@ -439,6 +711,17 @@ impl Ruleset {
     pub fn describe(&self, hit: Hit) -> HitInfo {
         let list = self.list_of(hit);
         let (entry, kind, line) = match hit {
+            Hit::Rule => {
+                return HitInfo {
+                    list: String::new(),
+                    entry: String::new(),
+                    kind: "conditions",
+                    source: String::new(),
+                    decision: None,
+                    decision_date: None,
+                    org: None,
+                }
+            }
             Hit::Name(i) => {
                 let e = self.domains.entry(i);
                 let name = String::from_utf8_lossy(self.domains.name(i)).into_owned();
@@ -557,6 +840,35 @@ impl Ruleset {
             if let Some(l) = r.lists.iter().find(|&&l| l as usize >= lists) {
                 return Err(format!(
                     "rule `{}` names list {l}, a list that does not exist ({lists} lists)",
+                    r.name
+                ));
+            }
+        }
+        for r in &self.meta.rules {
+            let c = &r.cond;
+            if let Some(l) = c.lists().find(|&l| l as usize >= lists) {
+                return Err(format!(
+                    "rule `{}` has a condition on list {l}, a list that does not exist ({lists} lists)",
+                    r.name
+                ));
+            }
+            if c.dst_ports.iter().chain(&c.src_ports).any(|p| p.lo > p.hi) {
+                return Err(format!(
+                    "rule `{}` has a port range that ends before it starts",
+                    r.name
+                ));
+            }
+            if (r.on & Trigger::Protocol.bit() != 0) != (r.lists.is_empty() && c.protocols != 0)
+                || r.on & Trigger::Residual.bit() != 0
+            {
+                return Err(format!(
+                    "rule `{}`: a protocol rule has protocols and no lists, and only it",
+                    r.name
+                ));
+            }
+            if r.residual.is_some_and(|x| x.seconds == 0) {
+                return Err(format!(
+                    "rule `{}` has a residual block of 0 seconds",
                     r.name
                 ));
             }

@@ -22,18 +22,25 @@ pub enum Trigger {
     HttpHost,
     /// A DNS question name (decided per query).
     DnsQname,
+    /// The flow's protocol itself (TLS, QUIC, HTTP, DNS), for rules that
+    /// match on it with or without a name list.
+    Protocol,
+    /// A new flow inside the residual block an earlier decision armed.
+    Residual,
 }
 
 impl Trigger {
     /// Every trigger, in index order.
-    pub const ALL: [Trigger; 5] = [
+    pub const ALL: [Trigger; 7] = [
         Trigger::Ip,
         Trigger::TlsSni,
         Trigger::QuicSni,
         Trigger::HttpHost,
         Trigger::DnsQname,
+        Trigger::Protocol,
+        Trigger::Residual,
     ];
-    /// The triggers that carry a name (all but `Ip`).
+    /// The triggers that carry a name.
     pub const NAMES: [Trigger; 4] = [
         Trigger::TlsSni,
         Trigger::QuicSni,
@@ -59,6 +66,8 @@ impl Trigger {
             Trigger::QuicSni => "quic_sni",
             Trigger::HttpHost => "http_host",
             Trigger::DnsQname => "dns_qname",
+            Trigger::Protocol => "protocol",
+            Trigger::Residual => "residual",
         }
     }
 }

@@ -386,6 +386,11 @@ impl Actor {
                 self.counters.injected_rst += r.len() as u64;
                 (Applied::Reset, r)
             }
+            // A residual block's own action (`residual: {action: reset}`),
+            // whatever the arming rule's action was: one reset each way.
+            (Verdict::Reset, _) if trigger == Some(Trigger::Residual) && t.proto == 6 => {
+                (Applied::Reset, resets(self, 1))
+            }
             (Verdict::Dns, Action::Dns { answer, ttl }) if trigger == Some(Trigger::DnsQname) => {
                 let frames = if t.proto == 6 {
                     inject::dns_answer_tcp(&t, answer, *ttl)

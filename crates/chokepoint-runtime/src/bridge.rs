@@ -155,6 +155,10 @@ impl Shared {
             t.reassembly_cap_segments += e.reassembly_cap_segments;
             t.reassembly_budget_refused += e.reassembly_budget_refused;
             t.reassembly_bytes_held += e.reassembly_bytes_held;
+            t.residual_armed += e.residual_armed;
+            t.residual_hits += e.residual_hits;
+            t.residual_evicted += e.residual_evicted;
+            t.residual_expired += e.residual_expired;
             t.reassembly_buffers_evicted += w.buffers_evicted.load(Ordering::Relaxed);
             let d = *w.defrag.lock().unwrap_or_else(|p| p.into_inner());
             t.defrag.fragments += d.fragments;
@@ -195,6 +199,14 @@ pub struct Totals {
     pub reassembly_bytes_held: u64,
     /// Reassembly buffers freed under memory pressure.
     pub reassembly_buffers_evicted: u64,
+    /// Residual blocks armed.
+    pub residual_armed: u64,
+    /// New flows residual blocks decided.
+    pub residual_hits: u64,
+    /// Residual blocks evicted from full tables.
+    pub residual_evicted: u64,
+    /// Residual blocks that ended.
+    pub residual_expired: u64,
     /// What the IP defragmenters did.
     pub defrag: DefragStats,
     /// (rule, trigger, verdict) → decisions.

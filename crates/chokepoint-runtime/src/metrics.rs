@@ -106,6 +106,12 @@ pub fn render(shared: &Shared) -> String {
         "Flows expired after their idle timeout.",
         &[],
     );
+    let residual = counter(
+        &reg,
+        "chokepoint_residual_total",
+        "Residual blocks, by outcome: armed, hit (a new flow blocked), evicted (table full), expired.",
+        &["outcome"],
+    );
     let reloads = counter(
         &reg,
         "chokepoint_reloads_total",
@@ -230,6 +236,14 @@ pub fn render(shared: &Shared) -> String {
         .with_label_values::<&str>(&[])
         .inc_by(t.flows_expired);
     flows.set(t.flows as i64);
+    for (outcome, n) in [
+        ("armed", t.residual_armed),
+        ("hit", t.residual_hits),
+        ("evicted", t.residual_evicted),
+        ("expired", t.residual_expired),
+    ] {
+        residual.with_label_values(&[outcome]).inc_by(n);
+    }
     reloads.with_label_values(&["ok"]).inc_by(t.reloads_ok);
     reloads
         .with_label_values(&["failed"])

@@ -246,3 +246,30 @@ fn a_replay_under_degrade_drops_the_same_frames_twice() {
         );
     }
 }
+
+/// `residual: {action: reset}` under a rule that itself only drops: the
+/// next flow in the window is answered with resets (the residual block's
+/// own action), not silently dropped.
+#[test]
+fn a_residual_reset_sends_resets_whatever_the_arming_action() {
+    let mut c = Censor::new(
+        "version: 1\nlists: {r: {format: domains, entries: [residual.example]}}\nrules:\n  - {name: r, match: {list: r, on: [tls_sni]}, action: drop, residual: {seconds: 60, scope: 3-tuple, action: reset}}\n",
+    );
+    let hello = synth::tls_records(
+        &synth::client_hello(Some("residual.example"), HelloShape::default(), 1),
+        16384,
+    );
+    c.frame(SEC, &tcp(C, S, 40_000, 443, 100, 0x02, b""));
+    let o = c.frame(SEC, &tcp(C, S, 40_000, 443, 101, 0x18, &hello));
+    assert_eq!(o.applied, Applied::Drop);
+    assert!(o.inject.is_empty(), "the arming rule only drops");
+    // A new connection to the same server and port, inside the window.
+    let o = c.frame(2 * SEC, &tcp(C, S, 40_001, 443, 500, 0x02, b""));
+    assert_eq!(o.applied, Applied::Reset);
+    assert!(!o.forward);
+    assert!(!o.inject.is_empty());
+    for f in &o.inject {
+        let t = inject::trigger(LinkType::Ethernet, f).expect("a TCP frame");
+        assert_eq!(t.proto, 6);
+    }
+}

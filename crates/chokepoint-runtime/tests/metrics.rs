@@ -68,3 +68,37 @@ fn last_reload_success_and_its_time() {
     );
     assert!(sh.last_reload_success_unix.load(Ordering::Relaxed) >= started);
 }
+
+#[test]
+fn residual_blocks_are_counted_by_outcome_summed_over_workers() {
+    let sh = Shared::new(rules(), 2, 0.0);
+    for (w, n) in sh.workers.iter().zip([1u64, 10]) {
+        let mut e = w.engine.lock().unwrap();
+        e.residual_armed = 3 * n;
+        e.residual_hits = 5 * n;
+        e.residual_evicted = n;
+        e.residual_expired = 2 * n;
+    }
+    let t = sh.totals();
+    assert_eq!(
+        (
+            t.residual_armed,
+            t.residual_hits,
+            t.residual_evicted,
+            t.residual_expired
+        ),
+        (33, 55, 11, 22)
+    );
+    let text = render(&sh);
+    let mut rows = line(&text, "chokepoint_residual_total{");
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        [
+            "chokepoint_residual_total{outcome=\"armed\"} 33",
+            "chokepoint_residual_total{outcome=\"evicted\"} 11",
+            "chokepoint_residual_total{outcome=\"expired\"} 22",
+            "chokepoint_residual_total{outcome=\"hit\"} 55",
+        ]
+    );
+}

@@ -55,4 +55,12 @@ pub struct Counters {
     pub frozen: u64,
     /// Packets dropped by a `degrade` draw.
     pub degraded: u64,
+    /// Residual blocks armed by rules with `residual:`.
+    pub residual_armed: u64,
+    /// New flows a residual block decided.
+    pub residual_hits: u64,
+    /// Residual blocks pushed out by a full table before their end.
+    pub residual_evicted: u64,
+    /// Residual blocks that ended.
+    pub residual_expired: u64,
 }

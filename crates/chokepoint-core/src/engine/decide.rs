@@ -3,11 +3,12 @@
 //! reload's re-evaluation both use it, so they cannot disagree.
 
 use chokepoint_ruleset::name::{normalize_wire, MAX_NAME_LEN};
-use chokepoint_ruleset::{Match, RuleId, Ruleset, Trigger, Verdict};
+use chokepoint_ruleset::{Facts, Hit, Match, Protocol, RuleId, Ruleset, Trigger, Verdict};
 
 use super::{Engine, FlowCx, Output};
 use crate::event::{Decision, Event, NameBuf};
 use crate::flow::{FiveTuple, FlowDecision, Seen};
+use crate::residual::ResidualTable;
 use crate::{dns, http, tls};
 
 /// A name found in a packet, before matching.
@@ -16,6 +17,9 @@ pub(crate) struct Found<'a> {
     pub name: &'a [u8],
     pub ech: bool,
     pub grease: bool,
+    /// The protocol the name came in (or, for `Trigger::Protocol`, the
+    /// protocol just classified).
+    pub protocol: Option<Protocol>,
 }
 
 impl Found<'_> {
@@ -25,6 +29,13 @@ impl Found<'_> {
         name: b"",
         ech: false,
         grease: false,
+        protocol: None,
+    };
+
+    /// What a residual block's event reports.
+    pub const RESIDUAL: Found<'static> = Found {
+        trigger: Trigger::Residual,
+        ..Found::IP
     };
 
     /// A name with nothing else known of it.
@@ -34,7 +45,28 @@ impl Found<'_> {
             name,
             ech: false,
             grease: false,
+            protocol: protocol_of(trigger),
         }
+    }
+
+    /// A protocol classified, before any name.
+    pub fn protocol(p: Protocol) -> Found<'static> {
+        Found {
+            trigger: Trigger::Protocol,
+            protocol: Some(p),
+            ..Found::IP
+        }
+    }
+}
+
+/// The protocol a name trigger's name comes in.
+pub(crate) fn protocol_of(t: Trigger) -> Option<Protocol> {
+    match t {
+        Trigger::TlsSni => Some(Protocol::Tls),
+        Trigger::QuicSni => Some(Protocol::Quic),
+        Trigger::HttpHost => Some(Protocol::Http),
+        Trigger::DnsQname => Some(Protocol::Dns),
+        Trigger::Ip | Trigger::Protocol | Trigger::Residual => None,
     }
 }
 
@@ -56,25 +88,45 @@ impl Judgement {
     }
 }
 
-/// The one decision function: the earlier in policy order of a held
-/// address match and the name's match.
-pub(crate) fn judge(rules: &Ruleset, hold: Option<Match>, found: Option<&Found<'_>>) -> Judgement {
-    let name_match = found.and_then(|f| {
+/// The one decision function: the earliest in policy order of a held
+/// address match, the name's match and a protocol rule's, each rule's
+/// conditions checked against `facts` (the packet that fired).
+pub(crate) fn judge(
+    rules: &Ruleset,
+    hold: Option<Match>,
+    found: Option<&Found<'_>>,
+    facts: &Facts<'_>,
+) -> Judgement {
+    let mut buf = [0u8; MAX_NAME_LEN];
+    let name = found.and_then(|f| {
         let matchable = if f.trigger == Trigger::HttpHost {
             http::host_for_match(f.name)
         } else {
             f.name
         };
-        let mut buf = [0u8; MAX_NAME_LEN];
-        normalize_wire(matchable, &mut buf).and_then(|n| rules.match_hello(f.trigger, f.ech, n))
+        normalize_wire(matchable, &mut buf)
     });
-    let m = earlier(hold, name_match);
+    let facts = Facts {
+        name: name.unwrap_or(b""),
+        ech: found.is_some_and(|f| f.ech),
+        protocol: found.and_then(|f| f.protocol),
+        ..*facts
+    };
+    let name_match = match (found, name) {
+        (Some(f), Some(n)) if f.trigger != Trigger::Protocol => {
+            rules.match_hello_when(f.trigger, n, &facts)
+        }
+        _ => None,
+    };
+    let protocol_match = rules.match_protocol(&facts);
+    let m = earlier(hold, earlier(name_match, protocol_match));
     let verdict = Verdict::of(rules.action(m.as_ref()));
-    let by = match (m, name_match, found) {
-        (Some(x), Some(n), Some(f)) if x == n => f.trigger,
-        (Some(_), _, _) => Trigger::Ip,
-        (None, _, Some(f)) => f.trigger,
-        (None, _, None) => Trigger::Ip,
+    let by = match (m, found) {
+        (Some(x), Some(f)) if Some(x) == name_match => f.trigger,
+        (Some(x), _) if Some(x) == protocol_match => Trigger::Protocol,
+        (Some(_), _) => Trigger::Ip,
+        (None, Some(f)) => f.trigger,
+        (None, None) => Trigger::Ip,
     };
     Judgement {
         m,
@@ -102,7 +154,12 @@ pub(crate) fn event(out: &Output, t: &FiveTuple, found: &Found<'_>, j: &Judgemen
         sport: t.sport,
         dport: t.dport,
         proto: t.proto,
-        trigger: found.trigger,
+        // A protocol rule decided on a name's packet: say so.
+        trigger: if j.by == Trigger::Protocol {
+            Trigger::Protocol
+        } else {
+            found.trigger
+        },
         name: NameBuf::new(found.name),
         ech: found.ech,
         grease: found.grease,
@@ -112,10 +169,90 @@ pub(crate) fn event(out: &Output, t: &FiveTuple, found: &Found<'_>, j: &Judgemen
     }
 }
 
+/// Arm the residual block of the rule that just decided, if it has one.
+pub(crate) fn arm_residual(
+    table: &mut ResidualTable,
+    rules: &Ruleset,
+    j: &Judgement,
+    f: &Facts<'_>,
+    now: u64,
+) {
+    let Some(r) = j.rule().filter(|_| j.sticky) else {
+        return;
+    };
+    if let Some(x) = rules.rule(r).residual {
+        table.arm(
+            now,
+            x.scope,
+            f.client,
+            f.server,
+            f.server_port,
+            x.seconds,
+            r,
+            x.action,
+        );
+    }
+}
+
+/// What a reload needs of a sighting to decide its flow again.
+pub(crate) fn seen(found: &Found<'_>, p: &super::PacketFacts) -> Seen {
+    Seen {
+        trigger: found.trigger,
+        ech: found.ech,
+        name: NameBuf::new(found.name),
+        protocol: found.protocol,
+        payload_len: p.payload_len,
+        first_packet: p.first_data,
+        quic_version: p.quic_version,
+    }
+}
+
+/// The judgement a residual block gives a new flow.
+pub(crate) fn residual_judgement(b: crate::residual::Block) -> Judgement {
+    let verdict = match b.action {
+        chokepoint_ruleset::ResidualAction::Drop => Verdict::Drop,
+        chokepoint_ruleset::ResidualAction::Reset => Verdict::Reset,
+    };
+    Judgement {
+        m: Some(Match {
+            rule: b.rule,
+            hit: Hit::Rule,
+        }),
+        verdict,
+        by: Trigger::Residual,
+        sticky: true,
+    }
+}
+
 impl FlowCx<'_> {
+    /// What conditions see of the current packet.
+    pub(super) fn facts(&self) -> Facts<'static> {
+        let t = &self.tuple;
+        let (client, server, client_port, server_port) = if self.from_client {
+            (t.src, t.dst, t.sport, t.dport)
+        } else {
+            (t.dst, t.src, t.dport, t.sport)
+        };
+        Facts {
+            proto: t.proto,
+            client,
+            server,
+            client_port,
+            server_port,
+            payload_len: self.packet.payload_len,
+            first_packet: self.packet.first_data,
+            quic_version: self.packet.quic_version,
+            ech: false,
+            protocol: None,
+            name: b"",
+        }
+    }
+
     /// Judge a name, report it, count it.
     fn judge_and_report(&mut self, hold: Option<Match>, found: &Found<'_>) -> Judgement {
-        let j = judge(&self.cfg.rules, hold, Some(found));
+        let facts = self.facts();
+        let j = judge(&self.cfg.rules, hold, Some(found), &facts);
+        arm_residual(self.residual, &self.cfg.rules, &j, &facts, self.out.now);
         self.counters.decisions_by_trigger[j.by.index()] += 1;
         let e = event(self.out, &self.tuple, found, &j);
         self.out.event(self.counters, e);
@@ -143,15 +280,21 @@ impl FlowCx<'_> {
                 by: j.by,
             };
             self.flow.decide(d, self.pool);
+        } else if j.m.is_some() {
+            // A `pass` or `log` rule matched: the flow keeps its verdict
+            // after inspection ends, also under a blocking default (an
+            // allowlist).
+            self.flow.hold = j.m;
         }
-        if self.cfg.profile.reevaluate_on_reload {
-            self.flow.seen = Some(Box::new(Seen {
-                trigger: found.trigger,
-                ech: found.ech,
-                name: NameBuf::new(found.name),
-            }));
-        }
+        self.keep_seen(found);
         self.decision(&j)
+    }
+
+    /// Keep what a reload needs to decide the flow again.
+    fn keep_seen(&mut self, found: &Found<'_>) {
+        if self.cfg.profile.reevaluate_on_reload {
+            self.flow.seen = Some(Box::new(seen(found, &self.packet)));
+        }
     }
 
     /// Decide on a ClientHello handshake message (TLS, or QUIC's CRYPTO
@@ -163,11 +306,38 @@ impl FlowCx<'_> {
                 name: ch.sni.unwrap_or(b""),
                 ech: ch.ech,
                 grease: ch.grease,
+                protocol: protocol_of(trigger),
             }),
             None => self.undecided(),
         };
         self.give_up_if_undecided();
         d
+    }
+
+    /// A protocol classified before any name (a QUIC long header): a
+    /// protocol rule may decide the flow now. Reported only when one does.
+    pub(super) fn decide_protocol(&mut self, p: Protocol) -> Option<Decision> {
+        if !self.cfg.rules.has_protocol_rules() {
+            return None;
+        }
+        let found = Found::protocol(p);
+        let facts = self.facts();
+        let j = judge(&self.cfg.rules, self.flow.hold, Some(&found), &facts);
+        if !j.sticky || j.by != Trigger::Protocol {
+            return None;
+        }
+        arm_residual(self.residual, &self.cfg.rules, &j, &facts, self.out.now);
+        self.counters.decisions_by_trigger[j.by.index()] += 1;
+        let e = event(self.out, &self.tuple, &found, &j);
+        self.out.event(self.counters, e);
+        let d = FlowDecision {
+            verdict: j.verdict,
+            rule: j.rule(),
+            by: j.by,
+        };
+        self.flow.decide(d, self.pool);
+        self.keep_seen(&found);
+        Some(self.decision(&j))
     }
 
     /// Each question of a DNS message is its own decision; the packet gets
@@ -228,13 +398,34 @@ impl Engine {
                 name: s.name.as_bytes(),
                 ech: s.ech,
                 grease: false,
+                protocol: s.protocol,
             });
             if seen.is_none() && f.decision.is_some_and(|d| d.by != Trigger::Ip) {
                 counters.reevaluate_name_unknown += 1;
                 return;
             }
+            let (client, client_port, server, server_port) = f.client_server();
+            let kept = f.seen.as_deref();
+            let facts = Facts {
+                proto: f.key.proto,
+                client,
+                server,
+                client_port,
+                server_port,
+                payload_len: kept.map_or(0, |s| s.payload_len),
+                first_packet: kept.is_some_and(|s| s.first_packet),
+                quic_version: kept.and_then(|s| s.quic_version),
+                ech: false,
+                protocol: None,
+                name: b"",
+            };
             let (a, b) = f.addresses();
-            let j = judge(&cfg.rules, cfg.ip_match(a, b), seen.as_ref());
+            let j = judge(
+                &cfg.rules,
+                cfg.ip_match(a, b, &facts),
+                seen.as_ref(),
+                &facts,
+            );
             counters.reevaluated += 1;
             if j.sticky {
                 let d = FlowDecision {
@@ -246,6 +437,9 @@ impl Engine {
             } else {
                 f.decision = None;
                 f.hold = j.m;
+                // A freeze/degrade default starts afresh under the new
+                // rules, as a re-decided flow does (`Flow::decide`).
+                f.enforce = None;
             }
         });
     }

@@ -33,7 +33,8 @@ mod udp;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use chokepoint_ruleset::{Direction, Match, Profile, Ruleset, Verdict};
+use chokepoint_ruleset::ruleset::DefaultAt;
+use chokepoint_ruleset::{Direction, Facts, Match, Profile, Ruleset, Trigger, Verdict};
 
 pub use counters::Counters;
 
@@ -43,6 +44,7 @@ use crate::enforce::{Enforcer, Fate, Observed};
 use crate::event::{Decision, Event};
 use crate::flow::{FiveTuple, Flow, FlowDecision, FlowId, FlowKey, FlowTable, Inspect, State};
 use crate::reasm::{Pool, Reassembly};
+use crate::residual::ResidualTable;
 use crate::wire::l4::{PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN};
 use crate::wire::link::LinkType;
 
@@ -67,9 +69,13 @@ impl Config {
         Verdict::of(self.rules.action(m.as_ref()))
     }
 
-    /// The IP rule for a packet's addresses: the earlier of the two matches.
-    fn ip_match(&self, src: IpAddr, dst: IpAddr) -> Option<Match> {
-        decide::earlier(self.rules.match_ip(src), self.rules.match_ip(dst))
+    /// The IP rule for a packet's addresses: the earlier of the two matches,
+    /// each rule's conditions checked against `f`.
+    fn ip_match(&self, src: IpAddr, dst: IpAddr, f: &Facts<'_>) -> Option<Match> {
+        decide::earlier(
+            self.rules.match_ip_when(src, f),
+            self.rules.match_ip_when(dst, f),
+        )
     }
 
     fn port_inspected(&self, server_port: u16) -> bool {
@@ -107,8 +113,42 @@ pub struct Engine {
     defrag: Defrag,
     scratch: Scratch,
     out: Output,
+    /// Blocks that outlive the flows that armed them.
+    residual: ResidualTable,
     /// Everything counted so far.
     pub counters: Counters,
+}
+
+/// What conditions need of the current packet beyond its five-tuple.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PacketFacts {
+    /// Transport payload, bytes.
+    payload_len: u32,
+    /// The flow's first packet with payload.
+    first_data: bool,
+    /// A QUIC long header's version.
+    quic_version: Option<u32>,
+}
+
+impl PacketFacts {
+    fn of(p: &Packet<'_>, first_data: bool) -> PacketFacts {
+        let payload = match p.l4 {
+            L4::Tcp(t) => t.payload,
+            L4::Udp(u) => u.payload,
+            L4::Other(_) => &[],
+        };
+        let quic_version = match (p.l4, payload) {
+            (L4::Udp(_), [b, v0, v1, v2, v3, ..]) if b & 0x80 != 0 => {
+                Some(u32::from_be_bytes([*v0, *v1, *v2, *v3]))
+            }
+            _ => None,
+        };
+        PacketFacts {
+            payload_len: payload.len() as u32,
+            first_data: first_data && !payload.is_empty(),
+            quic_version,
+        }
+    }
 }
 
 /// One packet's view of the engine, once its flow is known.
@@ -118,8 +158,10 @@ pub(crate) struct FlowCx<'e> {
     pool: &'e mut Pool,
     out: &'e mut Output,
     counters: &'e mut Counters,
+    residual: &'e mut ResidualTable,
     tuple: FiveTuple,
     from_client: bool,
+    packet: PacketFacts,
 }
 
 impl FlowCx<'_> {
@@ -236,6 +278,7 @@ impl Engine {
                 now: 0,
             },
             counters: Counters::default(),
+            residual: ResidualTable::new(profile.max_residual_entries as usize),
             cfg: Config { rules, profile },
         }
     }
@@ -255,6 +298,7 @@ impl Engine {
             profile.fragment_timeout,
         );
         self.scratch.pool.budget = budget(&profile);
+        self.residual.set_cap(profile.max_residual_entries as usize);
         self.cfg = Config { rules, profile };
         if self.cfg.profile.reevaluate_on_reload {
             self.reevaluate();
@@ -295,6 +339,22 @@ impl Engine {
     pub fn expire(&mut self, now: u64) {
         self.flows.expire_all(now, &mut self.scratch.pool);
         self.defrag.expire(now);
+        self.residual.expire(now);
+        self.count_residual();
+    }
+
+    /// Residual blocks held now.
+    pub fn residual_entries(&self) -> usize {
+        self.residual.len()
+    }
+
+    fn count_residual(&mut self) {
+        let s = self.residual.stats;
+        let c = &mut self.counters;
+        c.residual_armed = s.armed;
+        c.residual_hits = s.hits;
+        c.residual_evicted = s.evicted;
+        c.residual_expired = s.expired;
     }
 
     /// Run one frame through the core. `ts` is the capture or arrival time
@@ -325,6 +385,7 @@ impl Engine {
             }
             Decoded::Fragment(f) => self.fragment(&f),
         };
+        self.count_residual();
         let v = d.verdict as usize;
         self.counters.packets_by_verdict[v] += 1;
         self.counters.bytes_by_verdict[v] += frame.len() as u64;
@@ -353,7 +414,23 @@ impl Engine {
 
     /// IP rules for a packet whose transport layer is not available.
     fn ip_only(&self, addresses: Option<(IpAddr, IpAddr)>) -> Decision {
-        let m = addresses.and_then(|(src, dst)| self.cfg.ip_match(src, dst));
+        let m = addresses.and_then(|(src, dst)| {
+            // No transport header: conditions on ports and sizes see none.
+            let f = Facts {
+                proto: 0,
+                client: src,
+                server: dst,
+                client_port: 0,
+                server_port: 0,
+                payload_len: 0,
+                first_packet: false,
+                quic_version: None,
+                ech: false,
+                protocol: None,
+                name: b"",
+            };
+            self.cfg.ip_match(src, dst, &f)
+        });
         Decision {
             verdict: self.cfg.verdict_of(m),
             rule: m.map(|m| m.rule),
@@ -372,7 +449,7 @@ impl Engine {
         let (key, from_a) = FlowKey::new(p.ctx, &tuple);
         let id = match self.flows.find(&key) {
             Some(id) => id,
-            None => match self.open(&tuple, key, from_a, flags) {
+            None => match self.open(p, &tuple, key, from_a, flags) {
                 Opened::Decided(d) if d.verdict.per_packet() => {
                     // An address rule froze or degraded the flow on its
                     // first packet, which counts too.
@@ -393,6 +470,7 @@ impl Engine {
             scratch,
             out,
             counters,
+            residual,
             ..
         } = self;
         relieve(flows, id, &mut scratch.pool);
@@ -417,16 +495,21 @@ impl Engine {
             }
             return d;
         }
+        let packet = PacketFacts::of(p, !flow.data_seen);
+        let handshake = !flow.data_seen && packet.payload_len == 0 && tuple.proto == PROTO_TCP;
+        flow.data_seen |= packet.payload_len > 0;
         let mut cx = FlowCx {
             cfg,
             flow,
             pool: &mut scratch.pool,
             out,
             counters,
+            residual,
             tuple,
             from_client,
+            packet,
         };
-        let d = if cx.flow.inspect == Inspect::Done
+        let mut d = if cx.flow.inspect == Inspect::Done
             || (!from_client && cx.cfg.profile.direction == Direction::ClientToServer)
         {
             cx.undecided()
@@ -437,6 +520,17 @@ impl Engine {
                 L4::Other(_) => cx.undecided(),
             }
         };
+        // `default_at: first_data`: a flow no rule has matched meets a
+        // blocking default at its first data packet; the TCP handshake
+        // before it passes (Russia's 2025 mobile allowlists: the SYN gets
+        // through, the ClientHello does not).
+        if handshake
+            && d.rule.is_none()
+            && !d.verdict.forwards()
+            && cfg.rules.meta.default_at == DefaultAt::FirstData
+        {
+            d.verdict = Verdict::Pass;
+        }
         // The deciding packet of a freeze/degrade flow is enforced too (a
         // degrade may drop it; it counts towards a freeze), and so is every
         // packet under a freeze/degrade default, which never sticks.
@@ -452,17 +546,59 @@ impl Engine {
         d
     }
 
-    /// Create a flow; IP rules decide it now or hold a `pass`/`log` match.
-    fn open(&mut self, tuple: &FiveTuple, key: FlowKey, from_a: bool, flags: u8) -> Opened {
-        let client_is_a = from_a == client_is_sender(tuple, flags);
+    /// Create a flow; a residual block or IP rules decide it now, or it
+    /// holds a `pass`/`log` match.
+    fn open(
+        &mut self,
+        p: &Packet<'_>,
+        tuple: &FiveTuple,
+        key: FlowKey,
+        from_a: bool,
+        flags: u8,
+    ) -> Opened {
+        let sender_is_client = client_is_sender(tuple, flags);
+        let client_is_a = from_a == sender_is_client;
         let state = if tuple.proto == PROTO_TCP {
             State::Syn
         } else {
             State::Udp
         };
         let mut f = Flow::new(key, client_is_a, self.out.now, state);
-        let ip = self.cfg.ip_match(tuple.src, tuple.dst);
-        let judged = ip.map(|m| decide::judge(&self.cfg.rules, Some(m), None));
+        let packet = PacketFacts::of(p, true);
+        let (client, server, client_port, server_port) = if sender_is_client {
+            (tuple.src, tuple.dst, tuple.sport, tuple.dport)
+        } else {
+            (tuple.dst, tuple.src, tuple.dport, tuple.sport)
+        };
+        let facts = Facts {
+            proto: tuple.proto,
+            client,
+            server,
+            client_port,
+            server_port,
+            payload_len: packet.payload_len,
+            first_packet: packet.first_data,
+            quic_version: packet.quic_version,
+            ech: false,
+            protocol: None,
+            name: b"",
+        };
+        let residual = self
+            .residual
+            .check(self.out.now, client, server, server_port)
+            .map(decide::residual_judgement);
+        let ip = self.cfg.ip_match(tuple.src, tuple.dst, &facts);
+        let judged =
+            residual.or_else(|| ip.map(|m| decide::judge(&self.cfg.rules, Some(m), None, &facts)));
+        if let Some(j) = judged.filter(|j| j.by != Trigger::Residual) {
+            decide::arm_residual(
+                &mut self.residual,
+                &self.cfg.rules,
+                &j,
+                &facts,
+                self.out.now,
+            );
+        }
         match judged {
             Some(j) if j.sticky => {
                 f.decision = Some(FlowDecision {
@@ -471,6 +607,10 @@ impl Engine {
                     by: j.by,
                 });
                 f.inspect = Inspect::Done;
+                if j.by == Trigger::Ip && self.cfg.profile.reevaluate_on_reload {
+                    // The packet an IP rule's conditions saw, for a reload.
+                    f.seen = Some(Box::new(decide::seen(&decide::Found::IP, &packet)));
+                }
             }
             _ => f.hold = ip,
         }
@@ -478,7 +618,12 @@ impl Engine {
         let flow = self.flows.get_mut(id);
         match (judged, flow.decision) {
             (Some(j), Some(fd)) => {
-                let e = decide::event(&self.out, tuple, &decide::Found::IP, &j);
+                let found = if j.by == Trigger::Residual {
+                    &decide::Found::RESIDUAL
+                } else {
+                    &decide::Found::IP
+                };
+                let e = decide::event(&self.out, tuple, found, &j);
                 self.out.event(&mut self.counters, e);
                 self.counters.decisions_by_trigger[j.by.index()] += 1;
                 Opened::Decided(Decision {

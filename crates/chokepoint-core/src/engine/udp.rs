@@ -2,7 +2,7 @@
 //! (decrypted by [`crate::quic::InitialDecoder`], CRYPTO data reassembled
 //! across datagrams, the ClientHello read from it).
 
-use chokepoint_ruleset::Trigger;
+use chokepoint_ruleset::{Protocol, Trigger};
 
 use super::decide::Found;
 use super::{FlowCx, MAX_CLIENT_HELLO};
@@ -36,6 +36,14 @@ pub(super) fn inspect(cx: &mut FlowCx<'_>, crypt: &mut Vec<u8>, u: &Udp<'_>) -> 
     }
     if !cx.budget(u.payload.len()) {
         return cx.undecided();
+    }
+    // A long header with a version (0 is version negotiation): QUIC, as a
+    // protocol rule sees it, before anything is decrypted. TSPU's 2022
+    // filter looked at no more than this.
+    if cx.packet.quic_version.is_some_and(|v| v != 0) {
+        if let Some(d) = cx.decide_protocol(Protocol::Quic) {
+            return d;
+        }
     }
     if let Some(d) = gquic_in_clear(cx, u.payload) {
         return d;

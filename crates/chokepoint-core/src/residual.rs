@@ -1,0 +1,301 @@
+//! Residual blocking: state that outlives a connection.
+//!
+//! Censors remember a blocked connection and block what follows it: the
+//! GFW blocks (client IP, server IP, server port) for 90 or 180 s after an
+//! HTTP keyword, an ESNI ClientHello or a forbidden QUIC SNI; Iran blocks
+//! an address for about a minute after a bad SNI. A rule with `residual:`
+//! arms an entry here when it fires; every flow opened later inside the
+//! entry's scope is blocked until the entry ends, whatever it carries.
+//!
+//! The table is bounded (`max_residual_entries`): when full, the entry armed
+//! longest ago goes first, and is counted. Time is the caller's: entries
+//! end by the timestamps passed in, the core has no clock.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr};
+
+use chokepoint_ruleset::{ResidualAction, ResidualScope, RuleId};
+use hashbrown::HashMap;
+
+const NANOS: u64 = 1_000_000_000;
+
+/// What residual blocking did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResidualStats {
+    /// Entries armed (a rule fired again on a live entry's scope: counted
+    /// again, the entry extended).
+    pub armed: u64,
+    /// New flows an entry blocked.
+    pub hits: u64,
+    /// Entries pushed out by a full table before their end.
+    pub evicted: u64,
+    /// Entries that ended.
+    pub expired: u64,
+}
+
+/// Who an entry covers; fields a scope does not use are zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    scope: u8,
+    client: IpAddr,
+    server: IpAddr,
+    port: u16,
+}
+
+const ZERO: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+impl Key {
+    fn new(scope: ResidualScope, client: IpAddr, server: IpAddr, port: u16) -> Key {
+        let (client, server, port) = match scope {
+            ResidualScope::ThreeTuple => (client, server, port),
+            ResidualScope::TwoTuple => (client, server, 0),
+            ResidualScope::Server => (ZERO, server, port),
+            ResidualScope::Client => (client, ZERO, 0),
+        };
+        Key {
+            scope: scope as u8,
+            client,
+            server,
+            port,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    /// When it ends, nanoseconds.
+    until: u64,
+    rule: RuleId,
+    action: ResidualAction,
+    /// Which arming put it in the age queue.
+    seq: u64,
+}
+
+/// A block that applies to a new flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// The rule that armed it.
+    pub rule: RuleId,
+    /// What it does.
+    pub action: ResidualAction,
+}
+
+const SCOPES: [ResidualScope; 4] = [
+    ResidualScope::ThreeTuple,
+    ResidualScope::TwoTuple,
+    ResidualScope::Server,
+    ResidualScope::Client,
+];
+
+/// The bounded table of residual blocks.
+#[derive(Debug)]
+pub struct ResidualTable {
+    entries: HashMap<Key, Entry>,
+    /// Keys in arming order, with the arming's sequence number: the front
+    /// is the oldest entry (or a stale item for one already gone).
+    age: VecDeque<(u64, Key)>,
+    cap: usize,
+    seq: u64,
+    /// Scopes some entry was armed in (bit per scope): a lookup only
+    /// probes those, and none while nothing was ever armed.
+    scopes: u8,
+    /// What happened so far.
+    pub stats: ResidualStats,
+}
+
+impl ResidualTable {
+    /// A table of at most `cap` entries (at least one).
+    pub fn new(cap: usize) -> ResidualTable {
+        ResidualTable {
+            entries: HashMap::new(),
+            age: VecDeque::new(),
+            cap: cap.max(1),
+            seq: 0,
+            scopes: 0,
+            stats: ResidualStats::default(),
+        }
+    }
+
+    /// A new capacity; a smaller one evicts as new entries arrive.
+    pub fn set_cap(&mut self, cap: usize) {
+        self.cap = cap.max(1);
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// None held?
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Block `scope` around (client, server, port) from `now` for `seconds`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn arm(
+        &mut self,
+        now: u64,
+        scope: ResidualScope,
+        client: IpAddr,
+        server: IpAddr,
+        port: u16,
+        seconds: u32,
+        rule: RuleId,
+        action: ResidualAction,
+    ) {
+        self.stats.armed += 1;
+        self.scopes |= 1 << scope as u8;
+        let key = Key::new(scope, client, server, port);
+        let until = now.saturating_add(u64::from(seconds) * NANOS);
+        if let Some(e) = self.entries.get_mut(&key) {
+            // Fired again inside its own block (a flow opened before it):
+            // the block runs from the latest firing.
+            e.until = e.until.max(until);
+            e.rule = rule;
+            e.action = action;
+            return;
+        }
+        self.drain_front(now);
+        while self.entries.len() >= self.cap {
+            let Some((seq, k)) = self.age.pop_front() else {
+                break;
+            };
+            if self.entries.get(&k).is_some_and(|e| e.seq == seq) {
+                self.entries.remove(&k);
+                self.stats.evicted += 1;
+            }
+        }
+        self.seq += 1;
+        self.entries.insert(
+            key,
+            Entry {
+                until,
+                rule,
+                action,
+                seq: self.seq,
+            },
+        );
+        self.age.push_back((self.seq, key));
+        // Items of entries that ended through `check` stay queued until
+        // they reach the front; past twice the cap, drop them all at once.
+        if self.age.len() > 2 * self.cap {
+            let entries = &self.entries;
+            self.age
+                .retain(|(s, k)| entries.get(k).is_some_and(|e| e.seq == *s));
+        }
+    }
+
+    /// Front items that are stale or ended by `now`.
+    fn drain_front(&mut self, now: u64) {
+        while let Some(&(seq, k)) = self.age.front() {
+            match self.entries.get(&k) {
+                Some(e) if e.seq == seq && e.until > now => break,
+                Some(e) if e.seq == seq => {
+                    self.entries.remove(&k);
+                    self.stats.expired += 1;
+                }
+                _ => {}
+            }
+            self.age.pop_front();
+        }
+    }
+
+    /// The block, if any, a flow opened `now` from `client` to
+    /// `server:port` falls in. Checked in scope order: the narrowest first.
+    #[inline]
+    pub fn check(&mut self, now: u64, client: IpAddr, server: IpAddr, port: u16) -> Option<Block> {
+        if self.scopes == 0 || self.entries.is_empty() {
+            return None;
+        }
+        for scope in SCOPES {
+            if self.scopes & (1 << scope as u8) == 0 {
+                continue;
+            }
+            let key = Key::new(scope, client, server, port);
+            let Some(e) = self.entries.get(&key) else {
+                continue;
+            };
+            if e.until > now {
+                self.stats.hits += 1;
+                return Some(Block {
+                    rule: e.rule,
+                    action: e.action,
+                });
+            }
+            self.entries.remove(&key);
+            self.stats.expired += 1;
+        }
+        None
+    }
+
+    /// End every entry whose time is up by `now`.
+    pub fn expire(&mut self, now: u64) {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| e.until > now);
+        self.stats.expired += (before - self.entries.len()) as u64;
+        let entries = &self.entries;
+        self.age
+            .retain(|(s, k)| entries.get(k).is_some_and(|e| e.seq == *s));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    const S: u64 = NANOS;
+
+    #[test]
+    fn three_tuple_window_ends_exactly() {
+        let mut t = ResidualTable::new(8);
+        let r = RuleId::new(0).unwrap();
+        let (c, s) = (ip("10.0.0.1"), ip("192.0.2.1"));
+        t.arm(
+            10 * S,
+            ResidualScope::ThreeTuple,
+            c,
+            s,
+            443,
+            180,
+            r,
+            ResidualAction::Drop,
+        );
+        assert!(t.check(190 * S - 1, c, s, 443).is_some());
+        assert!(t.check(100 * S, c, s, 80).is_none(), "another port");
+        assert!(
+            t.check(100 * S, ip("10.0.0.2"), s, 443).is_none(),
+            "another client"
+        );
+        assert!(t.check(190 * S, c, s, 443).is_none(), "the window is over");
+        assert_eq!(t.stats.hits, 1);
+        assert_eq!(t.stats.expired, 1);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_oldest() {
+        let mut t = ResidualTable::new(2);
+        let r = RuleId::new(0).unwrap();
+        let s = ip("192.0.2.1");
+        for (i, c) in ["10.0.0.1", "10.0.0.2", "10.0.0.3"].iter().enumerate() {
+            t.arm(
+                i as u64 * S,
+                ResidualScope::TwoTuple,
+                ip(c),
+                s,
+                0,
+                60,
+                r,
+                ResidualAction::Drop,
+            );
+        }
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.stats.evicted, 1);
+        assert!(t.check(3 * S, ip("10.0.0.1"), s, 1).is_none());
+        assert!(t.check(3 * S, ip("10.0.0.3"), s, 1).is_some());
+    }
+}
