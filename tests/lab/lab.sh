@@ -174,6 +174,50 @@ check_hard() {
   [ $FAIL = 0 ]
 }
 
+# Censor behaviour: freeze, degrade, throttle and residual blocking with
+# real clients (policy tests/lab/behaviour.yaml).
+up_behaviour() {
+  topology
+  start_servers
+  head -c 200000 /dev/zero > "$LAB/200k.bin"
+  start tls7 $S 300 openssl s_server -accept 198.18.0.2:7443 -cert "$LAB/cert.pem" -key "$LAB/key.pem" -www -quiet
+  cp tests/lab/behaviour.yaml "$LAB/policy.yaml"
+  rm -f "$LAB/events.jsonl"
+  start chokepoint $K 300 "$CP" run --inside c1 --outside s1 --policy "$LAB/policy.yaml" --events "$LAB/events.jsonl" --metrics 127.0.0.1:9900
+  wait_bridge
+}
+
+kbps() { awk -v s="${1:-0}" 'BEGIN { printf "%.0f", s * 8 / 1000 }'; }
+
+check_behaviour() {
+  local out rc size fast slow
+  # freeze: ~15-20 KB of the 200 KB body arrive, then silence: a timeout, no reset.
+  rc=0; out=$(nsx $C curl -s -m 6 -o /dev/null -w '%{size_download}' --resolve frozen.example:80:198.18.0.2 http://frozen.example/200k.bin) || rc=$?
+  size=${out:-0}
+  { [ $rc = 28 ] && [ "$size" -ge 10000 ] && [ "$size" -le 20000 ]; } \
+    && ok "freeze: download stalled after $size bytes, curl timed out (no reset)" || bad "freeze" "curl exit $rc after $size bytes"
+  # degrade: half the packets dropped cuts goodput below half of an unimpaired run.
+  fast=$(nsx $C curl -s -m 20 -o /dev/null -w '%{speed_download}' --resolve allowed.example:80:198.18.0.2 http://allowed.example/big.bin || true)
+  slow=$(nsx $C curl -s -m 10 -o /dev/null -w '%{speed_download}' --resolve degraded.example:80:198.18.0.2 http://degraded.example/big.bin || true)
+  awk -v f="${fast:-0}" -v s="${slow:-0}" 'BEGIN { exit !(f > 0 && s < f / 2) }' \
+    && ok "degrade (loss 0.5): $(kbps "$slow") kbit/s against $(kbps "$fast") unimpaired" || bad "degrade" "$(kbps "$slow") vs $(kbps "$fast") kbit/s"
+  # throttle at 140 kbit/s (Twitter 2021): curl sees 120-150 kbit/s.
+  out=$(nsx $C curl -s -m 30 -o /dev/null -w '%{speed_download}' --resolve twitter.example:80:198.18.0.2 http://twitter.example/200k.bin || true)
+  awk -v s="${out:-0}" 'BEGIN { r = s * 8 / 1000; exit !(r >= 120 && r <= 150) }' \
+    && ok "throttle 140: $(kbps "$out") kbit/s goodput" || bad "throttle 140" "$(kbps "$out") kbit/s, wanted 120-150"
+  # residual: a blocked SNI arms a 4 s block of (client, server, port);
+  # another name to that port fails inside the window and works after it.
+  rc=0; nsx $C curl -sk -m 3 --resolve residual.example:7443:198.18.0.2 https://residual.example:7443/ >/dev/null 2>&1 || rc=$?
+  local during=0; nsx $C curl -sk -m 2 -o /dev/null --resolve allowed.example:7443:198.18.0.2 https://allowed.example:7443/ >/dev/null 2>&1 || during=$?
+  sleep 4.5
+  out=$(nsx $C curl -sk -m 5 -o /dev/null -w '%{http_code}' --resolve allowed.example:7443:198.18.0.2 https://allowed.example:7443/ || true)
+  { { [ $rc = 35 ] || [ $rc = 56 ]; } && [ $during = 28 ] && [ "$out" = 200 ]; } \
+    && ok "residual: reset, then another SNI blocked inside the window (timeout), HTTP 200 after it" \
+    || bad "residual" "first curl $rc, inside the window $during, after it '$out'"
+  echo "lab: $PASS passed, $FAIL failed"
+  [ $FAIL = 0 ]
+}
+
 topology() {
   down
   mkdir -p "$LAB"
@@ -308,6 +352,8 @@ case "${1:-}" in
   up-kernel) up_kernel;;
   up-tap) up_tap "${2:?policy}";;
   up-hard) up_hard;;
+  up-behaviour) up_behaviour;;
+  check-behaviour) check_behaviour;;
   check-hard) check_hard;;
   down) down;;
   check) check;;
@@ -321,6 +367,9 @@ case "${1:-}" in
     PASS=0; FAIL=0
     up_hard
     check_hard
+    PASS=0; FAIL=0
+    up_behaviour
+    check_behaviour
     ;;
   *) echo "usage: $0 up POLICY | check | down | test" >&2; exit 2;;
 esac
