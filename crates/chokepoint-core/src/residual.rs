@@ -33,10 +33,13 @@ pub struct ResidualStats {
     pub expired: u64,
 }
 
-/// Who an entry covers; fields a scope does not use are zero.
+/// Who an entry covers; fields a scope does not use are zero. A scope
+/// with a port also names the transport: a port means nothing without
+/// it, and the GFW's QUIC block covers UDP on the 3-tuple, not TCP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
     scope: u8,
+    proto: u8,
     client: IpAddr,
     server: IpAddr,
     port: u16,
@@ -45,15 +48,16 @@ struct Key {
 const ZERO: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 
 impl Key {
-    fn new(scope: ResidualScope, client: IpAddr, server: IpAddr, port: u16) -> Key {
-        let (client, server, port) = match scope {
-            ResidualScope::ThreeTuple => (client, server, port),
-            ResidualScope::TwoTuple => (client, server, 0),
-            ResidualScope::Server => (ZERO, server, port),
-            ResidualScope::Client => (client, ZERO, 0),
+    fn new(scope: ResidualScope, proto: u8, client: IpAddr, server: IpAddr, port: u16) -> Key {
+        let (proto, client, server, port) = match scope {
+            ResidualScope::ThreeTuple => (proto, client, server, port),
+            ResidualScope::TwoTuple => (0, client, server, 0),
+            ResidualScope::Server => (proto, ZERO, server, port),
+            ResidualScope::Client => (0, client, ZERO, 0),
         };
         Key {
             scope: scope as u8,
+            proto,
             client,
             server,
             port,
@@ -131,12 +135,14 @@ impl ResidualTable {
         self.entries.is_empty()
     }
 
-    /// Block `scope` around (client, server, port) from `now` for `seconds`.
+    /// Block `scope` around (transport `proto`, client, server, port) from
+    /// `now` for `seconds`.
     #[allow(clippy::too_many_arguments)]
     pub fn arm(
         &mut self,
         now: u64,
         scope: ResidualScope,
+        proto: u8,
         client: IpAddr,
         server: IpAddr,
         port: u16,
@@ -146,7 +152,7 @@ impl ResidualTable {
     ) {
         self.stats.armed += 1;
         self.scopes |= 1 << scope as u8;
-        let key = Key::new(scope, client, server, port);
+        let key = Key::new(scope, proto, client, server, port);
         let until = now.saturating_add(u64::from(seconds) * NANOS);
         if let Some(e) = self.entries.get_mut(&key) {
             // Fired again inside its own block (a flow opened before it):
@@ -201,10 +207,18 @@ impl ResidualTable {
         }
     }
 
-    /// The block, if any, a flow opened `now` from `client` to
-    /// `server:port` falls in. Checked in scope order: the narrowest first.
+    /// The block, if any, a flow of transport `proto` opened `now` from
+    /// `client` to `server:port` falls in. Checked in scope order: the
+    /// narrowest first.
     #[inline]
-    pub fn check(&mut self, now: u64, client: IpAddr, server: IpAddr, port: u16) -> Option<Block> {
+    pub fn check(
+        &mut self,
+        now: u64,
+        proto: u8,
+        client: IpAddr,
+        server: IpAddr,
+        port: u16,
+    ) -> Option<Block> {
         if self.scopes == 0 || self.entries.is_empty() {
             return None;
         }
@@ -212,7 +226,7 @@ impl ResidualTable {
             if self.scopes & (1 << scope as u8) == 0 {
                 continue;
             }
-            let key = Key::new(scope, client, server, port);
+            let key = Key::new(scope, proto, client, server, port);
             let Some(e) = self.entries.get(&key) else {
                 continue;
             };
@@ -257,6 +271,7 @@ mod tests {
         t.arm(
             10 * S,
             ResidualScope::ThreeTuple,
+            17,
             c,
             s,
             443,
@@ -264,13 +279,17 @@ mod tests {
             r,
             ResidualAction::Drop,
         );
-        assert!(t.check(190 * S - 1, c, s, 443).is_some());
-        assert!(t.check(100 * S, c, s, 80).is_none(), "another port");
+        assert!(t.check(190 * S - 1, 17, c, s, 443).is_some());
+        assert!(t.check(100 * S, 17, c, s, 80).is_none(), "another port");
+        assert!(t.check(100 * S, 6, c, s, 443).is_none(), "TCP on the port");
         assert!(
-            t.check(100 * S, ip("10.0.0.2"), s, 443).is_none(),
+            t.check(100 * S, 17, ip("10.0.0.2"), s, 443).is_none(),
             "another client"
         );
-        assert!(t.check(190 * S, c, s, 443).is_none(), "the window is over");
+        assert!(
+            t.check(190 * S, 17, c, s, 443).is_none(),
+            "the window is over"
+        );
         assert_eq!(t.stats.hits, 1);
         assert_eq!(t.stats.expired, 1);
         assert!(t.is_empty());
@@ -285,6 +304,7 @@ mod tests {
             t.arm(
                 i as u64 * S,
                 ResidualScope::TwoTuple,
+                17,
                 ip(c),
                 s,
                 0,
@@ -295,7 +315,9 @@ mod tests {
         }
         assert_eq!(t.len(), 2);
         assert_eq!(t.stats.evicted, 1);
-        assert!(t.check(3 * S, ip("10.0.0.1"), s, 1).is_none());
-        assert!(t.check(3 * S, ip("10.0.0.3"), s, 1).is_some());
+        assert!(t.check(3 * S, 17, ip("10.0.0.1"), s, 1).is_none());
+        assert!(t.check(3 * S, 17, ip("10.0.0.3"), s, 1).is_some());
+        // A 2-tuple block covers every transport.
+        assert!(t.check(3 * S, 6, ip("10.0.0.3"), s, 1).is_some());
     }
 }

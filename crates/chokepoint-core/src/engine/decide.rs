@@ -184,6 +184,7 @@ pub(crate) fn arm_residual(
         table.arm(
             now,
             x.scope,
+            f.proto,
             f.client,
             f.server,
             f.server_port,

@@ -585,7 +585,7 @@ impl Engine {
         };
         let residual = self
             .residual
-            .check(self.out.now, client, server, server_port)
+            .check(self.out.now, tuple.proto, client, server, server_port)
             .map(decide::residual_judgement);
         let ip = self.cfg.ip_match(tuple.src, tuple.dst, &facts);
         let judged =
