@@ -167,10 +167,42 @@ fn per_packet(rules: &Arc<Ruleset>, packets: &[Vec<u8>], iters: u64, warm: &[Vec
     total
 }
 
+/// The same corpus under rules with conditions (ports, protocol, an
+/// `except` list, a protocol rule that never matches these flows) and a
+/// residual block armed by every name match: what the issue-10 model costs.
+fn ruleset_with_conditions() -> Arc<Ruleset> {
+    ruleset();
+    let dir = std::env::temp_dir().join("chokepoint-bench-corpus");
+    let p = dir.join("policy-conditions.yaml");
+    std::fs::write(
+        &p,
+        r#"version: 1
+lists:
+  names: {format: domains, path: domains.txt}
+  v4: {format: cidr, path: v4.txt}
+  v6: {format: cidr, path: v6.txt}
+  allow: {format: domains, entries: [allowed.example]}
+rules:
+  - {name: quic-v2, match: {protocols: [quic], quic_versions: [v2], dst_ports: [443], min_bytes: 1001, first_packet: true}, action: drop}
+  - name: names
+    match: {list: names, dst_ports: ["1-65535"], except: [allow]}
+    action: reset
+    residual: {seconds: 90, scope: 3-tuple, action: drop}
+  - {name: nets, match: {lists: [v4, v6], on: [ip], proto: tcp}, action: drop}
+"#,
+    )
+    .unwrap();
+    Arc::new(compile_file(&p).unwrap())
+}
+
 fn end_to_end(c: &mut Criterion) {
-    let rules = ruleset();
+    engine_group(c, "engine", ruleset());
+    engine_group(c, "engine+conditions+residual", ruleset_with_conditions());
+}
+
+fn engine_group(c: &mut Criterion, group: &str, rules: Arc<Ruleset>) {
     let listed = domains(Corpus::TARGET.domains, 42);
-    let mut g = c.benchmark_group("engine");
+    let mut g = c.benchmark_group(group);
     g.sample_size(10);
 
     // Decided flows: 1,000 flows decided (half blocked by name, half
