@@ -549,33 +549,7 @@ impl Ruleset {
     #[inline]
     pub fn match_hello_when(&self, trigger: Trigger, name: &[u8], f: &Facts<'_>) -> Option<Match> {
         let t = column(trigger, f.ech);
-        let mut best: Option<(RuleId, bool, Hit)> = None;
-        let first = &self.meta.first_rule;
-        self.domains.for_each_match(name, |idx, e, whole| {
-            let Some(r) = RuleId::from_stored(first[e.list as usize][t])
-                .and_then(|r| self.first_holding(e.list, t, r, f))
-            else {
-                return;
-            };
-            let better = match best {
-                None => true,
-                Some((br, bwhole, _)) => r < br || (r == br && whole && !bwhole),
-            };
-            if better {
-                best = Some((r, whole, Hit::Name(idx)));
-            }
-        });
-        self.keywords.for_each_match(name, |idx, e| {
-            let Some(r) = RuleId::from_stored(first[e.list as usize][t])
-                .and_then(|r| self.first_holding(e.list, t, r, f))
-            else {
-                return;
-            };
-            if best.is_none_or(|(br, _, _)| r < br) {
-                best = Some((r, false, Hit::Keyword(idx)));
-            }
-        });
-        best.map(|(rule, _, hit)| Match { rule, hit })
+        self.best_candidate(t, name, |list, first| self.first_holding(list, t, first, f))
     }
 
     /// The deciding IP rule for one address of the packet `f` describes,
@@ -623,11 +597,27 @@ impl Ruleset {
     /// rules' `ech:` conditions.
     #[inline]
     pub fn match_hello(&self, trigger: Trigger, ech: bool, name: &[u8]) -> Option<Match> {
-        let t = column(trigger, ech);
+        self.best_candidate(column(trigger, ech), name, |_, first| Some(first))
+    }
+
+    /// Every domain entry and keyword matching `name` is a candidate with
+    /// the first rule using its list in column `t`, which `pick` may move
+    /// to a later rule (conditions) or reject; the earliest rule wins, ties
+    /// going to the whole name over a suffix. `pick` is a closure so that
+    /// the unconditional path compiles to the plain table walk.
+    #[inline]
+    fn best_candidate(
+        &self,
+        t: usize,
+        name: &[u8],
+        pick: impl Fn(u16, RuleId) -> Option<RuleId>,
+    ) -> Option<Match> {
         let mut best: Option<(RuleId, bool, Hit)> = None;
         let first = &self.meta.first_rule;
         self.domains.for_each_match(name, |idx, e, whole| {
-            let Some(r) = RuleId::from_stored(first[e.list as usize][t]) else {
+            let Some(r) =
+                RuleId::from_stored(first[e.list as usize][t]).and_then(|r| pick(e.list, r))
+            else {
                 return;
             };
             let better = match best {
@@ -639,7 +629,9 @@ impl Ruleset {
             }
         });
         self.keywords.for_each_match(name, |idx, e| {
-            let Some(r) = RuleId::from_stored(first[e.list as usize][t]) else {
+            let Some(r) =
+                RuleId::from_stored(first[e.list as usize][t]).and_then(|r| pick(e.list, r))
+            else {
                 return;
             };
             if best.is_none_or(|(br, _, _)| r < br) {

@@ -92,15 +92,20 @@ fn spawn_bridge(
     })
 }
 
-#[test]
-fn a_dead_worker_stops_the_bridge_with_an_error() {
+/// Two workers' shared state under a policy with no rules.
+fn shared_state() -> Arc<Shared> {
     let rules = compile_str(
         "version: 1\nrules: []\n",
         "t.yaml",
         std::path::Path::new("."),
     )
     .unwrap();
-    let shared = Arc::new(Shared::new(rules, 2, 0.0));
+    Arc::new(Shared::new(rules, 2, 0.0))
+}
+
+#[test]
+fn a_dead_worker_stops_the_bridge_with_an_error() {
+    let shared = shared_state();
     let inside: Arc<dyn Port> = Arc::new(MemPort::new("inside", udp_frames(8), false));
     let outside: Arc<dyn Port> = Arc::new(MemPort::new("outside", Vec::new(), true));
     let (done_tx, done_rx) = mpsc::channel();
@@ -123,13 +128,7 @@ fn a_dead_worker_stops_the_bridge_with_an_error() {
 
 #[test]
 fn a_healthy_bridge_forwards_and_stops_cleanly() {
-    let rules = compile_str(
-        "version: 1\nrules: []\n",
-        "t.yaml",
-        std::path::Path::new("."),
-    )
-    .unwrap();
-    let shared = Arc::new(Shared::new(rules, 2, 0.0));
+    let shared = shared_state();
     let out = Arc::new(MemPort::new("outside", Vec::new(), false));
     let inside: Arc<dyn Port> = Arc::new(MemPort::new("inside", udp_frames(8), false));
     let outside: Arc<dyn Port> = out.clone();
