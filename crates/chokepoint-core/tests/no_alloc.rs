@@ -2,33 +2,21 @@
 //! allocator over many packets of flows decided by name and by address,
 //! and of flows that passed.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use chokepoint_testkit::alloc::{allocations_in, Counting};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chokepoint_core::{Engine, LinkType, Verdict};
 use chokepoint_testkit::synth::{self, HelloShape};
 
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
 #[global_allocator]
 static A: Counting = Counting;
+
+#[test]
+fn the_counter_counts() {
+    let ((), n) = allocations_in(|| drop(std::hint::black_box(vec![1u8; 10])));
+    assert_eq!(n, 1);
+}
 
 fn frame(src: &str, dst: &str, sport: u16, dport: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
     let (s, d): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
@@ -109,19 +97,14 @@ fn decided_flow_packets_do_not_allocate() {
     for (i, p) in pkts.iter().enumerate() {
         e.process(10 + i as u64, LinkType::Ethernet, p);
     }
-    let before = ALLOCS.load(Ordering::Relaxed);
-    for round in 0..20_000u64 {
-        for p in &pkts {
-            e.process(100 + round, LinkType::Ethernet, std::hint::black_box(p));
+    let ((), allocs) = allocations_in(|| {
+        for round in 0..20_000u64 {
+            for p in &pkts {
+                e.process(100 + round, LinkType::Ethernet, std::hint::black_box(p));
+            }
         }
-    }
-    let after = ALLOCS.load(Ordering::Relaxed);
-    assert_eq!(
-        after - before,
-        0,
-        "{} allocations in 140k packets",
-        after - before
-    );
+    });
+    assert_eq!(allocs, 0, "{allocs} allocations in 140k packets");
     assert_eq!(e.counters.packets, 5 + 7 + 140_000);
     assert!(e.counters.frozen > 0 && e.counters.degraded > 0);
 }

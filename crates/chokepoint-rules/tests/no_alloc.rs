@@ -1,28 +1,15 @@
 //! Lookups must not allocate: the packet path calls them per packet.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, n) }
-    }
-}
+use chokepoint_testkit::alloc::{allocations_in, Counting};
 
 #[global_allocator]
 static A: Counting = Counting;
+
+#[test]
+fn the_counter_counts() {
+    let ((), n) = allocations_in(|| drop(std::hint::black_box(vec![1u8; 10])));
+    assert_eq!(n, 1);
+}
 
 #[test]
 fn lookups_do_not_allocate() {
@@ -49,30 +36,23 @@ fn plain_lookups_do_not_allocate() {
         .parse::<std::net::Ipv6Addr>()
         .unwrap()
         .into();
-    let before = ALLOCS.load(Ordering::Relaxed);
     let mut hits = 0;
-    for _ in 0..1000 {
-        for n in names {
-            for t in chokepoint_rules::Trigger::NAMES {
-                hits += usize::from(rs.match_name(t, std::hint::black_box(n)).is_some());
+    let ((), allocs) = allocations_in(|| {
+        for _ in 0..1000 {
+            for n in names {
+                for t in chokepoint_rules::Trigger::NAMES {
+                    hits += usize::from(rs.match_name(t, std::hint::black_box(n)).is_some());
+                }
             }
+            hits += usize::from(rs.match_v4(std::hint::black_box(v4)).is_some());
+            hits += usize::from(rs.match_v6(std::hint::black_box(v6)).is_some());
+            hits += usize::from(rs.match_v6(std::hint::black_box(mapped)).is_some());
         }
-        hits += usize::from(rs.match_v4(std::hint::black_box(v4)).is_some());
-        hits += usize::from(rs.match_v6(std::hint::black_box(v6)).is_some());
-        hits += usize::from(rs.match_v6(std::hint::black_box(mapped)).is_some());
-    }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    });
     assert_eq!(hits, 1000 * (4 * 4 + 3));
-    assert_eq!(
-        after - before,
-        0,
-        "lookups allocated {} times",
-        after - before
-    );
+    assert_eq!(allocs, 0, "lookups allocated {allocs} times");
 }
 
-/// Called from the one test: the counter is global, and the harness
-/// allocates when it reports a test finished while another still counts.
 fn lookups_with_conditions_do_not_allocate() {
     let yaml = r#"
 version: 1
@@ -115,31 +95,29 @@ rules:
         "198.51.100.7".parse().unwrap(),
         "198.51.7.7".parse().unwrap(),
     ];
-    let before = ALLOCS.load(Ordering::Relaxed);
     let mut hits = 0;
-    for _ in 0..1000 {
-        for f in &cases {
-            let f = std::hint::black_box(f);
-            hits += usize::from(rs.match_protocol(f).is_some());
-            if !f.name.is_empty() {
-                hits += usize::from(
-                    rs.match_hello_when(chokepoint_rules::Trigger::TlsSni, f.name, f)
-                        .is_some(),
-                );
-            }
-            for ip in ips {
-                hits += usize::from(rs.match_ip_when(ip, f).is_some());
+    let ((), allocs) = allocations_in(|| {
+        for _ in 0..1000 {
+            for f in &cases {
+                let f = std::hint::black_box(f);
+                hits += usize::from(rs.match_protocol(f).is_some());
+                if !f.name.is_empty() {
+                    hits += usize::from(
+                        rs.match_hello_when(chokepoint_rules::Trigger::TlsSni, f.name, f)
+                            .is_some(),
+                    );
+                }
+                for ip in ips {
+                    hits += usize::from(rs.match_ip_when(ip, f).is_some());
+                }
             }
         }
-    }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    });
     // protocol: freeze on the 1st, quic on the 4th; names: the 1st and
     // 3rd (the 2nd is excepted); addresses: `wide` for every case.
     assert_eq!(hits, 1000 * (2 + 2 + 5 * 2));
     assert_eq!(
-        after - before,
-        0,
-        "lookups allocated {} times",
-        after - before
+        allocs, 0,
+        "lookups with conditions allocated {allocs} times"
     );
 }

@@ -10,6 +10,7 @@
 //! - [`gen`]: the traffic generator behind `chokepoint gen` and `chokepoint
 //!   bench`, with the truth of every name it writes;
 //! - [`sample`]: the bundled sample capture behind `chokepoint sample`;
+//! - [`alloc`]: counting one thread's allocations (the no-allocation tests);
 //! - [`craft`]: hostile artifacts with a valid hash, for the loader's tests
 //!   and the lab.
 //!
@@ -18,6 +19,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod craft;
 pub mod gen;
 pub mod sample;
