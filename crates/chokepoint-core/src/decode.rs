@@ -124,6 +124,12 @@ pub struct Packet<'a> {
     pub l4: L4<'a>,
     /// What could not be parsed, if anything (the packet still counts).
     pub problem: Option<Problem>,
+    /// IPv4 TTL or IPv6 hop limit (of the first fragment, for a
+    /// reassembled datagram).
+    pub ttl: u8,
+    /// The whole transport segment (header and payload) as captured, for
+    /// checksum verification; empty when the capture is truncated.
+    pub l4_bytes: &'a [u8],
 }
 
 /// A fragment to reassemble before the walk can go on.
@@ -144,6 +150,8 @@ pub struct Fragment<'a> {
     pub frag: Frag,
     /// The fragment's payload.
     pub data: &'a [u8],
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -279,10 +287,13 @@ fn ip_layer(et: u16, b: &[u8], ctx: u64, depth: u8) -> Decoded<'_> {
             proto: ip.proto,
             frag,
             data: ip.payload,
+            ttl: ip.ttl,
         });
     }
     let problem = ip.truncated.then_some(Problem::CaptureTruncated);
-    upper(ctx, depth, ip.src, ip.dst, ip.proto, ip.payload, problem)
+    upper(
+        ctx, depth, ip.src, ip.dst, ip.proto, ip.payload, problem, ip.ttl,
+    )
 }
 
 /// Resume after reassembly: `payload` is the whole datagram's upper part.
@@ -297,7 +308,7 @@ pub fn resume_ip<'a>(f: &Fragment<'_>, payload: &'a [u8]) -> Decoded<'a> {
     } else {
         (f.proto, payload)
     };
-    upper(f.ctx, f.depth, f.src, f.dst, proto, payload, None)
+    upper(f.ctx, f.depth, f.src, f.dst, proto, payload, None, f.ttl)
 }
 
 fn upper<'a>(
@@ -308,7 +319,10 @@ fn upper<'a>(
     proto: u8,
     payload: &'a [u8],
     problem: Option<Problem>,
+    ttl: u8,
 ) -> Decoded<'a> {
+    // A truncated capture cannot be checked: no bytes, nothing to verify.
+    let l4_bytes = if problem.is_some() { &[][..] } else { payload };
     let packet = |l4, problem| {
         Decoded::Packet(Packet {
             ctx,
@@ -316,6 +330,8 @@ fn upper<'a>(
             dst,
             l4,
             problem,
+            ttl,
+            l4_bytes,
         })
     };
     if depth > MAX_DEPTH {

@@ -175,6 +175,18 @@ pub struct Flow {
     /// A packet with transport payload was seen (either way): the next
     /// one is not the flow's first data packet.
     pub(crate) data_seen: bool,
+    /// TTL (hop limit) of the client's first packet, under `ttl_fakes:
+    /// ignore`; 0 until seen.
+    pub(crate) first_ttl: u8,
+    /// What the profile's wire-reading knobs changed (`event::quirk` bits).
+    pub(crate) quirks: u8,
+    /// Urgent bytes stripped from the client stream, and the sequence
+    /// number of the last one: later bytes sit that many offsets earlier.
+    pub(crate) urgent_count: u16,
+    pub(crate) urgent_seq: u32,
+    /// The name an ignored fake ClientHello carried (boxed: rare, and a
+    /// flow without one stays small).
+    pub(crate) fake_name: Option<Box<NameBuf>>,
 }
 
 impl Flow {
@@ -197,6 +209,11 @@ impl Flow {
             seen: None,
             enforce: None,
             data_seen: false,
+            first_ttl: 0,
+            quirks: 0,
+            urgent_count: 0,
+            urgent_seq: 0,
+            fake_name: None,
         }
     }
 

@@ -130,6 +130,40 @@ impl Reassembly {
         Ok(())
     }
 
+    /// Does `data` at stream offset `off` cover bytes held already with
+    /// different ones? With `replace`, the new bytes take their place (the
+    /// last copy wins); bytes not held yet are left to [`Reassembly::insert`].
+    /// Allocates nothing: the held bytes are rewritten where they lie.
+    pub fn overlay(&mut self, off: u64, data: &[u8], replace: bool) -> bool {
+        let end = off + data.len() as u64;
+        if end <= self.base {
+            return false;
+        }
+        let mut conflict = false;
+        let mut one = |held: &mut [u8], at: u64| {
+            // `held` starts at stream offset `at`.
+            let from = off.max(at);
+            let to = end.min(at + held.len() as u64);
+            if from >= to {
+                return;
+            }
+            let h = &mut held[(from - at) as usize..(to - at) as usize];
+            let d = &data[(from - off) as usize..(to - off) as usize];
+            if h != d {
+                conflict = true;
+                if replace {
+                    h.copy_from_slice(d);
+                }
+            }
+        };
+        let base = self.base;
+        one(&mut self.buf, base);
+        for (start, bytes) in &mut self.pieces {
+            one(bytes, base + u64::from(*start));
+        }
+        conflict
+    }
+
     /// The bytes received without a gap from the first unconsumed byte.
     pub fn contiguous(&self) -> &[u8] {
         &self.buf

@@ -721,6 +721,14 @@ pub fn validate_profile(p: &Profile) -> Result<(), String> {
             min: 1,
             max: 1 << 24,
         },
+        // Paths are rarely 64 hops long; a margin that wide trusts every
+        // fake a client can aim at a box a few hops away.
+        Knob {
+            name: "ttl_margin",
+            value: p.ttl_margin.into(),
+            min: 0,
+            max: 64,
+        },
     ];
     // Referenced so the constant stays when the budget line is disabled.
     for k in knobs {

@@ -13,6 +13,63 @@ pub enum Direction {
     Both,
 }
 
+/// TCP urgent data (URG with an urgent pointer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgent {
+    /// Read the urgent byte inline, as part of the stream (a naive reader:
+    /// a name with an urgent byte inside is corrupted).
+    Keep,
+    /// Drop the urgent byte as a Linux receiver does by default (without
+    /// `SO_OOBINLINE`): with urgent pointer `u`, payload byte `u - 1` is
+    /// not part of the stream.
+    Strip,
+}
+
+/// Client segments that arrive with a lower TTL (hop limit) than the
+/// flow's first client packet: fakes sent to die before the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TtlFakes {
+    /// Inspect them like any other segment.
+    Trust,
+    /// Skip segments whose TTL is below the first one's by more than
+    /// `ttl_margin`: they will not reach the server.
+    Ignore,
+}
+
+/// Which copy of stream bytes counts when segments overlap with
+/// different bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// The bytes received first stay.
+    First,
+    /// A later copy replaces them (until the stream is read).
+    Last,
+}
+
+/// TCP and UDP checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checksums {
+    /// Inspect every segment whatever its checksum.
+    Trust,
+    /// Skip segments with a bad checksum, as the server's stack would.
+    Verify,
+}
+
+/// How a ClientHello split across TLS records is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsRecords {
+    /// Gather the handshake message across records.
+    Reassemble,
+    /// Read the first record only: a hello that does not fit in it is
+    /// not read.
+    FirstOnly,
+}
+
 /// Idle timeouts per flow state, in seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -84,6 +141,30 @@ pub struct Profile {
     /// Residual blocks held at once (rules with `residual:`); past it the
     /// block nearest its end is evicted, and counted.
     pub max_residual_entries: u32,
+    /// TCP urgent data: read inline or stripped.
+    pub urgent: Urgent,
+    /// Client segments with a lower TTL than the flow's first packet.
+    pub ttl_fakes: TtlFakes,
+    /// How far below the first client packet's TTL a segment may arrive
+    /// and still count (routes change, and a fake is usually several hops
+    /// short).
+    pub ttl_margin: u8,
+    /// Which copy wins when TCP segments overlap with different bytes.
+    pub overlap: Overlap,
+    /// TCP/UDP checksums: trusted or verified.
+    pub checksums: Checksums,
+    /// Stop inspecting a TCP flow once either side sends RST or FIN.
+    pub teardown_on_rst: bool,
+    /// A client SYN (or the server's SYN-ACK) moves the client stream's
+    /// start, also in a flow whose start is known.
+    pub resync_on_syn: bool,
+    /// Reassemble a TLS stream only if the first client data segment holds
+    /// a TLS record header and the handshake type; otherwise the flow
+    /// passes uninspected.
+    pub first_segment_gate: bool,
+    /// A ClientHello split across TLS records: gathered, or the first
+    /// record only.
+    pub tls_records: TlsRecords,
 }
 
 impl Default for Profile {
@@ -105,6 +186,15 @@ impl Default for Profile {
             reevaluate_on_reload: false,
             seed: 0,
             max_residual_entries: 65_536,
+            urgent: Urgent::Keep,
+            ttl_fakes: TtlFakes::Trust,
+            ttl_margin: 1,
+            overlap: Overlap::First,
+            checksums: Checksums::Trust,
+            teardown_on_rst: false,
+            resync_on_syn: true,
+            first_segment_gate: false,
+            tls_records: TlsRecords::Reassemble,
         }
     }
 }
