@@ -198,3 +198,89 @@ impl Default for Profile {
         }
     }
 }
+
+/// Named profiles for censors as measured: `profile: {preset: NAME}`, any
+/// knob beside it overriding. Where each value comes from is in
+/// docs/POLICY.md ("Presets").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Preset {
+    /// One packet at a time, no reassembly, everything trusted: CensorLab
+    /// and most teaching censors.
+    #[serde(rename = "naive")]
+    Naive,
+    /// Russia's TSPU as measured in 2022.
+    #[serde(rename = "tspu-2022")]
+    Tspu2022,
+    /// Russia's TSPU as measured in 2024-2025.
+    #[serde(rename = "tspu-2025")]
+    Tspu2025,
+    /// China's GFW as measured up to 2025.
+    #[serde(rename = "gfw-2025")]
+    Gfw2025,
+    /// Sees exactly what the server's TCP stack accepts.
+    #[serde(rename = "hardened")]
+    Hardened,
+}
+
+impl Preset {
+    /// Every preset, in the order the docs list them.
+    pub const ALL: [Preset; 5] = [
+        Preset::Naive,
+        Preset::Tspu2022,
+        Preset::Tspu2025,
+        Preset::Gfw2025,
+        Preset::Hardened,
+    ];
+
+    /// The name a policy gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Naive => "naive",
+            Preset::Tspu2022 => "tspu-2022",
+            Preset::Tspu2025 => "tspu-2025",
+            Preset::Gfw2025 => "gfw-2025",
+            Preset::Hardened => "hardened",
+        }
+    }
+
+    /// The preset called `name`.
+    pub fn from_name(name: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The profile it stands for; knobs it does not name keep the defaults.
+    pub fn profile(self) -> Profile {
+        let base = Profile::default();
+        match self {
+            Preset::Naive => Profile {
+                reassemble_client_hello: false,
+                defragment: false,
+                tls_records: TlsRecords::FirstOnly,
+                ..base
+            },
+            Preset::Tspu2022 => Profile {
+                reassemble_client_hello: false,
+                ..base
+            },
+            Preset::Tspu2025 => Profile {
+                first_segment_gate: true,
+                ..base
+            },
+            Preset::Gfw2025 => Profile {
+                checksums: Checksums::Verify,
+                teardown_on_rst: true,
+                resync_on_syn: true,
+                ..base
+            },
+            Preset::Hardened => Profile {
+                urgent: Urgent::Strip,
+                ttl_fakes: TtlFakes::Ignore,
+                ttl_margin: 1,
+                overlap: Overlap::Last,
+                checksums: Checksums::Verify,
+                tls_records: TlsRecords::Reassemble,
+                ..base
+            },
+        }
+    }
+}
