@@ -291,8 +291,9 @@ fn ip_layer(et: u16, b: &[u8], ctx: u64, depth: u8) -> Decoded<'_> {
         });
     }
     let problem = ip.truncated.then_some(Problem::CaptureTruncated);
-    upper(
-        ctx, depth, ip.src, ip.dst, ip.proto, ip.payload, problem, ip.ttl,
+    with_ttl(
+        upper(ctx, depth, ip.src, ip.dst, ip.proto, ip.payload, problem),
+        ip.ttl,
     )
 }
 
@@ -308,7 +309,18 @@ pub fn resume_ip<'a>(f: &Fragment<'_>, payload: &'a [u8]) -> Decoded<'a> {
     } else {
         (f.proto, payload)
     };
-    upper(f.ctx, f.depth, f.src, f.dst, proto, payload, None, f.ttl)
+    with_ttl(
+        upper(f.ctx, f.depth, f.src, f.dst, proto, payload, None),
+        f.ttl,
+    )
+}
+
+/// The IP header's TTL (hop limit) on the packet it carried.
+fn with_ttl(mut d: Decoded<'_>, ttl: u8) -> Decoded<'_> {
+    if let Decoded::Packet(p) = &mut d {
+        p.ttl = ttl;
+    }
+    d
 }
 
 fn upper<'a>(
@@ -319,7 +331,6 @@ fn upper<'a>(
     proto: u8,
     payload: &'a [u8],
     problem: Option<Problem>,
-    ttl: u8,
 ) -> Decoded<'a> {
     // A truncated capture cannot be checked: no bytes, nothing to verify.
     let l4_bytes = if problem.is_some() { &[][..] } else { payload };
@@ -330,7 +341,7 @@ fn upper<'a>(
             dst,
             l4,
             problem,
-            ttl,
+            ttl: 0,
             l4_bytes,
         })
     };
