@@ -306,3 +306,79 @@ fn the_default_profile_reads_as_before() {
     assert_eq!(bad_then_good(&mut engine()).0, Verdict::Reset);
     assert_eq!(record_split(&mut engine()), Verdict::Reset);
 }
+
+#[test]
+fn checksums_verify_covers_udp_and_ipv6() {
+    let (s, d) = (ip(C), ip(S));
+    let query = synth::dns_query(7, "t.me", 1);
+    let mut dg = synth::udp_datagram(s, d, 5353, 53, &query);
+    synth::break_checksum(&mut dg, 17);
+    let f = synth::ethernet(&synth::ip_packet(s, d, 17, &dg), &[]);
+    let mut trust = profile("checksums: trust");
+    run(&mut trust, 0, &f);
+    assert_eq!(trust.events().len(), 1);
+    let mut verify = profile("checksums: verify");
+    run(&mut verify, 0, &f);
+    assert!(verify.events().is_empty());
+    assert_eq!(verify.counters.bad_checksums, 1);
+    // A good IPv6 segment passes verification and is read.
+    let (s6, d6) = (ip("2001:db8::1"), ip("2001:db8::2"));
+    let seg = synth::tcp_segment(s6, d6, 40000, 443, ISN + 1, 1, 0x18, &hello("t.me"));
+    let f = synth::ethernet(&synth::ip_packet(s6, d6, 6, &seg), &[]);
+    assert_eq!(run(&mut verify, 1, &f).0, Verdict::Reset);
+}
+
+#[test]
+fn ttl_fakes_ignore_reads_the_ipv6_hop_limit() {
+    let mut e = profile("ttl_fakes: ignore");
+    let (s, d) = (ip("2001:db8::1"), ip("2001:db8::2"));
+    let frame = |seq, flags, payload: &[u8], hops| {
+        let seg = synth::tcp_segment(s, d, 40000, 443, seq, 1, flags, payload);
+        synth::ethernet(&synth::ip_packet_ttl(s, d, 6, &seg, hops), &[])
+    };
+    run(&mut e, 0, &frame(ISN, 0x02, b"", 57));
+    run(
+        &mut e,
+        1,
+        &frame(ISN + 1, 0x18, &hello("allowed.example"), 4),
+    );
+    let v = run(&mut e, 2, &frame(ISN + 1, 0x18, &hello("t.me"), 57)).0;
+    assert_eq!(v, Verdict::Reset);
+    assert_eq!(e.counters.ttl_fakes_ignored, 1);
+}
+
+#[test]
+fn presets_read_the_tricks_as_documented() {
+    // naive: one packet at a time, so a split hello is never read.
+    assert_eq!(split_at(&mut profile("preset: naive"), 100), Verdict::Pass);
+    assert_eq!(record_split(&mut profile("preset: naive")), Verdict::Pass);
+    // tspu-2025: reassembles, but needs the record start in the first segment.
+    assert_eq!(
+        split_at(&mut profile("preset: tspu-2025"), 100),
+        Verdict::Reset
+    );
+    assert_eq!(
+        split_at(&mut profile("preset: tspu-2025"), 2),
+        Verdict::Pass
+    );
+    // ...and believes a TTL-limited fake.
+    assert_eq!(
+        fake_then_real(&mut profile("preset: tspu-2025")).1,
+        Verdict::Pass
+    );
+    // gfw-2025: a RST ends inspection.
+    assert_eq!(
+        rst_then_hello(&mut profile("preset: gfw-2025")),
+        Verdict::Pass
+    );
+    // hardened: none of the tricks work.
+    let hardened = "preset: hardened";
+    assert_eq!(urgent_hello(&mut profile(hardened)).0, Verdict::Reset);
+    assert_eq!(fake_then_real(&mut profile(hardened)).1, Verdict::Reset);
+    assert_eq!(overlap(&mut profile(hardened)).0, Verdict::Reset);
+    assert_eq!(bad_then_good(&mut profile(hardened)).1, Verdict::Reset);
+    assert_eq!(split_at(&mut profile(hardened), 2), Verdict::Reset);
+    // An override beside the preset wins.
+    let v = fake_then_real(&mut profile("preset: hardened, ttl_fakes: trust")).1;
+    assert_eq!(v, Verdict::Pass);
+}
