@@ -311,6 +311,29 @@ mod tests {
     }
 
     #[test]
+    fn overlay_finds_conflicts_and_the_last_copy_replaces() {
+        let mut r = Reassembly::default();
+        r.insert(0, b"0123", 100, 8).unwrap();
+        r.insert(8, b"89", 100, 8).unwrap();
+        // Same bytes again, or bytes not held yet: no conflict.
+        assert!(!r.overlay(0, b"0123", true));
+        assert!(!r.overlay(4, b"4567", true));
+        // First copy wins: reported, left as it was.
+        assert!(r.overlay(2, b"XX", false));
+        assert_eq!(r.contiguous(), b"0123");
+        // Last copy wins, across the prefix and a piece beyond the gap.
+        assert!(r.overlay(3, b"YzzzzZ", true));
+        assert_eq!(r.contiguous(), b"012Y");
+        r.insert(4, b"4567", 100, 8).unwrap();
+        assert_eq!(r.contiguous(), b"012Y4567Z9");
+        // Consumed bytes are gone: nothing to compare.
+        r.consume(5);
+        assert!(!r.overlay(0, b"-----", true));
+        assert!(r.overlay(8, b"--", true));
+        assert_eq!(r.contiguous(), b"567--");
+    }
+
+    #[test]
     fn memory_follows_bytes_not_offsets() {
         // A SYN, then one 700-byte segment far into the window: what is
         // allocated is about the segment, not the offset.
