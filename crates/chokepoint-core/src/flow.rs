@@ -187,6 +187,27 @@ pub struct Flow {
     /// The name an ignored fake ClientHello carried (boxed: rare, and a
     /// flow without one stays small).
     pub(crate) fake_name: Option<Box<NameBuf>>,
+    /// `overlap: reinspect`: the ClientHello the flow was decided on.
+    pub(crate) inspected: Option<Box<Inspected>>,
+}
+
+/// Where a decided ClientHello lay in sequence space, and a digest of its
+/// bytes, so a retransmission that disagrees can be told apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Inspected {
+    pub(crate) seq: u32,
+    pub(crate) len: u32,
+    pub(crate) digest: u64,
+}
+
+impl Inspected {
+    /// FNV-1a: not a defence against a chosen collision, only a cheap
+    /// "same bytes?" for one message per flow.
+    pub(crate) fn digest(b: &[u8]) -> u64 {
+        b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+            (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
 }
 
 impl Flow {
@@ -214,6 +235,7 @@ impl Flow {
             urgent_count: 0,
             urgent_seq: 0,
             fake_name: None,
+            inspected: None,
         }
     }
 

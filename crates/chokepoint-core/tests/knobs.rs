@@ -382,3 +382,30 @@ fn presets_read_the_tricks_as_documented() {
     let v = fake_then_real(&mut profile("preset: hardened, ttl_fakes: trust")).1;
     assert_eq!(v, Verdict::Pass);
 }
+
+/// A whole fake hello for x.me, then the real t.me hello at the same
+/// sequence numbers (and the real one once more).
+fn hello_then_other(e: &mut Engine) -> (Verdict, Verdict, Vec<chokepoint_core::Event>) {
+    handshake(e, 40000);
+    let fake = run(e, 3, &data(40000, 0, &hello("x.me"))).0;
+    let mut ev = e.events().to_vec();
+    let real = run(e, 4, &data(40000, 0, &hello("t.me"))).0;
+    ev.extend_from_slice(e.events());
+    run(e, 5, &data(40000, 0, &hello("t.me")));
+    ev.extend_from_slice(e.events());
+    (fake, real, ev)
+}
+
+#[test]
+fn overlap_reinspect_decides_again_on_a_hello_that_disagrees() {
+    let mut e = profile("overlap: first");
+    let (fake, real, ev) = hello_then_other(&mut e);
+    assert_eq!((fake, real, ev.len()), (Verdict::Pass, Verdict::Pass, 1));
+    let mut e = profile("overlap: reinspect");
+    let (fake, real, ev) = hello_then_other(&mut e);
+    assert_eq!((fake, real), (Verdict::Pass, Verdict::Reset));
+    assert_eq!(ev.len(), 2, "the same bytes again decide nothing new");
+    assert_eq!(ev[1].name.as_bytes(), b"t.me");
+    assert!(ev[1].overlap_conflict);
+    assert_eq!(e.counters.overlap_conflicts, 1);
+}

@@ -47,6 +47,10 @@ pub enum Overlap {
     First,
     /// A later copy replaces them (until the stream is read).
     Last,
+    /// As `first`; and when a later client segment carries the decided
+    /// ClientHello's sequence range whole with different bytes, the flow
+    /// is decided again on it (a censor that rereads retransmissions).
+    Reinspect,
 }
 
 /// TCP and UDP checksums.

@@ -491,6 +491,20 @@ impl Engine {
                 tcb(&cfg.profile, flow, &mut scratch.pool, &t, from_client);
             }
         }
+        if flow.inspected.is_some() && from_client {
+            if let (Some(ins), L4::Tcp(t)) = (&flow.inspected, p.l4) {
+                if tcp::disagrees(ins, &t) {
+                    // `overlap: reinspect`: the hello the flow was decided
+                    // on came again with other bytes; read it afresh.
+                    flow.inspected = None;
+                    flow.decision = None;
+                    flow.enforce = None;
+                    flow.inspect = Inspect::Start;
+                    counters.overlap_conflicts += 1;
+                    flow.quirks |= quirk::OVERLAP_CONFLICT;
+                }
+            }
+        }
         if let Some(fd) = flow.decision {
             let d = Decision {
                 verdict: fd.verdict,

@@ -8,7 +8,7 @@ use chokepoint_ruleset::Trigger;
 use super::decide::Found;
 use super::{FlowCx, MAX_CLIENT_HELLO};
 use crate::event::{quirk, Decision, NameBuf};
-use crate::flow::{FlowDecision, Inspect};
+use crate::flow::{FlowDecision, Inspect, Inspected};
 use crate::reasm::{CapHit, Reassembly};
 use crate::wire::l4::{Tcp, TCP_ACK, TCP_SYN, TCP_URG};
 use crate::{http, tls};
@@ -81,6 +81,9 @@ pub(super) fn inspect(
     }
     let base = *cx.flow.seq_base.get_or_insert(data_seq);
     if let Some(d) = hello_in_place(cx, hello, payload, data_seq == base, dns) {
+        if p.overlap == Overlap::Reinspect {
+            remember(cx, data_seq, payload);
+        }
         return d;
     }
     let mut buf = cx.flow.buf.take().unwrap_or_else(|| cx.pool.take());
@@ -128,6 +131,32 @@ pub(super) fn inspect(
         cx.flow.buf = Some(buf);
     }
     d
+}
+
+/// `overlap: reinspect`: keep where the hello just decided lay, and a
+/// digest of its bytes (its record: `tls::first_record` found it whole).
+fn remember(cx: &mut FlowCx<'_>, seq: u32, payload: &[u8]) {
+    let Some(rec) = tls::first_record(payload) else {
+        return;
+    };
+    let len = rec.len() + 5;
+    let ins = Inspected {
+        seq,
+        len: len as u32,
+        digest: Inspected::digest(&payload[..len]),
+    };
+    match &mut cx.flow.inspected {
+        Some(b) => **b = ins,
+        None => cx.flow.inspected = Some(Box::new(ins)),
+    }
+}
+
+/// `overlap: reinspect`: does this client segment carry the decided hello's
+/// range whole, with other bytes? Then the flow is to be decided again.
+pub(super) fn disagrees(ins: &Inspected, t: &Tcp<'_>) -> bool {
+    t.seq == ins.seq
+        && t.payload.len() >= ins.len as usize
+        && Inspected::digest(&t.payload[..ins.len as usize]) != ins.digest
 }
 
 /// `ttl_fakes: ignore`: is this client segment a fake that dies before
