@@ -409,3 +409,32 @@ fn overlap_reinspect_decides_again_on_a_hello_that_disagrees() {
     assert!(ev[1].overlap_conflict);
     assert_eq!(e.counters.overlap_conflicts, 1);
 }
+
+/// zapret's `badseq`: a fake hello for x.me 10 000 bytes before the
+/// stream start (the server drops it), then the real t.me hello.
+fn badseq(e: &mut Engine) -> (Verdict, Verdict) {
+    handshake(e, 40000);
+    let fake = tcp(
+        C,
+        S,
+        40000,
+        443,
+        (ISN + 1).wrapping_sub(10_000),
+        0x18,
+        &hello("x.me"),
+    );
+    let fake = run(e, 3, &fake).0;
+    (fake, run(e, 4, &data(40000, 0, &hello("t.me"))).0)
+}
+
+#[test]
+fn in_window_only_skips_a_fake_outside_the_window() {
+    assert_eq!(
+        badseq(&mut profile("in_window_only: true")),
+        (Verdict::Pass, Verdict::Reset)
+    );
+    assert_eq!(
+        badseq(&mut profile("in_window_only: false")),
+        (Verdict::Pass, Verdict::Pass)
+    );
+}

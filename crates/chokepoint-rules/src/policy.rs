@@ -590,6 +590,7 @@ profile_section! {
     checksums: chokepoint_ruleset::profile::Checksums,
     teardown_on_rst: bool,
     resync_on_syn: bool,
+    in_window_only: bool,
     first_segment_gate: bool,
     tls_records: chokepoint_ruleset::profile::TlsRecords,
 }

@@ -162,6 +162,11 @@ pub struct Profile {
     /// A client SYN (or the server's SYN-ACK) moves the client stream's
     /// start, also in a flow whose start is known.
     pub resync_on_syn: bool,
+    /// Read client segments only inside the stream's window (from its
+    /// start to `reassembly_max_bytes` past it). Off, a segment outside
+    /// it (zapret's `badseq` fake, which the server drops) is read on its
+    /// own.
+    pub in_window_only: bool,
     /// Reassemble a TLS stream only if the first client data segment holds
     /// a TLS record header and the handshake type; otherwise the flow
     /// passes uninspected.
@@ -197,6 +202,7 @@ impl Default for Profile {
             checksums: Checksums::Trust,
             teardown_on_rst: false,
             resync_on_syn: true,
+            in_window_only: true,
             first_segment_gate: false,
             tls_records: TlsRecords::Reassemble,
         }
@@ -260,6 +266,7 @@ impl Preset {
                 reassemble_client_hello: false,
                 defragment: false,
                 tls_records: TlsRecords::FirstOnly,
+                in_window_only: false,
                 ..base
             },
             Preset::Tspu2022 => Profile {
@@ -283,6 +290,7 @@ impl Preset {
                 overlap: Overlap::Last,
                 checksums: Checksums::Verify,
                 tls_records: TlsRecords::Reassemble,
+                in_window_only: true,
                 ..base
             },
         }

@@ -80,6 +80,14 @@ pub(super) fn inspect(
         return inspect_alone(cx, hello, alone, payload, dns);
     }
     let base = *cx.flow.seq_base.get_or_insert(data_seq);
+    if !p.in_window_only {
+        let rel = data_seq.wrapping_sub(base) as i32;
+        if rel < 0 || rel as u32 >= p.reassembly_max_bytes {
+            // A censor that does not check the window reads a segment the
+            // server will drop, on its own.
+            return inspect_alone(cx, hello, alone, payload, dns);
+        }
+    }
     if let Some(d) = hello_in_place(cx, hello, payload, data_seq == base, dns) {
         if p.overlap == Overlap::Reinspect {
             remember(cx, data_seq, payload);
