@@ -438,3 +438,31 @@ fn in_window_only_skips_a_fake_outside_the_window() {
         (Verdict::Pass, Verdict::Pass)
     );
 }
+
+/// Data, then a SYN-ACK that acknowledges another ISN (Geneva's resync
+/// trigger), then the hello at that ISN + 1.
+fn syn_ack_after_data(e: &mut Engine) -> Verdict {
+    handshake(e, 40000);
+    run(e, 3, &data(40000, 0, b"\x16\x03"));
+    let isn2 = ISN + 100_000;
+    let (s, c) = (ip(S), ip(C));
+    let seg = synth::tcp_segment(s, c, 443, 40000, 5000, isn2 + 1, 0x12, b"");
+    run(
+        e,
+        4,
+        &synth::ethernet(&synth::ip_packet(s, c, 6, &seg), &[]),
+    );
+    run(e, 5, &tcp(C, S, 40000, 443, isn2 + 1, 0x18, &hello("t.me"))).0
+}
+
+#[test]
+fn resync_on_syn_follows_a_syn_ack_in_an_established_flow() {
+    assert_eq!(
+        syn_ack_after_data(&mut profile("resync_on_syn: true")),
+        Verdict::Reset
+    );
+    assert_eq!(
+        syn_ack_after_data(&mut profile("resync_on_syn: false")),
+        Verdict::Pass
+    );
+}

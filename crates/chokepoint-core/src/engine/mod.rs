@@ -742,10 +742,12 @@ fn tcb(profile: &Profile, flow: &mut Flow, pool: &mut Pool, t: &Tcp<'_>, from_cl
         && t.flags & TCP_ACK != 0
         && flow.data_seen
         && profile.resync_on_syn
+        && flow.seq_base != Some(t.ack)
     {
         // A SYN-ACK in an established flow (Geneva's resync trigger): it
         // acknowledges a client ISN + 1, taken for the stream's new start.
-        // Before data the client's SYN already set it.
+        // Before data the client's SYN already set it; a retransmitted
+        // SYN-ACK acknowledges the same start and changes nothing.
         flow.seq_base = Some(t.ack);
         if let Some(b) = flow.buf.take() {
             pool.give(b);
