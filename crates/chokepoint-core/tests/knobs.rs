@@ -466,3 +466,24 @@ fn resync_on_syn_follows_a_syn_ack_in_an_established_flow() {
         Verdict::Pass
     );
 }
+
+#[test]
+fn decode_reads_ttl_hop_limit_urgent_pointer_and_checksums() {
+    use chokepoint_core::decode::{decode, Decoded, L4};
+    use chokepoint_core::wire::emit::transport_checksum_ok;
+    use chokepoint_core::LinkType;
+    for (s, d) in [(ip(C), ip(S)), (ip("2001:db8::1"), ip("2001:db8::2"))] {
+        let seg = synth::tcp_segment_urgent(s, d, 40000, 443, 7, 1, 0x18, 3, b"abcdef");
+        let frame = synth::ethernet(&synth::ip_packet_ttl(s, d, 6, &seg, 9), &[]);
+        let Decoded::Packet(p) = decode(LinkType::Ethernet, &frame) else {
+            panic!("a packet");
+        };
+        assert_eq!(p.ttl, 9);
+        let L4::Tcp(t) = p.l4 else { panic!("tcp") };
+        assert_eq!((t.urgent, t.flags & 0x20), (3, 0x20));
+        assert!(transport_checksum_ok(s, d, 6, p.l4_bytes), "{s}");
+        let mut bad = seg.clone();
+        synth::break_checksum(&mut bad, 6);
+        assert!(!transport_checksum_ok(s, d, 6, &bad));
+    }
+}
