@@ -22,7 +22,8 @@ pub enum Urgent {
     Keep,
     /// Drop the urgent byte as a Linux receiver does by default (without
     /// `SO_OOBINLINE`): with urgent pointer `u`, payload byte `u - 1` is
-    /// not part of the stream.
+    /// not part of the stream, and later bytes move up one. A pointer past
+    /// the segment's end (the byte comes later) is not followed.
     Strip,
 }
 
