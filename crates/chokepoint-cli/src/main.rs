@@ -42,6 +42,8 @@ enum Cmd {
     Sample(cmd::sample::Args),
     /// Print an artifact's header, sources, lists and rules.
     Stats(cmd::stats::Args),
+    /// Show the inspection profile a preset stands for.
+    Profile(cmd::profile::Args),
 }
 
 fn init_logging(json: bool) {
@@ -69,6 +71,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Bench(a) => cmd::bench::run(a),
         Cmd::Sample(a) => cmd::sample::run(a),
         Cmd::Stats(a) => cmd::stats::run(a),
+        Cmd::Profile(a) => cmd::profile::run(a),
     }
 }
 

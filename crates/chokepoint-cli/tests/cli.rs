@@ -286,3 +286,33 @@ fn version_names_the_revision_and_the_artifact_format() {
         "{v}"
     );
 }
+
+#[test]
+fn profile_show_prints_a_presets_knobs() {
+    let o = run(&["profile", "show", "hardened"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for line in [
+        "urgent: strip",
+        "ttl_fakes: ignore",
+        "ttl_margin: 1",
+        "overlap: last",
+        "checksums: verify",
+        "tls_records: reassemble",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    let o = run(&["profile", "show", "hardened", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["urgent"], "strip");
+    assert_eq!(v["overlap"], "last");
+    assert_eq!(v["reassemble_client_hello"], true);
+    let o = run(&["profile", "show", "tspu-2099"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("unknown preset `tspu-2099`"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -124,6 +124,12 @@ pub struct Packet<'a> {
     pub l4: L4<'a>,
     /// What could not be parsed, if anything (the packet still counts).
     pub problem: Option<Problem>,
+    /// IPv4 TTL or IPv6 hop limit (of the first fragment, for a
+    /// reassembled datagram).
+    pub ttl: u8,
+    /// The whole transport segment (header and payload) as captured, for
+    /// checksum verification; empty when the capture is truncated.
+    pub l4_bytes: &'a [u8],
 }
 
 /// A fragment to reassemble before the walk can go on.
@@ -144,6 +150,8 @@ pub struct Fragment<'a> {
     pub frag: Frag,
     /// The fragment's payload.
     pub data: &'a [u8],
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -279,10 +287,14 @@ fn ip_layer(et: u16, b: &[u8], ctx: u64, depth: u8) -> Decoded<'_> {
             proto: ip.proto,
             frag,
             data: ip.payload,
+            ttl: ip.ttl,
         });
     }
     let problem = ip.truncated.then_some(Problem::CaptureTruncated);
-    upper(ctx, depth, ip.src, ip.dst, ip.proto, ip.payload, problem)
+    with_ttl(
+        upper(ctx, depth, ip.src, ip.dst, ip.proto, ip.payload, problem),
+        ip.ttl,
+    )
 }
 
 /// Resume after reassembly: `payload` is the whole datagram's upper part.
@@ -297,7 +309,18 @@ pub fn resume_ip<'a>(f: &Fragment<'_>, payload: &'a [u8]) -> Decoded<'a> {
     } else {
         (f.proto, payload)
     };
-    upper(f.ctx, f.depth, f.src, f.dst, proto, payload, None)
+    with_ttl(
+        upper(f.ctx, f.depth, f.src, f.dst, proto, payload, None),
+        f.ttl,
+    )
+}
+
+/// The IP header's TTL (hop limit) on the packet it carried.
+fn with_ttl(mut d: Decoded<'_>, ttl: u8) -> Decoded<'_> {
+    if let Decoded::Packet(p) = &mut d {
+        p.ttl = ttl;
+    }
+    d
 }
 
 fn upper<'a>(
@@ -309,6 +332,8 @@ fn upper<'a>(
     payload: &'a [u8],
     problem: Option<Problem>,
 ) -> Decoded<'a> {
+    // A truncated capture cannot be checked: no bytes, nothing to verify.
+    let l4_bytes = if problem.is_some() { &[][..] } else { payload };
     let packet = |l4, problem| {
         Decoded::Packet(Packet {
             ctx,
@@ -316,6 +341,8 @@ fn upper<'a>(
             dst,
             l4,
             problem,
+            ttl: 0,
+            l4_bytes,
         })
     };
     if depth > MAX_DEPTH {

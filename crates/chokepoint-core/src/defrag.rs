@@ -238,6 +238,7 @@ mod tests {
             proto: 17,
             frag: Frag { id, offset, more },
             data,
+            ttl: 64,
         }
     }
 

@@ -73,6 +73,26 @@ pub struct Event {
     pub hit: Option<Hit>,
     /// What the rule (or default) says to do.
     pub verdict: Verdict,
+    /// A client segment with a TTL too low to reach the server was skipped
+    /// in this flow (`ttl_fakes: ignore`).
+    pub fake_ignored: bool,
+    /// The name that fake carried, if it held a whole ClientHello.
+    pub fake_name: NameBuf,
+    /// An urgent byte was taken out of the stream (`urgent: strip`).
+    pub urgent_stripped: bool,
+    /// Segments overlapped with different bytes (`overlap` picked a copy).
+    pub overlap_conflict: bool,
+    /// A segment with a bad checksum was skipped (`checksums: verify`).
+    pub bad_checksum: bool,
+}
+
+/// What the wire-reading knobs of the profile changed in a flow: bits of
+/// `Flow::quirks`, copied into its event.
+pub(crate) mod quirk {
+    pub const FAKE_IGNORED: u8 = 1;
+    pub const URGENT_STRIPPED: u8 = 2;
+    pub const OVERLAP_CONFLICT: u8 = 4;
+    pub const BAD_CHECKSUM: u8 = 8;
 }
 
 /// The core's answer for one packet.

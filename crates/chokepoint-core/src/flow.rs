@@ -175,6 +175,39 @@ pub struct Flow {
     /// A packet with transport payload was seen (either way): the next
     /// one is not the flow's first data packet.
     pub(crate) data_seen: bool,
+    /// TTL (hop limit) of the client's first packet, under `ttl_fakes:
+    /// ignore`; 0 until seen.
+    pub(crate) first_ttl: u8,
+    /// What the profile's wire-reading knobs changed (`event::quirk` bits).
+    pub(crate) quirks: u8,
+    /// Urgent bytes stripped from the client stream, and the sequence
+    /// number of the last one: later bytes sit that many offsets earlier.
+    pub(crate) urgent_count: u16,
+    pub(crate) urgent_seq: u32,
+    /// The name an ignored fake ClientHello carried (boxed: rare, and a
+    /// flow without one stays small).
+    pub(crate) fake_name: Option<Box<NameBuf>>,
+    /// `overlap: reinspect`: the ClientHello the flow was decided on.
+    pub(crate) inspected: Option<Box<Inspected>>,
+}
+
+/// Where a decided ClientHello lay in sequence space, and a digest of its
+/// bytes, so a retransmission that disagrees can be told apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Inspected {
+    pub(crate) seq: u32,
+    pub(crate) len: u32,
+    pub(crate) digest: u64,
+}
+
+impl Inspected {
+    /// FNV-1a: not a defence against a chosen collision, only a cheap
+    /// "same bytes?" for one message per flow.
+    pub(crate) fn digest(b: &[u8]) -> u64 {
+        b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+            (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
 }
 
 impl Flow {
@@ -197,6 +230,12 @@ impl Flow {
             seen: None,
             enforce: None,
             data_seen: false,
+            first_ttl: 0,
+            quirks: 0,
+            urgent_count: 0,
+            urgent_seq: 0,
+            fake_name: None,
+            inspected: None,
         }
     }
 

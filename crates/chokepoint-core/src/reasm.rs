@@ -130,6 +130,40 @@ impl Reassembly {
         Ok(())
     }
 
+    /// Does `data` at stream offset `off` cover bytes held already with
+    /// different ones? With `replace`, the new bytes take their place (the
+    /// last copy wins); bytes not held yet are left to [`Reassembly::insert`].
+    /// Allocates nothing: the held bytes are rewritten where they lie.
+    pub fn overlay(&mut self, off: u64, data: &[u8], replace: bool) -> bool {
+        let end = off + data.len() as u64;
+        if end <= self.base {
+            return false;
+        }
+        let mut conflict = false;
+        let mut one = |held: &mut [u8], at: u64| {
+            // `held` starts at stream offset `at`.
+            let from = off.max(at);
+            let to = end.min(at + held.len() as u64);
+            if from >= to {
+                return;
+            }
+            let h = &mut held[(from - at) as usize..(to - at) as usize];
+            let d = &data[(from - off) as usize..(to - off) as usize];
+            if h != d {
+                conflict = true;
+                if replace {
+                    h.copy_from_slice(d);
+                }
+            }
+        };
+        let base = self.base;
+        one(&mut self.buf, base);
+        for (start, bytes) in &mut self.pieces {
+            one(bytes, base + u64::from(*start));
+        }
+        conflict
+    }
+
     /// The bytes received without a gap from the first unconsumed byte.
     pub fn contiguous(&self) -> &[u8] {
         &self.buf
@@ -274,6 +308,29 @@ mod tests {
         assert_eq!(r.contiguous(), b"X56789");
         r.insert(0, b"0123456", 100, 8).unwrap(); // retransmission of consumed bytes
         assert_eq!(r.contiguous(), b"X56789");
+    }
+
+    #[test]
+    fn overlay_finds_conflicts_and_the_last_copy_replaces() {
+        let mut r = Reassembly::default();
+        r.insert(0, b"0123", 100, 8).unwrap();
+        r.insert(8, b"89", 100, 8).unwrap();
+        // Same bytes again, or bytes not held yet: no conflict.
+        assert!(!r.overlay(0, b"0123", true));
+        assert!(!r.overlay(4, b"4567", true));
+        // First copy wins: reported, left as it was.
+        assert!(r.overlay(2, b"XX", false));
+        assert_eq!(r.contiguous(), b"0123");
+        // Last copy wins, across the prefix and a piece beyond the gap.
+        assert!(r.overlay(3, b"YzzzzZ", true));
+        assert_eq!(r.contiguous(), b"012Y");
+        r.insert(4, b"4567", 100, 8).unwrap();
+        assert_eq!(r.contiguous(), b"012Y4567Z9");
+        // Consumed bytes are gone: nothing to compare.
+        r.consume(5);
+        assert!(!r.overlay(0, b"-----", true));
+        assert!(r.overlay(8, b"--", true));
+        assert_eq!(r.contiguous(), b"567--");
     }
 
     #[test]

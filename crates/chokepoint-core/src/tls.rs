@@ -96,6 +96,29 @@ pub fn handshake(msg: &[u8]) -> Option<ClientHello<'_>> {
     client_hello(r.take(len)?)
 }
 
+/// Parse what a message holds of a ClientHello cut short (its length
+/// beyond the bytes given): the lenient parse reads as far as it can.
+pub fn handshake_prefix(msg: &[u8]) -> Option<ClientHello<'_>> {
+    let mut r = Rd::new(msg);
+    if r.u8()? != 1 {
+        return None;
+    }
+    let len = r.u24()? as usize;
+    let body = r.rest();
+    client_hello(&body[..len.min(body.len())])
+}
+
+/// The body of the first TLS handshake record at the start of `stream`,
+/// once it is all there.
+pub fn first_record(stream: &[u8]) -> Option<&[u8]> {
+    let hdr = stream.get(..5)?;
+    if hdr[0] != 0x16 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([hdr[3], hdr[4]]));
+    stream.get(5..5 + len)
+}
+
 /// What a TCP stream prefix holds so far.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Progress {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub use chokepoint_ruleset::conditions::{
     parse_quic_version, PortRange, Protocol, ResidualAction, ResidualScope,
 };
-pub use chokepoint_ruleset::profile::{Direction, Profile, Timeouts};
+pub use chokepoint_ruleset::profile::{Direction, Preset, Profile, Timeouts};
 pub use chokepoint_ruleset::ruleset::DefaultAt;
 pub use chokepoint_ruleset::vocab::{
     Action, ByteRange, Chance, DnsAnswer, ListFormat, Packets, ResetTo, Scope, Trigger, Way,
@@ -529,8 +529,74 @@ pub struct Policy {
     #[serde(default)]
     pub default_at: DefaultAt,
     /// How the censor inspects traffic; defaults model a modern TSPU box.
-    #[serde(default)]
+    /// `preset: NAME` starts from a named profile, the other keys override.
+    #[serde(default, deserialize_with = "profile_section")]
     pub profile: Profile,
+}
+
+/// The `profile:` section as written: a preset and the knobs overriding
+/// it, each optional. Typed, so a bad value or an unknown key is an error
+/// with its line like everywhere else. The list must name every field of
+/// [`Profile`]: `profile_section_names_every_knob` fails to compile
+/// otherwise.
+macro_rules! profile_section {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct ProfileSection {
+            preset: Option<Preset>,
+            $($field: Option<$ty>,)*
+        }
+
+        impl ProfileSection {
+            fn resolve(self) -> Profile {
+                let mut p = self.preset.map_or_else(Profile::default, Preset::profile);
+                $(if let Some(v) = self.$field {
+                    p.$field = v;
+                })*
+                p
+            }
+        }
+
+        #[cfg(test)]
+        #[allow(dead_code)]
+        fn profile_section_names_every_knob(p: Profile) {
+            let Profile { $($field: _),* } = p;
+        }
+    };
+}
+
+profile_section! {
+    reassemble_client_hello: bool,
+    max_inspect_packets: u32,
+    max_inspect_bytes: u32,
+    inspect_ports: Vec<u16>,
+    defragment: bool,
+    direction: Direction,
+    max_flows: u32,
+    timeouts: Timeouts,
+    reassembly_max_bytes: u32,
+    reassembly_max_segments: u32,
+    reassembly_memory_budget: u64,
+    max_fragment_datagrams: u32,
+    fragment_timeout: u32,
+    reevaluate_on_reload: bool,
+    seed: u64,
+    max_residual_entries: u32,
+    urgent: chokepoint_ruleset::profile::Urgent,
+    ttl_fakes: chokepoint_ruleset::profile::TtlFakes,
+    ttl_margin: u8,
+    overlap: chokepoint_ruleset::profile::Overlap,
+    checksums: chokepoint_ruleset::profile::Checksums,
+    teardown_on_rst: bool,
+    resync_on_syn: bool,
+    in_window_only: bool,
+    first_segment_gate: bool,
+    tls_records: chokepoint_ruleset::profile::TlsRecords,
+}
+
+fn profile_section<'de, D: Deserializer<'de>>(d: D) -> Result<Profile, D::Error> {
+    ProfileSection::deserialize(d).map(ProfileSection::resolve)
 }
 
 /// The only policy version this build understands.
@@ -720,6 +786,14 @@ pub fn validate_profile(p: &Profile) -> Result<(), String> {
             value: p.max_residual_entries.into(),
             min: 1,
             max: 1 << 24,
+        },
+        // Paths are rarely 64 hops long; a margin that wide trusts every
+        // fake a client can aim at a box a few hops away.
+        Knob {
+            name: "ttl_margin",
+            value: p.ttl_margin.into(),
+            min: 0,
+            max: 64,
         },
     ];
     // Referenced so the constant stays when the budget line is disabled.
@@ -1009,5 +1083,64 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("version 2 is not supported"), "{err}");
+    }
+
+    #[test]
+    fn a_preset_sets_its_knobs_and_other_keys_override_it() {
+        use chokepoint_ruleset::profile::{Checksums, Overlap, TtlFakes, Urgent};
+        let p = Policy::from_yaml("version: 1\nprofile: {preset: hardened}\n", "p.yaml").unwrap();
+        assert_eq!(p.profile, Preset::Hardened.profile());
+        assert_eq!(p.profile.urgent, Urgent::Strip);
+        assert_eq!(p.profile.ttl_fakes, TtlFakes::Ignore);
+        assert_eq!(p.profile.overlap, Overlap::Last);
+        let yaml =
+            "version: 1\nprofile:\n  preset: hardened\n  checksums: trust\n  max_flows: 10\n";
+        let p = Policy::from_yaml(yaml, "p.yaml").unwrap();
+        assert_eq!(p.profile.checksums, Checksums::Trust);
+        assert_eq!(p.profile.max_flows, 10);
+        assert_eq!(
+            p.profile.urgent,
+            Urgent::Strip,
+            "the rest of the preset stays"
+        );
+        // Without a preset, the defaults are the base.
+        let p = Policy::from_yaml("version: 1\nprofile: {urgent: strip}\n", "p.yaml").unwrap();
+        assert_eq!(
+            p.profile,
+            Profile {
+                urgent: Urgent::Strip,
+                ..Profile::default()
+            }
+        );
+    }
+
+    #[test]
+    fn every_preset_parses_by_its_name_and_validates() {
+        for preset in Preset::ALL {
+            let yaml = format!("version: 1\nprofile: {{preset: {}}}\n", preset.name());
+            let p = Policy::from_yaml(&yaml, "p.yaml").unwrap();
+            assert_eq!(p.profile, preset.profile(), "{}", preset.name());
+            assert_eq!(Preset::from_name(preset.name()), Some(preset));
+        }
+    }
+
+    #[test]
+    fn an_unknown_preset_or_knob_is_an_error_with_its_line() {
+        let yaml = "version: 1\nprofile:\n  max_flows: 10\n  preset: tspu-2099\n";
+        let err = Policy::from_yaml(yaml, "p.yaml").unwrap_err().to_string();
+        assert!(err.contains("tspu-2099"), "{err}");
+        assert!(err.contains("tspu-2025"), "the known names: {err}");
+        assert!(err.contains("line 4"), "{err}");
+        let yaml = "version: 1\nprofile:\n  preset: naive\n  urgnet: strip\n";
+        let err = Policy::from_yaml(yaml, "p.yaml").unwrap_err().to_string();
+        assert!(err.contains("unknown field `urgnet`"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        let yaml = "version: 1\nprofile: {urgent: sometimes}\n";
+        let err = Policy::from_yaml(yaml, "p.yaml").unwrap_err().to_string();
+        assert!(err.contains("sometimes") && err.contains("line 2"), "{err}");
+        let err = Policy::from_yaml("version: 1\nprofile: {ttl_margin: 200}\n", "p.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ttl_margin is 200"), "{err}");
     }
 }

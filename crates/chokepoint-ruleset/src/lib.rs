@@ -42,7 +42,7 @@ pub mod vocab;
 pub use artifact::ArtifactError;
 pub use conditions::{Conditions, Facts, Protocol, Residual, ResidualAction, ResidualScope};
 pub use ids::RuleId;
-pub use profile::{Direction, Profile, Timeouts};
+pub use profile::{Direction, Preset, Profile, Timeouts};
 pub use ruleset::{DefaultAt, Hit, HitInfo, Match, Ruleset};
 pub use vocab::{
     Action, ByteRange, Chance, DnsAnswer, ListFormat, Packets, ResetTo, Scope, Trigger, Verdict,

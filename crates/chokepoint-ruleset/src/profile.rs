@@ -13,6 +13,68 @@ pub enum Direction {
     Both,
 }
 
+/// TCP urgent data (URG with an urgent pointer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgent {
+    /// Read the urgent byte inline, as part of the stream (a naive reader:
+    /// a name with an urgent byte inside is corrupted).
+    Keep,
+    /// Drop the urgent byte as a Linux receiver does by default (without
+    /// `SO_OOBINLINE`): with urgent pointer `u`, payload byte `u - 1` is
+    /// not part of the stream, and later bytes move up one. A pointer past
+    /// the segment's end (the byte comes later) is not followed.
+    Strip,
+}
+
+/// Client segments that arrive with a lower TTL (hop limit) than the
+/// flow's first client packet: fakes sent to die before the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TtlFakes {
+    /// Inspect them like any other segment.
+    Trust,
+    /// Skip segments whose TTL is below the first one's by more than
+    /// `ttl_margin`: they will not reach the server.
+    Ignore,
+}
+
+/// Which copy of stream bytes counts when segments overlap with
+/// different bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// The bytes received first stay.
+    First,
+    /// A later copy replaces them (until the stream is read).
+    Last,
+    /// As `first`; and when a later client segment carries the decided
+    /// ClientHello's sequence range whole with different bytes, the flow
+    /// is decided again on it (a censor that rereads retransmissions).
+    Reinspect,
+}
+
+/// TCP and UDP checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checksums {
+    /// Inspect every segment whatever its checksum.
+    Trust,
+    /// Skip segments with a bad checksum, as the server's stack would.
+    Verify,
+}
+
+/// How a ClientHello split across TLS records is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsRecords {
+    /// Gather the handshake message across records.
+    Reassemble,
+    /// Read the first record only: a hello that does not fit in it is
+    /// not read.
+    FirstOnly,
+}
+
 /// Idle timeouts per flow state, in seconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -84,6 +146,35 @@ pub struct Profile {
     /// Residual blocks held at once (rules with `residual:`); past it the
     /// block nearest its end is evicted, and counted.
     pub max_residual_entries: u32,
+    /// TCP urgent data: read inline or stripped.
+    pub urgent: Urgent,
+    /// Client segments with a lower TTL than the flow's first packet.
+    pub ttl_fakes: TtlFakes,
+    /// How far below the first client packet's TTL a segment may arrive
+    /// and still count (routes change, and a fake is usually several hops
+    /// short).
+    pub ttl_margin: u8,
+    /// Which copy wins when TCP segments overlap with different bytes.
+    pub overlap: Overlap,
+    /// TCP/UDP checksums: trusted or verified.
+    pub checksums: Checksums,
+    /// Stop inspecting a TCP flow once either side sends RST or FIN.
+    pub teardown_on_rst: bool,
+    /// A client SYN (or the server's SYN-ACK) moves the client stream's
+    /// start, also in a flow whose start is known.
+    pub resync_on_syn: bool,
+    /// Read client segments only inside the stream's window (from its
+    /// start to `reassembly_max_bytes` past it). Off, a segment outside
+    /// it (zapret's `badseq` fake, which the server drops) is read on its
+    /// own.
+    pub in_window_only: bool,
+    /// Reassemble a TLS stream only if the first client data segment holds
+    /// a TLS record header and the handshake type; otherwise the flow
+    /// passes uninspected.
+    pub first_segment_gate: bool,
+    /// A ClientHello split across TLS records: gathered, or the first
+    /// record only.
+    pub tls_records: TlsRecords,
 }
 
 impl Default for Profile {
@@ -105,6 +196,104 @@ impl Default for Profile {
             reevaluate_on_reload: false,
             seed: 0,
             max_residual_entries: 65_536,
+            urgent: Urgent::Keep,
+            ttl_fakes: TtlFakes::Trust,
+            ttl_margin: 1,
+            overlap: Overlap::First,
+            checksums: Checksums::Trust,
+            teardown_on_rst: false,
+            resync_on_syn: true,
+            in_window_only: true,
+            first_segment_gate: false,
+            tls_records: TlsRecords::Reassemble,
+        }
+    }
+}
+
+/// Named profiles for censors as measured: `profile: {preset: NAME}`, any
+/// knob beside it overriding. Where each value comes from is in
+/// docs/POLICY.md ("Presets").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Preset {
+    /// One packet at a time, no reassembly, everything trusted: CensorLab
+    /// and most teaching censors.
+    #[serde(rename = "naive")]
+    Naive,
+    /// Russia's TSPU as measured in 2022.
+    #[serde(rename = "tspu-2022")]
+    Tspu2022,
+    /// Russia's TSPU as measured in 2024-2025.
+    #[serde(rename = "tspu-2025")]
+    Tspu2025,
+    /// China's GFW as measured up to 2025.
+    #[serde(rename = "gfw-2025")]
+    Gfw2025,
+    /// Sees exactly what the server's TCP stack accepts.
+    #[serde(rename = "hardened")]
+    Hardened,
+}
+
+impl Preset {
+    /// Every preset, in the order the docs list them.
+    pub const ALL: [Preset; 5] = [
+        Preset::Naive,
+        Preset::Tspu2022,
+        Preset::Tspu2025,
+        Preset::Gfw2025,
+        Preset::Hardened,
+    ];
+
+    /// The name a policy gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Naive => "naive",
+            Preset::Tspu2022 => "tspu-2022",
+            Preset::Tspu2025 => "tspu-2025",
+            Preset::Gfw2025 => "gfw-2025",
+            Preset::Hardened => "hardened",
+        }
+    }
+
+    /// The preset called `name`.
+    pub fn from_name(name: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The profile it stands for; knobs it does not name keep the defaults.
+    pub fn profile(self) -> Profile {
+        let base = Profile::default();
+        match self {
+            Preset::Naive => Profile {
+                reassemble_client_hello: false,
+                defragment: false,
+                tls_records: TlsRecords::FirstOnly,
+                in_window_only: false,
+                ..base
+            },
+            Preset::Tspu2022 => Profile {
+                reassemble_client_hello: false,
+                ..base
+            },
+            Preset::Tspu2025 => Profile {
+                first_segment_gate: true,
+                ..base
+            },
+            Preset::Gfw2025 => Profile {
+                checksums: Checksums::Verify,
+                teardown_on_rst: true,
+                resync_on_syn: true,
+                ..base
+            },
+            Preset::Hardened => Profile {
+                urgent: Urgent::Strip,
+                ttl_fakes: TtlFakes::Ignore,
+                ttl_margin: 1,
+                overlap: Overlap::Last,
+                checksums: Checksums::Verify,
+                tls_records: TlsRecords::Reassemble,
+                in_window_only: true,
+                ..base
+            },
         }
     }
 }

@@ -69,7 +69,7 @@ pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value 
     let mut name = String::new();
     chokepoint_core::dns::escape(e.name.as_bytes(), &mut name);
     let hit = e.hit.map(|h| rs.describe(h));
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "frame": e.packet,
         "ts": format!("{}.{:09}", e.ts / 1_000_000_000, e.ts % 1_000_000_000),
         "src": e.src.to_string(),
@@ -87,7 +87,27 @@ pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value 
         "verdict": e.verdict.as_str(),
         "action": done.applied.as_str(),
         "injected": done.inject.len(),
-    })
+    });
+    // What the profile's wire-reading knobs changed, only where one did:
+    // the usual event stays as it was.
+    if let Some(o) = v.as_object_mut() {
+        if e.fake_ignored {
+            o.insert("fake_ignored".into(), true.into());
+            let mut fake = String::new();
+            chokepoint_core::dns::escape(e.fake_name.as_bytes(), &mut fake);
+            o.insert("fake_name".into(), fake.into());
+        }
+        for (key, set) in [
+            ("urgent_stripped", e.urgent_stripped),
+            ("overlap_conflict", e.overlap_conflict),
+            ("bad_checksum", e.bad_checksum),
+        ] {
+            if set {
+                o.insert(key.into(), true.into());
+            }
+        }
+    }
+    v
 }
 
 /// Replay a capture. Events go to `events` as JSON lines. The summary is
@@ -295,6 +315,10 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
         ("residual blocks hit", c.residual_hits),
         ("residual blocks evicted", c.residual_evicted),
         ("residual blocks expired", c.residual_expired),
+        ("TTL-limited fakes ignored", c.ttl_fakes_ignored),
+        ("urgent bytes stripped", c.urgent_bytes_stripped),
+        ("overlap conflicts", c.overlap_conflicts),
+        ("bad checksums skipped", c.bad_checksums),
         ("IP datagrams reassembled", s.fragments_reassembled),
         ("IP fragments timed out", s.defrag.timeouts),
         ("IP fragments evicted", s.defrag.evictions),

@@ -266,3 +266,69 @@ fn a_failing_output_is_an_error_and_the_summary_is_still_made() {
         assert_eq!(s.events, 14, "{which}");
     }
 }
+
+#[test]
+fn events_say_when_a_wire_knob_changed_the_outcome() {
+    use chokepoint_core::LinkType;
+    use chokepoint_testkit::synth::{self, HelloShape};
+    let (c, s) = (
+        std::net::IpAddr::from([198, 18, 0, 10]),
+        std::net::IpAddr::from([198, 18, 1, 20]),
+    );
+    let hello = |sni| {
+        synth::tls_records(
+            &synth::client_hello(Some(sni), HelloShape::default(), 1),
+            16384,
+        )
+    };
+    let frame = |flags, payload: &[u8], ttl| {
+        let seg = synth::tcp_segment(c, s, 40_000, 443, 1001, 1, flags, payload);
+        synth::ethernet(&synth::ip_packet_ttl(c, s, 6, &seg, ttl), &[])
+    };
+    let dir = std::env::temp_dir().join(format!("chokepoint-knobs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fake.pcap");
+    let mut w = capture::Writer::new(Vec::new(), capture::Format::PcapNanos);
+    let syn = {
+        let seg = synth::tcp_segment(c, s, 40_000, 443, 1000, 0, 0x02, b"");
+        synth::ethernet(&synth::ip_packet_ttl(c, s, 6, &seg, 60), &[])
+    };
+    for (i, f) in [
+        syn,
+        frame(0x18, &hello("allowed.example"), 3),
+        frame(0x18, &hello("t.me"), 60),
+    ]
+    .iter()
+    .enumerate()
+    {
+        w.write(LinkType::Ethernet, 1_000_000_000 * (i as u64 + 1), f)
+            .unwrap();
+    }
+    std::fs::write(&path, w.finish().unwrap()).unwrap();
+    let policy = "version: 1\nlists:\n  tg: {format: domains, entries: [t.me]}\nrules:\n  - {name: tg, match: {list: tg}, action: reset}\nprofile: {preset: hardened}\n";
+    let rules = Arc::new(chokepoint_rules::compile_str(policy, "p.yaml", Path::new(".")).unwrap());
+    let mut out = Vec::new();
+    let (sum, res) = replay::replay(
+        rules.clone(),
+        &path,
+        replay::Outputs {
+            events: Some(&mut out),
+            ..Default::default()
+        },
+    );
+    res.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let events: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e["name"], "t.me");
+    assert_eq!(e["fake_ignored"], true);
+    assert_eq!(e["fake_name"], "allowed.example");
+    assert!(e.get("urgent_stripped").is_none(), "only what was set");
+    let text = replay::summary_text(&rules, &sum);
+    assert!(text.contains("TTL-limited fakes ignored"), "{text}");
+}

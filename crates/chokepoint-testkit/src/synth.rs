@@ -99,6 +99,65 @@ pub fn tcp_segment(
     t
 }
 
+/// Like [`ip_packet`], with the IPv4 TTL or IPv6 hop limit `ttl` (a
+/// TTL-limited fake that dies before the server).
+///
+/// # Panics
+/// As [`ip_packet`].
+pub fn ip_packet_ttl(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8], ttl: u8) -> Vec<u8> {
+    let mut p = ip_packet(src, dst, proto, l4);
+    if src.is_ipv4() {
+        let old = u16::from_be_bytes([p[8], p[9]]);
+        p[8] = ttl;
+        let new = u16::from_be_bytes([p[8], p[9]]);
+        let c = adjust_checksum(u16::from_be_bytes([p[10], p[11]]), old, new);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        p[7] = ttl;
+    }
+    p
+}
+
+/// Like [`tcp_segment`], with URG set and the urgent pointer `urgent`
+/// (ByeDPI's and zapret's `oob`: one byte sent "out of band").
+///
+/// # Panics
+/// As [`tcp_segment`].
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_segment_urgent(
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    urgent: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut t = tcp_segment(src, dst, sport, dport, seq, ack, flags | 0x20, payload);
+    let c = adjust_checksum(u16::from_be_bytes([t[16], t[17]]), 0, urgent);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    t[18..20].copy_from_slice(&urgent.to_be_bytes());
+    t
+}
+
+/// Spoil a TCP or UDP segment's checksum (a fake the server's stack drops).
+/// `proto` says where the field is.
+pub fn break_checksum(segment: &mut [u8], proto: u8) {
+    let at = if proto == 6 { 16 } else { 6 };
+    segment[at] ^= 0x5a;
+}
+
+/// RFC 1624: the checksum after one 16-bit word changed from `old` to `new`.
+fn adjust_checksum(sum: u16, old: u16, new: u16) -> u16 {
+    let mut acc = u32::from(!sum) + u32::from(!old) + u32::from(new);
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
 /// A UDP datagram with a correct checksum.
 ///
 /// # Panics

@@ -63,4 +63,12 @@ pub struct Counters {
     pub residual_evicted: u64,
     /// Residual blocks that ended.
     pub residual_expired: u64,
+    /// Client segments skipped as TTL-limited fakes (`ttl_fakes: ignore`).
+    pub ttl_fakes_ignored: u64,
+    /// Urgent bytes taken out of client streams (`urgent: strip`).
+    pub urgent_bytes_stripped: u64,
+    /// Segments that overlapped held stream bytes with different bytes.
+    pub overlap_conflicts: u64,
+    /// Segments skipped for a bad TCP/UDP checksum (`checksums: verify`).
+    pub bad_checksums: u64,
 }

@@ -6,8 +6,8 @@ use chokepoint_ruleset::name::{normalize_wire, MAX_NAME_LEN};
 use chokepoint_ruleset::{Facts, Hit, Match, Protocol, RuleId, Ruleset, Trigger, Verdict};
 
 use super::{Engine, FlowCx, Output};
-use crate::event::{Decision, Event, NameBuf};
-use crate::flow::{FiveTuple, FlowDecision, Seen};
+use crate::event::{quirk, Decision, Event, NameBuf};
+use crate::flow::{FiveTuple, Flow, FlowDecision, Seen};
 use crate::residual::ResidualTable;
 use crate::{dns, http, tls};
 
@@ -166,7 +166,27 @@ pub(crate) fn event(out: &Output, t: &FiveTuple, found: &Found<'_>, j: &Judgemen
         rule: j.rule(),
         hit: j.m.map(|m| m.hit),
         verdict: j.verdict,
+        fake_ignored: false,
+        fake_name: NameBuf::EMPTY,
+        urgent_stripped: false,
+        overlap_conflict: false,
+        bad_checksum: false,
     }
+}
+
+/// Say in the event what the profile's wire-reading knobs changed.
+fn with_quirks(mut e: Event, flow: &Flow) -> Event {
+    let q = flow.quirks;
+    if q != 0 {
+        e.fake_ignored = q & quirk::FAKE_IGNORED != 0;
+        e.urgent_stripped = q & quirk::URGENT_STRIPPED != 0;
+        e.overlap_conflict = q & quirk::OVERLAP_CONFLICT != 0;
+        e.bad_checksum = q & quirk::BAD_CHECKSUM != 0;
+        if let Some(n) = &flow.fake_name {
+            e.fake_name = **n;
+        }
+    }
+    e
 }
 
 /// Arm the residual block of the rule that just decided, if it has one.
@@ -255,7 +275,7 @@ impl FlowCx<'_> {
         let j = judge(&self.cfg.rules, hold, Some(found), &facts);
         arm_residual(self.residual, &self.cfg.rules, &j, &facts, self.out.now);
         self.counters.decisions_by_trigger[j.by.index()] += 1;
-        let e = event(self.out, &self.tuple, found, &j);
+        let e = with_quirks(event(self.out, &self.tuple, found, &j), self.flow);
         self.out.event(self.counters, e);
         j
     }
@@ -315,6 +335,24 @@ impl FlowCx<'_> {
         d
     }
 
+    /// Decide on what the first TLS record holds of a ClientHello that
+    /// goes on in later records (`tls_records: first_only`): a name past
+    /// the record's end is not seen.
+    pub(super) fn decide_hello_prefix(&mut self, trigger: Trigger, msg: &[u8]) -> Decision {
+        let d = match tls::handshake_prefix(msg) {
+            Some(ch) => self.decide_flow(&Found {
+                trigger,
+                name: ch.sni.unwrap_or(b""),
+                ech: ch.ech,
+                grease: ch.grease,
+                protocol: protocol_of(trigger),
+            }),
+            None => self.undecided(),
+        };
+        self.give_up_if_undecided();
+        d
+    }
+
     /// A protocol classified before any name (a QUIC long header): a
     /// protocol rule may decide the flow now. Reported only when one does.
     pub(super) fn decide_protocol(&mut self, p: Protocol) -> Option<Decision> {
@@ -329,7 +367,7 @@ impl FlowCx<'_> {
         }
         arm_residual(self.residual, &self.cfg.rules, &j, &facts, self.out.now);
         self.counters.decisions_by_trigger[j.by.index()] += 1;
-        let e = event(self.out, &self.tuple, &found, &j);
+        let e = with_quirks(event(self.out, &self.tuple, &found, &j), self.flow);
         self.out.event(self.counters, e);
         let d = FlowDecision {
             verdict: j.verdict,

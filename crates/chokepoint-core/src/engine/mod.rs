@@ -33,6 +33,7 @@ mod udp;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use chokepoint_ruleset::profile::Checksums;
 use chokepoint_ruleset::ruleset::DefaultAt;
 use chokepoint_ruleset::{Direction, Facts, Match, Profile, Ruleset, Trigger, Verdict};
 
@@ -41,11 +42,12 @@ pub use counters::Counters;
 use crate::decode::{decode, resume_ip, Decoded, Fragment, Packet, L4};
 use crate::defrag::{Defrag, DefragStats};
 use crate::enforce::{Enforcer, Fate, Observed};
-use crate::event::{Decision, Event};
+use crate::event::{quirk, Decision, Event};
 use crate::flow::{FiveTuple, Flow, FlowDecision, FlowId, FlowKey, FlowTable, Inspect, State};
 use crate::reasm::{Pool, Reassembly};
 use crate::residual::ResidualTable;
-use crate::wire::l4::{PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_SYN};
+use crate::wire::emit::transport_checksum_ok;
+use crate::wire::l4::{Tcp, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::wire::link::LinkType;
 
 /// Events kept per packet (a DNS-over-TCP segment may hold many queries).
@@ -93,6 +95,8 @@ struct Scratch {
     datagram: Vec<u8>,
     /// A segment inspected on its own (no reassembly).
     alone: Reassembly,
+    /// A segment's payload with its urgent byte taken out.
+    segment: Vec<u8>,
     /// Reassembly buffers lent to flows.
     pool: Pool,
 }
@@ -270,6 +274,7 @@ impl Engine {
                 crypt: Vec::with_capacity(65_536),
                 datagram: Vec::with_capacity(65_536),
                 alone: Reassembly::default(),
+                segment: Vec::with_capacity(65_536),
                 pool: Pool::with_budget(1024, budget(&profile)),
             },
             out: Output {
@@ -480,6 +485,26 @@ impl Engine {
             flow.track_tcp(flags);
         }
         let from_client = flow.from_client(from_a);
+        // Rare flags only: the data path pays one test here.
+        if flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 && flow.decision.is_none() {
+            if let L4::Tcp(t) = p.l4 {
+                tcb(&cfg.profile, flow, &mut scratch.pool, &t, from_client);
+            }
+        }
+        if flow.inspected.is_some() && from_client {
+            if let (Some(ins), L4::Tcp(t)) = (&flow.inspected, p.l4) {
+                if tcp::disagrees(ins, &t) {
+                    // `overlap: reinspect`: the hello the flow was decided
+                    // on came again with other bytes; read it afresh.
+                    flow.inspected = None;
+                    flow.decision = None;
+                    flow.enforce = None;
+                    flow.inspect = Inspect::Start;
+                    counters.overlap_conflicts += 1;
+                    flow.quirks |= quirk::OVERLAP_CONFLICT;
+                }
+            }
+        }
         if let Some(fd) = flow.decision {
             let d = Decision {
                 verdict: fd.verdict,
@@ -513,9 +538,21 @@ impl Engine {
             || (!from_client && cx.cfg.profile.direction == Direction::ClientToServer)
         {
             cx.undecided()
+        } else if cfg.profile.checksums == Checksums::Verify && !checksum_ok(p) {
+            // The server's stack drops it: a verifying censor does not read it.
+            cx.counters.bad_checksums += 1;
+            cx.flow.quirks |= quirk::BAD_CHECKSUM;
+            cx.undecided()
         } else {
             match p.l4 {
-                L4::Tcp(t) => tcp::inspect(&mut cx, &mut scratch.hello, &mut scratch.alone, &t),
+                L4::Tcp(t) => tcp::inspect(
+                    &mut cx,
+                    &mut scratch.hello,
+                    &mut scratch.alone,
+                    &mut scratch.segment,
+                    &t,
+                    p.ttl,
+                ),
                 L4::Udp(u) => udp::inspect(&mut cx, &mut scratch.crypt, &u),
                 L4::Other(_) => cx.undecided(),
             }
@@ -693,6 +730,42 @@ fn enforce(
 
 /// The packet's five-tuple and TCP flags.
 #[inline]
+/// The TCB knobs on a SYN, FIN or RST of an undecided flow.
+fn tcb(profile: &Profile, flow: &mut Flow, pool: &mut Pool, t: &Tcp<'_>, from_client: bool) {
+    if t.flags & (TCP_FIN | TCP_RST) != 0 && profile.teardown_on_rst {
+        // Geneva's mock censors forget the connection here, whichever side
+        // closed it (and whether or not the server believed it).
+        flow.stop_inspecting(pool);
+    }
+    if !from_client
+        && t.flags & TCP_SYN != 0
+        && t.flags & TCP_ACK != 0
+        && flow.data_seen
+        && profile.resync_on_syn
+        && flow.seq_base != Some(t.ack)
+    {
+        // A SYN-ACK in an established flow (Geneva's resync trigger): it
+        // acknowledges a client ISN + 1, taken for the stream's new start.
+        // Before data the client's SYN already set it; a retransmitted
+        // SYN-ACK acknowledges the same start and changes nothing.
+        flow.seq_base = Some(t.ack);
+        if let Some(b) = flow.buf.take() {
+            pool.give(b);
+        }
+    }
+}
+
+/// Does the packet's transport checksum hold? Truncated captures and
+/// other protocols cannot be checked and pass.
+fn checksum_ok(p: &Packet<'_>) -> bool {
+    let proto = match p.l4 {
+        L4::Tcp(_) => PROTO_TCP,
+        L4::Udp(_) => PROTO_UDP,
+        L4::Other(_) => return true,
+    };
+    p.l4_bytes.is_empty() || transport_checksum_ok(p.src, p.dst, proto, p.l4_bytes)
+}
+
 fn five_tuple(p: &Packet<'_>) -> (FiveTuple, u8) {
     let (proto, sport, dport, flags) = match p.l4 {
         L4::Tcp(t) => (PROTO_TCP, t.sport, t.dport, t.flags),

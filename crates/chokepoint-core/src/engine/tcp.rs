@@ -2,28 +2,41 @@
 //! then read as a TLS ClientHello, HTTP requests (keep-alive: one after
 //! another) or length-prefixed DNS messages.
 
+use chokepoint_ruleset::profile::{Overlap, TlsRecords, TtlFakes, Urgent};
 use chokepoint_ruleset::Trigger;
 
 use super::decide::Found;
 use super::{FlowCx, MAX_CLIENT_HELLO};
-use crate::event::Decision;
-use crate::flow::{FlowDecision, Inspect};
+use crate::event::{quirk, Decision, NameBuf};
+use crate::flow::{FlowDecision, Inspect, Inspected};
 use crate::reasm::{CapHit, Reassembly};
-use crate::wire::l4::{Tcp, TCP_ACK, TCP_SYN};
+use crate::wire::l4::{Tcp, TCP_ACK, TCP_SYN, TCP_URG};
 use crate::{http, tls};
 
-/// Inspect a TCP segment of an undecided flow.
+/// Inspect a TCP segment of an undecided flow. `seg` holds the payload
+/// when `urgent: strip` takes a byte out of it; `ttl` is the packet's.
 pub(super) fn inspect(
     cx: &mut FlowCx<'_>,
     hello: &mut Vec<u8>,
     alone: &mut Reassembly,
+    seg: &mut Vec<u8>,
     t: &Tcp<'_>,
+    ttl: u8,
 ) -> Decision {
+    let cfg = cx.cfg;
+    let p = &cfg.profile;
     let syn = t.flags & TCP_SYN != 0;
     // Sequence number of the first payload byte (SYN occupies one).
-    let data_seq = if syn { t.seq.wrapping_add(1) } else { t.seq };
-    if cx.from_client && syn && t.flags & TCP_ACK == 0 {
+    let mut data_seq = if syn { t.seq.wrapping_add(1) } else { t.seq };
+    if cx.from_client
+        && syn
+        && t.flags & TCP_ACK == 0
+        && (p.resync_on_syn || cx.flow.seq_base.is_none())
+    {
         cx.flow.seq_base = Some(data_seq);
+    }
+    if cx.from_client && p.ttl_fakes == TtlFakes::Ignore && is_fake(cx, hello, t, ttl) {
+        return cx.undecided();
     }
     if t.payload.is_empty() || !cx.budget(t.payload.len()) {
         return cx.undecided();
@@ -33,16 +46,52 @@ pub(super) fn inspect(
         // Direction::Both: look at this segment alone, no reassembly.
         return inspect_alone(cx, hello, alone, t.payload, dns);
     }
-    if !cx.cfg.profile.reassemble_client_hello {
+    let mut payload = t.payload;
+    if cx.flow.urgent_count != 0 && (data_seq.wrapping_sub(cx.flow.urgent_seq) as i32) > 0 {
+        // Bytes after a stripped urgent byte sit that much earlier in the
+        // stream the server reads.
+        data_seq = data_seq.wrapping_sub(u32::from(cx.flow.urgent_count));
+    }
+    if t.flags & TCP_URG != 0 && p.urgent == Urgent::Strip {
+        if let Some(stripped) = strip_urgent(cx, seg, t, data_seq) {
+            payload = stripped;
+        }
+        if payload.is_empty() {
+            return cx.undecided();
+        }
+    }
+    if p.first_segment_gate
+        && cx.flow.inspect == Inspect::Start
+        && cx.flow.buf.is_none()
+        && payload[0] == 0x16
+        && (payload.len() < 6 || payload[5] != 0x01)
+    {
+        // A box that classifies the stream by its first segment: without
+        // the record header and handshake type there, it is not TLS.
+        cx.give_up();
+        return cx.undecided();
+    }
+    if !p.reassemble_client_hello {
         if cx.flow.inspect != Inspect::Start {
             // Old-style DPI: the first data segment only.
             cx.give_up();
             return cx.undecided();
         }
-        return inspect_alone(cx, hello, alone, t.payload, dns);
+        return inspect_alone(cx, hello, alone, payload, dns);
     }
     let base = *cx.flow.seq_base.get_or_insert(data_seq);
-    if let Some(d) = hello_in_place(cx, hello, t.payload, data_seq == base, dns) {
+    if !p.in_window_only {
+        let rel = data_seq.wrapping_sub(base) as i32;
+        if rel < 0 || rel as u32 >= p.reassembly_max_bytes {
+            // A censor that does not check the window reads a segment the
+            // server will drop, on its own.
+            return inspect_alone(cx, hello, alone, payload, dns);
+        }
+    }
+    if let Some(d) = hello_in_place(cx, hello, payload, data_seq == base, dns) {
+        if p.overlap == Overlap::Reinspect {
+            remember(cx, data_seq, payload);
+        }
         return d;
     }
     let mut buf = cx.flow.buf.take().unwrap_or_else(|| cx.pool.take());
@@ -51,11 +100,14 @@ pub(super) fn inspect(
     // capture that began mid-flow) are skipped.
     let (off, data) = if rel < 0 {
         let skip = rel.unsigned_abs() as usize;
-        (0u64, t.payload.get(skip..).unwrap_or(&[]))
+        (0u64, payload.get(skip..).unwrap_or(&[]))
     } else {
-        (rel as u64, t.payload)
+        (rel as u64, payload)
     };
-    let p = &cx.cfg.profile;
+    if buf.overlay(off, data, p.overlap == Overlap::Last) {
+        cx.counters.overlap_conflicts += 1;
+        cx.flow.quirks |= quirk::OVERLAP_CONFLICT;
+    }
     match cx.pool.insert(
         &mut buf,
         off,
@@ -87,6 +139,89 @@ pub(super) fn inspect(
         cx.flow.buf = Some(buf);
     }
     d
+}
+
+/// `overlap: reinspect`: keep where the hello just decided lay, and a
+/// digest of its bytes (its record: `tls::first_record` found it whole).
+fn remember(cx: &mut FlowCx<'_>, seq: u32, payload: &[u8]) {
+    let Some(rec) = tls::first_record(payload) else {
+        return;
+    };
+    let len = rec.len() + 5;
+    let ins = Inspected {
+        seq,
+        len: len as u32,
+        digest: Inspected::digest(&payload[..len]),
+    };
+    match &mut cx.flow.inspected {
+        Some(b) => **b = ins,
+        None => cx.flow.inspected = Some(Box::new(ins)),
+    }
+}
+
+/// `overlap: reinspect`: does this client segment carry the decided hello's
+/// range whole, with other bytes? Then the flow is to be decided again.
+pub(super) fn disagrees(ins: &Inspected, t: &Tcp<'_>) -> bool {
+    t.seq == ins.seq
+        && t.payload.len() >= ins.len as usize
+        && Inspected::digest(&t.payload[..ins.len as usize]) != ins.digest
+}
+
+/// `ttl_fakes: ignore`: is this client segment a fake that dies before
+/// the server (its TTL below the flow's first by more than the margin)?
+/// The first client packet sets the reference.
+fn is_fake(cx: &mut FlowCx<'_>, hello: &mut Vec<u8>, t: &Tcp<'_>, ttl: u8) -> bool {
+    let first = cx.flow.first_ttl;
+    if first == 0 {
+        cx.flow.first_ttl = ttl.max(1);
+        return false;
+    }
+    if t.payload.is_empty() || ttl.saturating_add(cx.cfg.profile.ttl_margin) >= first {
+        return false;
+    }
+    cx.counters.ttl_fakes_ignored += 1;
+    cx.flow.quirks |= quirk::FAKE_IGNORED;
+    // Keep the name the fake carried, for the event to show what was
+    // not believed (a whole hello in the segment: the usual fake).
+    if let tls::Progress::Complete {
+        len,
+        in_stream: true,
+    } = tls::gather(t.payload, hello, MAX_CLIENT_HELLO)
+    {
+        if let Some(sni) = tls::handshake(&t.payload[5..len]).and_then(|ch| ch.sni) {
+            match &mut cx.flow.fake_name {
+                Some(n) => **n = NameBuf::new(sni),
+                None => cx.flow.fake_name = Some(Box::new(NameBuf::new(sni))),
+            }
+        }
+    }
+    true
+}
+
+/// `urgent: strip`: the payload without the byte at urgent pointer - 1
+/// (Linux without `SO_OOBINLINE` hands it out of band), copied into `seg`.
+fn strip_urgent<'s>(
+    cx: &mut FlowCx<'_>,
+    seg: &'s mut Vec<u8>,
+    t: &Tcp<'_>,
+    data_seq: u32,
+) -> Option<&'s [u8]> {
+    let u = usize::from(t.urgent);
+    if u == 0 || u > t.payload.len() {
+        return None;
+    }
+    seg.clear();
+    seg.extend_from_slice(&t.payload[..u - 1]);
+    seg.extend_from_slice(&t.payload[u..]);
+    let at = data_seq.wrapping_add(u as u32 - 1);
+    // A retransmission strips the same byte again: count it once.
+    if cx.flow.urgent_count == 0 || (at.wrapping_sub(cx.flow.urgent_seq) as i32) > 0 {
+        cx.flow.urgent_count = cx.flow.urgent_count.saturating_add(1);
+        cx.flow.urgent_seq = at;
+        cx.counters.urgent_bytes_stripped += 1;
+        cx.flow.quirks |= quirk::URGENT_STRIPPED;
+    }
+    Some(seg)
 }
 
 /// The fast path: a whole ClientHello at the start of the stream, in this
@@ -229,7 +364,25 @@ fn dns_frame(data: &[u8]) -> Option<&[u8]> {
 
 /// Gather the ClientHello from the stream's TLS records and decide on it.
 fn read_hello(cx: &mut FlowCx<'_>, hello: &mut Vec<u8>, data: &[u8]) -> Decision {
-    match tls::gather(data, hello, MAX_CLIENT_HELLO) {
+    let progress = tls::gather(data, hello, MAX_CLIENT_HELLO);
+    if cx.cfg.profile.tls_records == TlsRecords::FirstOnly
+        && matches!(
+            progress,
+            tls::Progress::NeedMore
+                | tls::Progress::Complete {
+                    in_stream: false,
+                    ..
+                }
+        )
+    {
+        // A reader of one record: once it is whole, what it holds of the
+        // hello is all that is read.
+        return match tls::first_record(data) {
+            Some(rec) => cx.decide_hello_prefix(Trigger::TlsSni, rec),
+            None => cx.undecided(),
+        };
+    }
+    match progress {
         tls::Progress::Complete { len, in_stream } => {
             let msg = if in_stream {
                 &data[5..len]

@@ -84,6 +84,19 @@ pub fn checksum(data: &[u8]) -> u16 {
     fold(sum(0, data))
 }
 
+/// Does a received TCP or UDP segment (header and payload, as captured)
+/// carry a correct checksum? A UDP checksum of zero over IPv4 means none
+/// was computed (RFC 768) and passes.
+pub fn transport_checksum_ok(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8]) -> bool {
+    if proto == crate::wire::l4::PROTO_UDP && src.is_ipv4() && segment.get(6..8) == Some(&[0, 0]) {
+        return true;
+    }
+    match pseudo_header(src, dst, proto, segment.len()) {
+        Ok(acc) => fold(sum(acc, segment)) == 0,
+        Err(_) => true,
+    }
+}
+
 /// Sum of the pseudo-header a TCP or UDP checksum covers (RFC 793 for
 /// IPv4, RFC 8200 §8.1 for IPv6).
 fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> Result<u32, EmitError> {

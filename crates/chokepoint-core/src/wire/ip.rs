@@ -31,6 +31,8 @@ pub struct Ip<'a> {
     pub frag: Option<Frag>,
     /// The capture holds fewer bytes than the header says.
     pub truncated: bool,
+    /// IPv4 TTL or IPv6 hop limit, as it reached the capture point.
+    pub ttl: u8,
 }
 
 /// Why an IP header was refused.
@@ -63,7 +65,7 @@ pub fn ipv4(b: &[u8]) -> Result<Ip<'_>, IpError> {
     let total = r.u16().ok_or(IpError::Truncated)? as usize;
     let id = r.u16().ok_or(IpError::Truncated)?;
     let ff = r.u16().ok_or(IpError::Truncated)?;
-    r.skip(1).ok_or(IpError::Truncated)?;
+    let ttl = r.u8().ok_or(IpError::Truncated)?;
     let proto = r.u8().ok_or(IpError::Truncated)?;
     r.skip(2).ok_or(IpError::Truncated)?;
     let src = Ipv4Addr::from(r.u32().ok_or(IpError::Truncated)?);
@@ -92,6 +94,7 @@ pub fn ipv4(b: &[u8]) -> Result<Ip<'_>, IpError> {
         payload,
         frag,
         truncated,
+        ttl,
     })
 }
 
@@ -163,7 +166,7 @@ pub fn ipv6(b: &[u8]) -> Result<Ip<'_>, IpError> {
     r.skip(3).ok_or(IpError::Truncated)?;
     let plen = r.u16().ok_or(IpError::Truncated)? as usize;
     let next = r.u8().ok_or(IpError::Truncated)?;
-    r.skip(1).ok_or(IpError::Truncated)?;
+    let ttl = r.u8().ok_or(IpError::Truncated)?;
     let src: [u8; 16] = r.take(16).ok_or(IpError::Truncated)?.try_into().unwrap();
     let dst: [u8; 16] = r.take(16).ok_or(IpError::Truncated)?.try_into().unwrap();
     let body = r.rest();
@@ -179,6 +182,7 @@ pub fn ipv6(b: &[u8]) -> Result<Ip<'_>, IpError> {
         payload,
         frag,
         truncated,
+        ttl,
     })
 }
 

@@ -17,6 +17,8 @@ pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 /// TCP ACK flag.
 pub const TCP_ACK: u8 = 0x10;
+/// TCP URG flag.
+pub const TCP_URG: u8 = 0x20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 /// A TCP header and its payload.
@@ -33,6 +35,8 @@ pub struct Tcp<'a> {
     pub flags: u8,
     /// Receive window.
     pub window: u16,
+    /// Urgent pointer (meaningful with URG set).
+    pub urgent: u16,
     /// What follows the header.
     pub payload: &'a [u8],
 }
@@ -47,6 +51,8 @@ pub fn tcp(b: &[u8]) -> Option<Tcp<'_>> {
     let off = usize::from(r.u8()? >> 4) * 4;
     let flags = r.u8()?;
     let window = r.u16()?;
+    r.skip(2)?;
+    let urgent = r.u16()?;
     if off < 20 || b.len() < off {
         return None;
     }
@@ -57,6 +63,7 @@ pub fn tcp(b: &[u8]) -> Option<Tcp<'_>> {
         ack,
         flags,
         window,
+        urgent,
         payload: &b[off..],
     })
 }
