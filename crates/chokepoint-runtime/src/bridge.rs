@@ -159,6 +159,10 @@ impl Shared {
             t.residual_hits += e.residual_hits;
             t.residual_evicted += e.residual_evicted;
             t.residual_expired += e.residual_expired;
+            t.ttl_fakes_ignored += e.ttl_fakes_ignored;
+            t.urgent_bytes_stripped += e.urgent_bytes_stripped;
+            t.overlap_conflicts += e.overlap_conflicts;
+            t.bad_checksums += e.bad_checksums;
             t.reassembly_buffers_evicted += w.buffers_evicted.load(Ordering::Relaxed);
             let d = *w.defrag.lock().unwrap_or_else(|p| p.into_inner());
             t.defrag.fragments += d.fragments;
@@ -207,6 +211,14 @@ pub struct Totals {
     pub residual_evicted: u64,
     /// Residual blocks that ended.
     pub residual_expired: u64,
+    /// Client segments ignored as TTL-limited fakes (`ttl_fakes: ignore`).
+    pub ttl_fakes_ignored: u64,
+    /// Urgent bytes taken out of the stream (`urgent: strip`).
+    pub urgent_bytes_stripped: u64,
+    /// Retransmissions that disagreed with bytes already held.
+    pub overlap_conflicts: u64,
+    /// Segments skipped for a bad checksum (`checksums: verify`).
+    pub bad_checksums: u64,
     /// What the IP defragmenters did.
     pub defrag: DefragStats,
     /// (rule, trigger, verdict) → decisions.

@@ -112,6 +112,12 @@ pub fn render(shared: &Shared) -> String {
         "Residual blocks, by outcome: armed, hit (a new flow blocked), evicted (table full), expired.",
         &["outcome"],
     );
+    let reading = counter(
+        &reg,
+        "chokepoint_stream_reading_total",
+        "How the profile's reading knobs changed the stream: ttl_fake_ignored (segments), urgent_stripped (bytes), overlap_conflict (segments), bad_checksum (segments skipped).",
+        &["event"],
+    );
     let reloads = counter(
         &reg,
         "chokepoint_reloads_total",
@@ -243,6 +249,14 @@ pub fn render(shared: &Shared) -> String {
         ("expired", t.residual_expired),
     ] {
         residual.with_label_values(&[outcome]).inc_by(n);
+    }
+    for (event, n) in [
+        ("ttl_fake_ignored", t.ttl_fakes_ignored),
+        ("urgent_stripped", t.urgent_bytes_stripped),
+        ("overlap_conflict", t.overlap_conflicts),
+        ("bad_checksum", t.bad_checksums),
+    ] {
+        reading.with_label_values(&[event]).inc_by(n);
     }
     reloads.with_label_values(&["ok"]).inc_by(t.reloads_ok);
     reloads

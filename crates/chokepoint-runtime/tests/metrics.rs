@@ -102,3 +102,27 @@ fn residual_blocks_are_counted_by_outcome_summed_over_workers() {
         ]
     );
 }
+
+#[test]
+fn stream_reading_knobs_are_counted_summed_over_workers() {
+    let sh = Shared::new(rules(), 2, 0.0);
+    for (w, n) in sh.workers.iter().zip([1u64, 10]) {
+        let mut e = w.engine.lock().unwrap();
+        e.ttl_fakes_ignored = n;
+        e.urgent_bytes_stripped = 2 * n;
+        e.overlap_conflicts = 3 * n;
+        e.bad_checksums = 4 * n;
+    }
+    let text = render(&sh);
+    let mut rows = line(&text, "chokepoint_stream_reading_total{");
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        [
+            "chokepoint_stream_reading_total{event=\"bad_checksum\"} 44",
+            "chokepoint_stream_reading_total{event=\"overlap_conflict\"} 33",
+            "chokepoint_stream_reading_total{event=\"ttl_fake_ignored\"} 11",
+            "chokepoint_stream_reading_total{event=\"urgent_stripped\"} 22",
+        ]
+    );
+}
