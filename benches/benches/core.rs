@@ -195,9 +195,22 @@ rules:
     Arc::new(compile_file(&p).unwrap())
 }
 
+/// The corpus policy read the way the `hardened` preset reads the wire
+/// (urgent data stripped, TTL-limited fakes ignored, the retransmitted
+/// copy wins, checksums verified): what seeing what the server sees costs.
+fn ruleset_hardened() -> Arc<Ruleset> {
+    ruleset();
+    let dir = std::env::temp_dir().join("chokepoint-bench-corpus");
+    let plain = std::fs::read_to_string(dir.join("policy.yaml")).unwrap();
+    let p = dir.join("policy-hardened.yaml");
+    std::fs::write(&p, format!("{plain}profile: {{preset: hardened}}\n")).unwrap();
+    Arc::new(compile_file(&p).unwrap())
+}
+
 fn end_to_end(c: &mut Criterion) {
     engine_group(c, "engine", ruleset());
     engine_group(c, "engine+conditions+residual", ruleset_with_conditions());
+    engine_group(c, "engine+hardened", ruleset_hardened());
 }
 
 fn engine_group(c: &mut Criterion, group: &str, rules: Arc<Ruleset>) {
