@@ -258,6 +258,9 @@ pub fn explanation(ex: &Explanation) -> String {
                 "  verdict: {} (policy default; no rule matches)",
                 ex.action
             );
+            for c in &ex.conditions {
+                let _ = writeln!(o, "  when:    {c}");
+            }
         }
         Some(rule) => {
             let _ = writeln!(
@@ -285,7 +288,8 @@ pub fn explanation(ex: &Explanation) -> String {
             }
         }
     }
-    for c in &ex.conditions {
+    // A default's condition (where it applies) was printed with it.
+    for c in ex.conditions.iter().filter(|_| ex.rule.is_some()) {
         match c.strip_prefix("residual: ") {
             Some(then) => writeln!(o, "  then:    {then}"),
             None => writeln!(o, "  only if: {c}"),

@@ -316,3 +316,13 @@ fn profile_show_prints_a_presets_knobs() {
         stderr(&o)
     );
 }
+
+#[test]
+fn explain_says_where_an_allowlist_default_applies() {
+    let p = repo().join("config/mobile-allowlist-2025.yaml");
+    let o = run(&["explain", "--policy", p.to_str().unwrap(), "example.org"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("verdict: drop (policy default"), "{s}");
+    assert!(s.contains("when:    at the flow's first data packet"), "{s}");
+}

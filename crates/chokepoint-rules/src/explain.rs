@@ -320,6 +320,15 @@ pub fn explain(rs: &Ruleset, query: &str) -> Explanation {
         ex.decision = info.decision;
         ex.decision_date = info.decision_date;
         ex.org = info.org;
+    } else if rs.meta.default_at == chokepoint_ruleset::DefaultAt::FirstData
+        && !chokepoint_ruleset::Verdict::of(default).forwards()
+    {
+        // An allowlist: where a flow nothing allows dies matters to the
+        // subscriber (a connect that works, then a handshake that hangs).
+        ex.conditions.push(
+            "at the flow's first data packet (default_at: first_data): the TCP handshake passes"
+                .into(),
+        );
     }
     ex
 }
