@@ -82,7 +82,9 @@ fn with_header(body: &[u8], created: u64) -> Vec<u8> {
     out.extend_from_slice(&(HEADER_LEN as u32).to_le_bytes());
     out.extend_from_slice(&created.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(blake3::hash(body).as_bytes());
+    // The loader does not compare the hash under `cfg(fuzzing)`; a zero
+    // hash keeps each execution on the checks behind it.
+    out.extend_from_slice(&[0u8; 32]);
     out.extend_from_slice(body);
     out
 }
