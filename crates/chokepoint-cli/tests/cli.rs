@@ -324,5 +324,8 @@ fn explain_says_where_an_allowlist_default_applies() {
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
     assert!(s.contains("verdict: drop (policy default"), "{s}");
-    assert!(s.contains("when:    at the flow's first data packet"), "{s}");
+    assert!(
+        s.contains("when:    at the flow's first data packet"),
+        "{s}"
+    );
 }
