@@ -67,6 +67,24 @@ pub struct DefragStats {
     pub refused: u64,
 }
 
+impl DefragStats {
+    /// Add another reassembler's counters (workers summed for reports).
+    pub fn add(&mut self, o: &DefragStats) {
+        let DefragStats {
+            fragments,
+            datagrams,
+            timeouts,
+            evictions,
+            refused,
+        } = *o;
+        self.fragments += fragments;
+        self.datagrams += datagrams;
+        self.timeouts += timeouts;
+        self.evictions += evictions;
+        self.refused += refused;
+    }
+}
+
 /// IP fragment reassembly, bounded in datagrams and time.
 pub struct Defrag {
     pending: HashMap<Key, Pending>,

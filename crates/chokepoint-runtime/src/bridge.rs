@@ -19,7 +19,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use chokepoint_core::decode::{worker_for, Problem};
+use chokepoint_core::decode::worker_for;
 use chokepoint_core::defrag::DefragStats;
 use chokepoint_core::{Counters, Engine, LinkType, Verdict};
 use chokepoint_rules::Ruleset;
@@ -147,29 +147,11 @@ impl Shared {
                     t.bytes[side][v] += w.bytes[side][v].load(Ordering::Relaxed);
                 }
             }
-            let e = w.engine.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            for (sum, n) in t.problems.iter_mut().zip(e.problems) {
-                *sum += n;
-            }
-            t.reassembly_cap_bytes += e.reassembly_cap_bytes;
-            t.reassembly_cap_segments += e.reassembly_cap_segments;
-            t.reassembly_budget_refused += e.reassembly_budget_refused;
-            t.reassembly_bytes_held += e.reassembly_bytes_held;
-            t.residual_armed += e.residual_armed;
-            t.residual_hits += e.residual_hits;
-            t.residual_evicted += e.residual_evicted;
-            t.residual_expired += e.residual_expired;
-            t.ttl_fakes_ignored += e.ttl_fakes_ignored;
-            t.urgent_bytes_stripped += e.urgent_bytes_stripped;
-            t.overlap_conflicts += e.overlap_conflicts;
-            t.bad_checksums += e.bad_checksums;
+            t.engine
+                .add(&w.engine.lock().unwrap_or_else(|p| p.into_inner()));
             t.reassembly_buffers_evicted += w.buffers_evicted.load(Ordering::Relaxed);
-            let d = *w.defrag.lock().unwrap_or_else(|p| p.into_inner());
-            t.defrag.fragments += d.fragments;
-            t.defrag.datagrams += d.datagrams;
-            t.defrag.timeouts += d.timeouts;
-            t.defrag.evictions += d.evictions;
-            t.defrag.refused += d.refused;
+            t.defrag
+                .add(&w.defrag.lock().unwrap_or_else(|p| p.into_inner()));
             for (k, n) in w.decisions.lock().unwrap_or_else(|p| p.into_inner()).iter() {
                 *t.decisions.entry(*k).or_default() += n;
             }
@@ -191,34 +173,11 @@ pub struct Totals {
     pub packets: [[u64; Verdict::COUNT]; 2],
     /// [side][verdict] bytes received.
     pub bytes: [[u64; Verdict::COUNT]; 2],
-    /// Frames that did not parse fully, by [`Problem`] index.
-    pub problems: [u64; Problem::COUNT],
-    /// Reassembly refused data at the per-flow byte cap.
-    pub reassembly_cap_bytes: u64,
-    /// Reassembly refused data at the per-flow segment cap.
-    pub reassembly_cap_segments: u64,
-    /// Reassembly refused data at the memory budget.
-    pub reassembly_budget_refused: u64,
-    /// Bytes all reassembly buffers hold (as last published).
-    pub reassembly_bytes_held: u64,
+    /// Every worker's engine counters, summed (parse problems, reassembly
+    /// caps and budget, residual blocks, stream-reading knobs, ...).
+    pub engine: Counters,
     /// Reassembly buffers freed under memory pressure.
     pub reassembly_buffers_evicted: u64,
-    /// Residual blocks armed.
-    pub residual_armed: u64,
-    /// New flows residual blocks decided.
-    pub residual_hits: u64,
-    /// Residual blocks evicted from full tables.
-    pub residual_evicted: u64,
-    /// Residual blocks that ended.
-    pub residual_expired: u64,
-    /// Client segments ignored as TTL-limited fakes (`ttl_fakes: ignore`).
-    pub ttl_fakes_ignored: u64,
-    /// Urgent bytes taken out of the stream (`urgent: strip`).
-    pub urgent_bytes_stripped: u64,
-    /// Retransmissions that disagreed with bytes already held.
-    pub overlap_conflicts: u64,
-    /// Segments skipped for a bad checksum (`checksums: verify`).
-    pub bad_checksums: u64,
     /// What the IP defragmenters did.
     pub defrag: DefragStats,
     /// (rule, trigger, verdict) → decisions.
@@ -607,7 +566,7 @@ mod tests {
         assert_eq!(t.queue_drops, [1, 2]);
         assert_eq!(t.flows, 30);
         assert_eq!(t.actions.injected_rst, 3);
-        assert_eq!(t.reassembly_cap_bytes, 3);
+        assert_eq!(t.engine.reassembly_cap_bytes, 3);
         assert_eq!(
             t.decisions[&(chokepoint_rules::RuleId::new(0), "tls_sni", "reset")],
             3

@@ -179,22 +179,22 @@ pub fn render(shared: &Shared) -> String {
         }
     }
     for p in Problem::ALL {
-        let n = t.problems[p as usize];
+        let n = t.engine.problems[p as usize];
         if n > 0 {
             problems.with_label_values(&[p.as_str()]).inc_by(n);
         }
     }
     caps.with_label_values(&["bytes"])
-        .inc_by(t.reassembly_cap_bytes);
+        .inc_by(t.engine.reassembly_cap_bytes);
     caps.with_label_values(&["segments"])
-        .inc_by(t.reassembly_cap_segments);
+        .inc_by(t.engine.reassembly_cap_segments);
     budget
         .with_label_values(&["refused"])
-        .inc_by(t.reassembly_budget_refused);
+        .inc_by(t.engine.reassembly_budget_refused);
     budget
         .with_label_values(&["evicted"])
         .inc_by(t.reassembly_buffers_evicted);
-    held.set(t.reassembly_bytes_held as i64);
+    held.set(t.engine.reassembly_bytes_held as i64);
     for (outcome, n) in [
         ("reassembled", t.defrag.datagrams),
         ("timed_out", t.defrag.timeouts),
@@ -243,18 +243,18 @@ pub fn render(shared: &Shared) -> String {
         .inc_by(t.flows_expired);
     flows.set(t.flows as i64);
     for (outcome, n) in [
-        ("armed", t.residual_armed),
-        ("hit", t.residual_hits),
-        ("evicted", t.residual_evicted),
-        ("expired", t.residual_expired),
+        ("armed", t.engine.residual_armed),
+        ("hit", t.engine.residual_hits),
+        ("evicted", t.engine.residual_evicted),
+        ("expired", t.engine.residual_expired),
     ] {
         residual.with_label_values(&[outcome]).inc_by(n);
     }
     for (event, n) in [
-        ("ttl_fake_ignored", t.ttl_fakes_ignored),
-        ("urgent_stripped", t.urgent_bytes_stripped),
-        ("overlap_conflict", t.overlap_conflicts),
-        ("bad_checksum", t.bad_checksums),
+        ("ttl_fake_ignored", t.engine.ttl_fakes_ignored),
+        ("urgent_stripped", t.engine.urgent_bytes_stripped),
+        ("overlap_conflict", t.engine.overlap_conflicts),
+        ("bad_checksum", t.engine.bad_checksums),
     ] {
         reading.with_label_values(&[event]).inc_by(n);
     }

@@ -164,8 +164,16 @@ mod tests {
     #[test]
     fn a_dropped_process_holds_no_capabilities() {
         if std::env::var_os("CHOKEPOINT_PRIVS_CHILD").is_some() {
-            let d = drop_privileges(None).unwrap();
+            // As root (as CI runs), also switch user, as `--user` does.
+            // SAFETY: geteuid cannot fail.
+            let root = unsafe { libc::geteuid() } == 0;
+            let d = drop_privileges(root.then_some("nobody")).unwrap();
             assert_eq!((d.cap_eff, d.cap_prm), (0, 0));
+            if root {
+                let (uid, gid) = lookup_user("nobody").unwrap();
+                assert_eq!((d.uid, d.gid), (uid, gid));
+                assert_ne!(d.uid, 0);
+            }
             // A raw socket needs CAP_NET_RAW, which is gone.
             // SAFETY: a plain socket(2) call; a returned fd is closed.
             let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };

@@ -82,10 +82,10 @@ fn residual_blocks_are_counted_by_outcome_summed_over_workers() {
     let t = sh.totals();
     assert_eq!(
         (
-            t.residual_armed,
-            t.residual_hits,
-            t.residual_evicted,
-            t.residual_expired
+            t.engine.residual_armed,
+            t.engine.residual_hits,
+            t.engine.residual_evicted,
+            t.engine.residual_expired
         ),
         (33, 55, 11, 22)
     );

@@ -72,3 +72,84 @@ pub struct Counters {
     /// Segments skipped for a bad TCP/UDP checksum (`checksums: verify`).
     pub bad_checksums: u64,
 }
+
+impl Counters {
+    /// Add another engine's counters (workers are summed for reports; the
+    /// gauge `reassembly_bytes_held` sums to all workers' holdings). The
+    /// destructuring makes a new field a compile error here until it is
+    /// summed too.
+    pub fn add(&mut self, other: &Counters) {
+        let Counters {
+            packets,
+            bytes,
+            not_ip,
+            events_dropped,
+            reassembly_cap_bytes,
+            reassembly_cap_segments,
+            reassembly_budget_refused,
+            reassembly_bytes_held,
+            client_hello_too_large,
+            inspection_budget_exhausted,
+            quic_initials,
+            quic_decrypt_failures,
+            dns_queries,
+            reevaluated,
+            reevaluate_name_unknown,
+            frozen,
+            degraded,
+            residual_armed,
+            residual_hits,
+            residual_evicted,
+            residual_expired,
+            ttl_fakes_ignored,
+            urgent_bytes_stripped,
+            overlap_conflicts,
+            bad_checksums,
+            packets_by_verdict,
+            bytes_by_verdict,
+            problems,
+            decisions_by_trigger,
+        } = *other;
+        self.packets += packets;
+        self.bytes += bytes;
+        self.not_ip += not_ip;
+        self.events_dropped += events_dropped;
+        self.reassembly_cap_bytes += reassembly_cap_bytes;
+        self.reassembly_cap_segments += reassembly_cap_segments;
+        self.reassembly_budget_refused += reassembly_budget_refused;
+        self.reassembly_bytes_held += reassembly_bytes_held;
+        self.client_hello_too_large += client_hello_too_large;
+        self.inspection_budget_exhausted += inspection_budget_exhausted;
+        self.quic_initials += quic_initials;
+        self.quic_decrypt_failures += quic_decrypt_failures;
+        self.dns_queries += dns_queries;
+        self.reevaluated += reevaluated;
+        self.reevaluate_name_unknown += reevaluate_name_unknown;
+        self.frozen += frozen;
+        self.degraded += degraded;
+        self.residual_armed += residual_armed;
+        self.residual_hits += residual_hits;
+        self.residual_evicted += residual_evicted;
+        self.residual_expired += residual_expired;
+        self.ttl_fakes_ignored += ttl_fakes_ignored;
+        self.urgent_bytes_stripped += urgent_bytes_stripped;
+        self.overlap_conflicts += overlap_conflicts;
+        self.bad_checksums += bad_checksums;
+        for (sum, n) in self.packets_by_verdict.iter_mut().zip(packets_by_verdict) {
+            *sum += n;
+        }
+        for (sum, n) in self.bytes_by_verdict.iter_mut().zip(bytes_by_verdict) {
+            *sum += n;
+        }
+        for (sum, n) in self.problems.iter_mut().zip(problems) {
+            *sum += n;
+        }
+        for (sum, n) in self
+            .decisions_by_trigger
+            .iter_mut()
+            .zip(decisions_by_trigger)
+        {
+            *sum += n;
+        }
+    }
+}

@@ -321,25 +321,22 @@ impl FlowCx<'_> {
     /// Decide on a ClientHello handshake message (TLS, or QUIC's CRYPTO
     /// stream), then stop inspecting unless the flow was decided.
     pub(super) fn decide_hello(&mut self, trigger: Trigger, msg: &[u8]) -> Decision {
-        let d = match tls::handshake(msg) {
-            Some(ch) => self.decide_flow(&Found {
-                trigger,
-                name: ch.sni.unwrap_or(b""),
-                ech: ch.ech,
-                grease: ch.grease,
-                protocol: protocol_of(trigger),
-            }),
-            None => self.undecided(),
-        };
-        self.give_up_if_undecided();
-        d
+        self.decide_parsed_hello(trigger, tls::handshake(msg))
     }
 
     /// Decide on what the first TLS record holds of a ClientHello that
     /// goes on in later records (`tls_records: first_only`): a name past
     /// the record's end is not seen.
     pub(super) fn decide_hello_prefix(&mut self, trigger: Trigger, msg: &[u8]) -> Decision {
-        let d = match tls::handshake_prefix(msg) {
+        self.decide_parsed_hello(trigger, tls::handshake_prefix(msg))
+    }
+
+    fn decide_parsed_hello(
+        &mut self,
+        trigger: Trigger,
+        ch: Option<tls::ClientHello<'_>>,
+    ) -> Decision {
+        let d = match ch {
             Some(ch) => self.decide_flow(&Found {
                 trigger,
                 name: ch.sni.unwrap_or(b""),
