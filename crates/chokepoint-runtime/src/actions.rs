@@ -160,11 +160,11 @@ impl ActionCounters {
 /// and the injections, inline or on a tap.
 #[derive(Default)]
 pub struct Actor {
-    /// `scope: flow` policers, by engine flow number.
-    buckets: HashMap<u64, TokenBucket>,
-    /// `scope: client` policers, by the client's address: one subscriber's
-    /// flows share one rate, as a per-subscriber shaper does.
-    client_buckets: HashMap<IpAddr, TokenBucket>,
+    /// `scope: flow` policers, by engine flow number and direction.
+    buckets: HashMap<(u64, Upstream), TokenBucket>,
+    /// `scope: client` policers, by the client's address and direction: one
+    /// subscriber's flows share one rate, as a per-subscriber shaper does.
+    client_buckets: HashMap<(IpAddr, Upstream), TokenBucket>,
     /// Flows decided on a frame that could not be answered (the last IP
     /// fragment of a ClientHello carries no TCP header): the next packet
     /// of the flow is answered instead, with the trigger that decided.
@@ -325,11 +325,19 @@ impl Actor {
         scope: Scope,
     ) -> bool {
         let fresh = || TokenBucket::with_burst(kbps, burst_bytes, ts);
+        // Each direction has its own bucket, as Twitter's throttle held each
+        // way to the rate on its own (Xue et al., IMC 2021). One shared
+        // bucket would also spend the download's tokens on its ACKs and drop
+        // them, and a lost ACK stalls the sender for a whole RTO.
+        let up = Upstream(d.client.is_some_and(|c| source(link, frame) == Some(c)));
         let ok = match (scope, d.client) {
-            (Scope::Client, Some(client)) => {
-                bucket(&mut self.client_buckets, client, &mut self.counters, fresh)
-                    .allow(ts, frame.len())
-            }
+            (Scope::Client, Some(client)) => bucket(
+                &mut self.client_buckets,
+                (client, up),
+                &mut self.counters,
+                fresh,
+            )
+            .allow(ts, frame.len()),
             // The engine's flow number follows the flow through IP
             // fragments; frames it keeps no flow for (and so no client)
             // share one bucket per host pair.
@@ -337,7 +345,8 @@ impl Actor {
                 let key = d
                     .flow
                     .unwrap_or_else(|| chokepoint_core::decode::shard_key(link, frame));
-                bucket(&mut self.buckets, key, &mut self.counters, fresh).allow(ts, frame.len())
+                bucket(&mut self.buckets, (key, up), &mut self.counters, fresh)
+                    .allow(ts, frame.len())
             }
         };
         if !ok {
@@ -418,6 +427,19 @@ impl Actor {
         };
         // An answer that sent nothing was a plain drop.
         ((!frames.is_empty()).then_some(kind), frames, true)
+    }
+}
+
+/// Whether a policed frame goes from the flow's client to its server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Upstream(bool);
+
+/// The frame's IP source address, fragments included.
+fn source(link: LinkType, frame: &[u8]) -> Option<IpAddr> {
+    match chokepoint_core::decode::decode(link, frame) {
+        chokepoint_core::decode::Decoded::Packet(p) => Some(p.src),
+        chokepoint_core::decode::Decoded::Fragment(f) => Some(f.src),
+        _ => None,
     }
 }
 

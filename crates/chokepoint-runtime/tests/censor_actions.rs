@@ -98,6 +98,34 @@ fn a_client_scoped_throttle_shares_one_bucket_among_a_clients_flows() {
     }
 }
 
+#[test]
+fn a_throttle_polices_each_direction_on_its_own() {
+    let mut b = Censor::on_server("{throttle: {kbps: 8, burst_bytes: 3000}}");
+    let mut t = SEC;
+    let mut send = |b: &mut Censor, up: bool, p: &[u8]| {
+        t += 1;
+        let f = if up {
+            tcp(C, S, 1001, 443, 1, 0x18, p)
+        } else {
+            tcp(S, C, 443, 1001, 1, 0x18, p)
+        };
+        b.frame(t, &f).forward
+    };
+    assert!(b.frame(SEC, &tcp(C, S, 1001, 443, 1, 0x02, b"")).forward);
+    // Upstream: SYN (54) + 2 x 1054 of 3000; a third does not fit.
+    assert!(send(&mut b, true, &DATA));
+    assert!(send(&mut b, true, &DATA));
+    assert!(!send(&mut b, true, &DATA));
+    // Downstream has its bucket, full: two frames pass, the third not.
+    assert!(send(&mut b, false, &DATA));
+    assert!(send(&mut b, false, &DATA));
+    assert!(!send(&mut b, false, &DATA));
+    // A bare ACK upstream still fits (54 <= 3000 - 2162): the client's
+    // ACKs of a download never wait on the download's tokens.
+    assert!(send(&mut b, true, b""));
+    assert_eq!(b.actor.counters.throttled, 2);
+}
+
 /// How many 1054-byte frames pass at one instant under `action`.
 fn burst_frames(action: &str) -> usize {
     let mut b = Censor::on_server(action);
