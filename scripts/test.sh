@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 # Debian packages the test suite uses. Empty lines are fine.
 PACKAGES=(
   ca-certificates
+  make          # builds ByeDPI for the evasion lab (tests/lab/evasion.sh)
+  gcc
+  libc6-dev
   tshark        # the generator's oracle
   iproute2      # the namespace lab (tests/lab/lab.sh)
   ethtool

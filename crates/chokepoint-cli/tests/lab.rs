@@ -3,18 +3,13 @@
 //! namespaces, `chokepoint run` bridging between them. Needs root, as CI
 //! runs; scripts/test.sh installs the tools.
 
-use std::path::Path;
 use std::process::Command;
+
+mod labkit;
 
 #[test]
 fn live_bridge_enforces_every_action_on_real_clients() {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc_geteuid() } == 0;
-    assert!(
-        root,
-        "the namespace lab needs root (ip netns): run ./scripts/test.sh as root"
-    );
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = labkit::repo();
     let lab_dir = std::env::temp_dir().join(format!("chokepoint-lab-{}", std::process::id()));
     std::fs::create_dir_all(&lab_dir).unwrap();
     // The hardening phase swaps this in under traffic: the lab policy with
@@ -31,21 +26,11 @@ fn live_bridge_enforces_every_action_on_real_clients() {
         names,
     );
     std::fs::write(lab_dir.join("crafted.chk"), crafted).unwrap();
-    let out = Command::new("timeout")
-        .arg("600")
-        .arg(repo.join("tests/lab/lab.sh"))
-        .arg("test")
-        .current_dir(&repo)
-        .env("CHOKEPOINT", env!("CARGO_BIN_EXE_chokepoint"))
-        .env("LAB_DIR", &lab_dir)
-        .output()
-        .expect("lab script runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let text = labkit::run_script(
+        "tests/lab/lab.sh",
+        "test",
+        &[("LAB_DIR", lab_dir.as_os_str())],
     );
-    assert!(out.status.success(), "lab failed:\n{text}");
     assert!(
         text.contains("lab: 18 passed, 0 failed"),
         "inline bridge: {text}"
@@ -65,9 +50,4 @@ fn live_bridge_enforces_every_action_on_real_clients() {
         !String::from_utf8_lossy(&ns.stdout).contains("cp-censor"),
         "lab left its namespaces behind"
     );
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }

@@ -196,6 +196,62 @@ impl Reassembly {
     }
 }
 
+impl Reassembly {
+    /// Take the byte at stream offset `off` out of the stream: held bytes
+    /// after it move one earlier. A receiver hands an urgent byte out of
+    /// band, so data that arrived before it (out of order) sits one byte
+    /// earlier in the stream it reads. Pieces brought together by the move
+    /// are joined.
+    pub fn excise(&mut self, off: u64) {
+        let Some(at) = off.checked_sub(self.base) else {
+            return;
+        };
+        let Ok(at) = u32::try_from(at) else {
+            return;
+        };
+        if (at as usize) < self.buf.len() {
+            // From the prefix: everything after moves, the gaps stay.
+            self.buf.remove(at as usize);
+            for p in &mut self.pieces {
+                p.0 -= 1;
+            }
+            return;
+        }
+        // In a gap or a piece: a gap can close, so pieces may now touch.
+        let mut i = self.pieces.partition_point(|p| piece_end(p) <= at);
+        if let Some(p) = self.pieces.get_mut(i).filter(|p| p.0 <= at) {
+            p.1.remove((at - p.0) as usize);
+            if p.1.is_empty() {
+                self.pieces.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        for p in &mut self.pieces[i..] {
+            p.0 -= 1;
+        }
+        self.join_touching();
+    }
+
+    /// Join pieces that touch the prefix or each other.
+    fn join_touching(&mut self) {
+        let mut i = 0;
+        while i < self.pieces.len() {
+            if self.pieces[i].0 as usize == self.buf.len() {
+                let (_, bytes) = self.pieces.remove(i);
+                self.buf.extend_from_slice(&bytes);
+                continue;
+            }
+            if i + 1 < self.pieces.len() && piece_end(&self.pieces[i]) == self.pieces[i + 1].0 {
+                let (_, next) = self.pieces.remove(i + 1);
+                self.pieces[i].1.extend_from_slice(&next);
+                continue;
+            }
+            i += 1;
+        }
+    }
+}
+
 fn piece_end(p: &(u32, Vec<u8>)) -> u32 {
     p.0 + p.1.len() as u32
 }
@@ -308,6 +364,34 @@ mod tests {
         assert_eq!(r.contiguous(), b"X56789");
         r.insert(0, b"0123456", 100, 8).unwrap(); // retransmission of consumed bytes
         assert_eq!(r.contiguous(), b"X56789");
+    }
+
+    #[test]
+    fn excise_moves_later_bytes_down_and_closes_the_gap() {
+        // Out of order: "cdef" at 3 before the urgent byte at 2 is known.
+        let mut r = Reassembly::default();
+        r.insert(3, b"cdef", 100, 8).unwrap();
+        r.insert(9, b"xy", 100, 8).unwrap();
+        r.excise(2);
+        r.insert(0, b"ab", 100, 8).unwrap();
+        assert_eq!(r.contiguous(), b"abcdef");
+        assert_eq!(r.held(), 8);
+        // The piece beyond the second gap moved too: 9 is now 8.
+        r.insert(6, b"gh", 100, 8).unwrap();
+        assert_eq!(r.contiguous(), b"abcdefghxy");
+        // From the prefix: the byte goes, the rest moves up.
+        r.excise(1);
+        assert_eq!(r.contiguous(), b"acdefghxy");
+        // Inside a piece, and before what was consumed: nothing else moves.
+        let mut r = Reassembly::default();
+        r.insert(0, b"01", 100, 8).unwrap();
+        r.insert(4, b"4567", 100, 8).unwrap();
+        r.excise(5);
+        r.insert(2, b"23", 100, 8).unwrap();
+        assert_eq!(r.contiguous(), b"0123467");
+        r.consume(3);
+        r.excise(1);
+        assert_eq!(r.contiguous(), b"3467");
     }
 
     #[test]

@@ -99,6 +99,41 @@ fn urgent_strip_keeps_later_segments_in_place() {
     assert_eq!(v, Verdict::Reset);
 }
 
+#[test]
+fn urgent_strip_moves_bytes_that_arrived_before_the_urgent_piece() {
+    // ByeDPI's `disoob 1`: the first byte and an urgent byte go out with
+    // TTL 1 (they die past the censor), the rest follows, then the kernel
+    // retransmits the first piece at the normal TTL. The rest was held one
+    // byte too far until the urgent byte was known.
+    // Trusting the TTL-1 copy, the censor has the whole hello with the rest;
+    // ignoring it, with the retransmission.
+    for (knobs, decided_at) in [
+        ("urgent: strip", 3),
+        ("urgent: strip, ttl_fakes: ignore", 4),
+    ] {
+        let mut e = profile(knobs);
+        let ch = hello("t.me");
+        let (s, d) = (ip(C), ip(S));
+        let piece = |ttl: u8| {
+            let seg =
+                synth::tcp_segment_urgent(s, d, 40000, 443, ISN + 1, 1, 0x38, 2, &[ch[0], b'a']);
+            synth::ethernet(&synth::ip_packet_ttl(s, d, 6, &seg, ttl), &[])
+        };
+        run(&mut e, 0, &tcp_ttl(40000, ISN, 0x02, b"", 64));
+        run(&mut e, 1, &tcp(S, C, 443, 40000, 5000, 0x12, b""));
+        let rest = tcp_ttl(40000, ISN + 3, 0x18, &ch[1..], 64);
+        for (t, f) in [(2, piece(1)), (3, rest), (4, piece(64))] {
+            let want = if t < decided_at {
+                Verdict::Pass
+            } else {
+                Verdict::Reset
+            };
+            assert_eq!(run(&mut e, t, &f).0, want, "{knobs}, frame {t}");
+        }
+        assert_eq!(e.counters.urgent_bytes_stripped, 1, "{knobs}");
+    }
+}
+
 /// A TTL-3 fake hello for allowed.example, then the real t.me hello at the
 /// same sequence numbers.
 fn fake_then_real(e: &mut Engine) -> (Verdict, Verdict, Vec<chokepoint_core::Event>) {

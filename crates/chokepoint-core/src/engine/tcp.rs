@@ -218,6 +218,14 @@ fn strip_urgent<'s>(
     if cx.flow.urgent_count == 0 || (at.wrapping_sub(cx.flow.urgent_seq) as i32) > 0 {
         cx.flow.urgent_count = cx.flow.urgent_count.saturating_add(1);
         cx.flow.urgent_seq = at;
+        // Bytes after it that arrived first (ByeDPI's `disoob` sends the
+        // urgent piece last) move one earlier, as in the server's stream.
+        if let (Some(buf), Some(base)) = (cx.flow.buf.as_deref_mut(), cx.flow.seq_base) {
+            let rel = at.wrapping_sub(base) as i32;
+            if rel >= 0 {
+                buf.excise(rel as u64);
+            }
+        }
         cx.counters.urgent_bytes_stripped += 1;
         cx.flow.quirks |= quirk::URGENT_STRIPPED;
     }
