@@ -44,6 +44,12 @@ enum Cmd {
     Stats(cmd::stats::Args),
     /// Show the inspection profile a preset stands for.
     Profile(cmd::profile::Args),
+    /// A censored network of namespaces on this machine: up, probe, down.
+    Lab(cmd::lab::Args),
+    /// A censor's timeline, stage by stage: live in a lab, or over a capture.
+    Scenario(cmd::scenario::Args),
+    /// What else a policy breaks, over a list of names and their addresses.
+    Collateral(cmd::collateral::Args),
 }
 
 fn init_logging(json: bool) {
@@ -72,6 +78,9 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Sample(a) => cmd::sample::run(a),
         Cmd::Stats(a) => cmd::stats::run(a),
         Cmd::Profile(a) => cmd::profile::run(a),
+        Cmd::Lab(a) => cmd::lab::run(a),
+        Cmd::Scenario(a) => cmd::scenario::run(a),
+        Cmd::Collateral(a) => cmd::collateral::run(a),
     }
 }
 

@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod artifact;
+pub mod collateral;
 pub mod compile;
 pub mod explain;
 pub mod input;

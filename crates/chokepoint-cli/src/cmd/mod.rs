@@ -1,13 +1,16 @@
 //! One module per subcommand, each with its clap arguments and a `run`.
 
 pub mod bench;
+pub mod collateral;
 pub mod compile;
 pub mod explain;
 pub mod gen;
+pub mod lab;
 pub mod profile;
 pub mod replay;
 pub mod run;
 pub mod sample;
+pub mod scenario;
 pub mod stats;
 
 use std::io::Write;
