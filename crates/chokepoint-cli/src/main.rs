@@ -2,6 +2,7 @@
 //! each subcommand lives in a module of its own under `cmd/`.
 
 mod cmd;
+mod progress;
 mod report;
 mod source;
 

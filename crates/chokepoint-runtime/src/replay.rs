@@ -57,7 +57,13 @@ pub struct Outputs<'a> {
     pub pass: Option<&'a mut dyn Write>,
     /// Frames that are dropped (pcap).
     pub drop: Option<&'a mut dyn Write>,
+    /// Told, every [`PROGRESS_EVERY`] records, about how many bytes of the
+    /// capture have been read (record headers counted at 16 bytes).
+    pub progress: Option<&'a mut dyn FnMut(u64)>,
 }
+
+/// Records between calls of [`Outputs::progress`].
+pub const PROGRESS_EVERY: u64 = 16_384;
 
 /// The JSON line for one event: `frame`, `ts`, `src`, `dst`, `sport`,
 /// `dport`, `proto`, `trigger`, `name`, `ech`, `grease`, `rule`, `list`,
@@ -128,7 +134,9 @@ pub fn replay(
         mut events,
         pass,
         drop,
+        mut progress,
     } = out;
+    let mut bytes_read: u64 = 0;
     let mut pass = pass.map(|w| capture::Writer::new(w, capture::Format::PcapNanos));
     let mut drop = drop.map(|w| capture::Writer::new(w, capture::Format::PcapNanos));
     // The actor runs on every frame, outputs or not: events report what
@@ -139,6 +147,12 @@ pub fn replay(
     let res = capture::read_with(path, &opts, &mut skipped, &mut |rec| {
         s.records = rec.index;
         last_ts = rec.ts;
+        bytes_read += rec.data.len() as u64 + 16;
+        if rec.index % PROGRESS_EVERY == 0 {
+            if let Some(p) = progress.as_deref_mut() {
+                p(bytes_read);
+            }
+        }
         let d = engine.process(rec.ts, rec.link, rec.data);
         let o = actor.act(&rules, rec.link, rec.data, rec.ts, &d, engine.events());
         if pass.is_some() || drop.is_some() {

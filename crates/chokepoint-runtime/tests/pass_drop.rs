@@ -23,6 +23,7 @@ fn tshark_reads_pass_and_drop_files() {
             events: None,
             pass: Some(&mut pass),
             drop: Some(&mut drop),
+            ..Default::default()
         },
     );
     res.unwrap();
@@ -101,6 +102,7 @@ fn dns_over_tcp_queries_get_forged_answers() {
             events: None,
             pass: Some(&mut pass),
             drop: None,
+            ..Default::default()
         },
     );
     res.unwrap();

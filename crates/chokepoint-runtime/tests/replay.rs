@@ -133,6 +133,7 @@ rules:
             events: None,
             pass: Some(&mut pass),
             drop: Some(&mut drop),
+            ..Default::default()
         },
     );
     res.unwrap();

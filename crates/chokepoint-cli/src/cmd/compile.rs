@@ -23,10 +23,21 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let started = Instant::now();
+    let what = a
+        .policy
+        .as_ref()
+        .map_or("the bundled default".to_string(), |p| {
+            p.display().to_string()
+        });
+    let bar = crate::progress::spinner(&format!("compiling {what}"));
     let rs = match &a.policy {
-        Some(p) => compile_file(p)?,
-        None => compile_default()?,
+        Some(p) => compile_file(p),
+        None => compile_default(),
     };
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let rs = rs?;
     let written = match &a.output {
         // `save` refuses the policy, its lists and anything not a regular
         // file, and its errors name the file.

@@ -60,12 +60,23 @@ pub fn run(a: Args) -> Result<()> {
     let mut pass_file = a.pass_out.as_deref().map(create).transpose()?;
     let mut drop_file = a.drop_out.as_deref().map(create).transpose()?;
     let started = Instant::now();
+    let size = std::fs::metadata(&a.capture).map_or(0, |m| m.len());
+    let bar = crate::progress::bytes(size, &format!("replaying {}", a.capture.display()));
+    let mut tick = |read: u64| {
+        if let Some(b) = &bar {
+            b.set_position(read.min(size));
+        }
+    };
     let outputs = replay::Outputs {
         events: sink,
         pass: pass_file.as_mut().map(|w| w as &mut dyn Write),
         drop: drop_file.as_mut().map(|w| w as &mut dyn Write),
+        progress: Some(&mut tick),
     };
     let (summary, mut res) = replay::replay(rules.clone(), &a.capture, outputs);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     let secs = started.elapsed().as_secs_f64();
     // Whatever is still buffered must reach its file too, or fail loudly.
     let flushed = match &mut file {
