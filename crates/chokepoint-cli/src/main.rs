@@ -44,6 +44,11 @@ enum Cmd {
     Stats(cmd::stats::Args),
     /// Show the inspection profile a preset stands for.
     Profile(cmd::profile::Args),
+    /// Measure URLs as OONI's Web Connectivity does (DNS, TCP, TLS, HTTP),
+    /// compared with a control helper's view.
+    Probe(cmd::probe::ProbeArgs),
+    /// Serve the control measurements `chokepoint probe --helper` asks for.
+    ProbeHelper(cmd::probe::HelperArgs),
 }
 
 fn init_logging(json: bool) {
@@ -72,6 +77,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Sample(a) => cmd::sample::run(a),
         Cmd::Stats(a) => cmd::stats::run(a),
         Cmd::Profile(a) => cmd::profile::run(a),
+        Cmd::Probe(a) => cmd::probe::run(a),
+        Cmd::ProbeHelper(a) => cmd::probe::run_helper(a),
     }
 }
 

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod compile;
 pub mod explain;
 pub mod gen;
+pub mod probe;
 pub mod profile;
 pub mod replay;
 pub mod run;
