@@ -7,11 +7,11 @@
 //! status code mismatch instead of becoming a fetch of its block page).
 
 use std::io::{self, Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::deadline::{millis_since, Deadline};
+use crate::deadline::Deadline;
 use crate::failure;
 use crate::tls::Stream;
 
@@ -127,14 +127,12 @@ pub(crate) fn exchange(
     req: &Request<'_>,
     timeout: Duration,
     max_body: usize,
-) -> (Response, u64) {
-    let start = Instant::now();
+) -> Response {
     let deadline = Deadline::after(timeout);
-    let response = match send(stream, req, deadline) {
+    match send(stream, req, deadline) {
         Ok(()) => read_response(stream, deadline, max_body),
         Err(e) => Response::failed(failure::from_io(&e)),
-    };
-    (response, millis_since(start))
+    }
 }
 
 fn send(stream: &mut Stream, req: &Request<'_>, deadline: Deadline) -> io::Result<()> {
