@@ -6,7 +6,7 @@
 //! not followed (a deliberate difference from OONI: a censor's 302 stays a
 //! status code mismatch instead of becoming a fetch of its block page).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -166,9 +166,8 @@ impl Reader<'_> {
     /// peer that closes without close_notify counts as the end too:
     /// servers often do, and the framing tells a short body apart.
     fn fill(&mut self) -> io::Result<usize> {
-        self.deadline.arm(self.stream.socket())?;
         let mut chunk = [0u8; 16 * 1024];
-        match self.stream.read(&mut chunk) {
+        match self.stream.read_by(&mut chunk, self.deadline) {
             Ok(n) => {
                 self.pending.extend_from_slice(&chunk[..n]);
                 Ok(n)
