@@ -51,6 +51,11 @@ enum Cmd {
     Scenario(cmd::scenario::Args),
     /// What else a policy breaks, over a list of names and their addresses.
     Collateral(cmd::collateral::Args),
+    /// Measure URLs as OONI's Web Connectivity does (DNS, TCP, TLS, HTTP),
+    /// compared with a control helper's view.
+    Probe(cmd::probe::ProbeArgs),
+    /// Serve the control measurements `chokepoint probe --helper` asks for.
+    ProbeHelper(cmd::probe::HelperArgs),
 }
 
 fn init_logging(json: bool) {
@@ -82,6 +87,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Lab(a) => cmd::lab::run(a),
         Cmd::Scenario(a) => cmd::scenario::run(a),
         Cmd::Collateral(a) => cmd::collateral::run(a),
+        Cmd::Probe(a) => cmd::probe::run(a),
+        Cmd::ProbeHelper(a) => cmd::probe::run_helper(a),
     }
 }
 

@@ -142,7 +142,7 @@ pub(crate) fn ask(
         headers: &headers,
         body: &body,
     };
-    let (response, _) = http::exchange(&mut stream, &request, timeout, MAX_CONTROL_BODY);
+    let response = http::exchange(&mut stream, &request, timeout, MAX_CONTROL_BODY);
     if let Some(f) = response.failure {
         return Err(f);
     }

@@ -102,7 +102,7 @@ impl Helper {
         let end = Instant::now() + lifetime;
         let active = AtomicUsize::new(0);
         let measured = AtomicUsize::new(0);
-        let mut refused = 0u64;
+        let refused = AtomicUsize::new(0);
         let prober = Prober::new(&self.cfg);
         std::thread::scope(|s| {
             while let Some(left) = end.checked_duration_since(Instant::now()) {
@@ -123,22 +123,27 @@ impl Helper {
                     }
                 };
                 if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-                    refused += 1;
+                    refused.fetch_add(1, Ordering::SeqCst);
                     let _ = answer(&sock, 503, b"{\"error\":\"busy\"}");
                     continue;
                 }
                 active.fetch_add(1, Ordering::SeqCst);
-                let (prober, active, measured) = (&prober, &active, &measured);
+                let (prober, active) = (&prober, &active);
+                let (measured, refused) = (&measured, &refused);
                 s.spawn(move || {
-                    if handle(sock, prober) {
-                        measured.fetch_add(1, Ordering::SeqCst);
-                    }
+                    match handle(sock, prober) {
+                        Outcome::Measured => measured.fetch_add(1, Ordering::SeqCst),
+                        Outcome::Refused => refused.fetch_add(1, Ordering::SeqCst),
+                        Outcome::Lost => 0,
+                    };
                     active.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        let measured = measured.into_inner() as u64;
-        HelperStats { measured, refused }
+        HelperStats {
+            measured: measured.into_inner() as u64,
+            refused: refused.into_inner() as u64,
+        }
     }
 }
 
@@ -151,13 +156,22 @@ pub fn serve_helper(
     Ok(Helper::bind(listen, cfg)?.serve(lifetime))
 }
 
-/// One connection: read the request, measure, answer. True when it
-/// answered with a measurement.
-fn handle(sock: TcpStream, prober: &Prober<'_>) -> bool {
+/// How a connection went.
+enum Outcome {
+    /// Answered with a measurement.
+    Measured,
+    /// Answered with an error status (not a control request).
+    Refused,
+    /// No request came, or the client went away.
+    Lost,
+}
+
+/// One connection: read the request, measure, answer.
+fn handle(sock: TcpStream, prober: &Prober<'_>) -> Outcome {
     // Accepted sockets do not inherit non-blocking mode on Linux, but say
     // so rather than rely on it.
     if sock.set_nonblocking(false).is_err() {
-        return false;
+        return Outcome::Lost;
     }
     let mut stream = Stream::Plain(sock);
     let request = match http::read_request(
@@ -166,18 +180,18 @@ fn handle(sock: TcpStream, prober: &Prober<'_>) -> bool {
         MAX_REQUEST_BODY,
     ) {
         Ok(r) => r,
-        Err(_) => return false,
+        Err(_) => return Outcome::Lost,
     };
     let Stream::Plain(sock) = stream else {
-        return false;
+        return Outcome::Lost;
     };
     if request.method != "POST" {
         let _ = answer(&sock, 405, b"{\"error\":\"POST a control request\"}");
-        return false;
+        return Outcome::Refused;
     }
     if request.path != "/" {
         let _ = answer(&sock, 404, b"{\"error\":\"POST to /\"}");
-        return false;
+        return Outcome::Refused;
     }
     let parsed = serde_json::from_slice::<ControlRequest>(&request.body)
         .map_err(|e| e.to_string())
@@ -191,12 +205,15 @@ fn handle(sock: TcpStream, prober: &Prober<'_>) -> bool {
         Err(why) => {
             let body = serde_json::json!({ "error": why }).to_string();
             let _ = answer(&sock, 400, body.as_bytes());
-            return false;
+            return Outcome::Refused;
         }
     };
     let response = control_measurement(prober, &target, &req);
     let body = serde_json::to_vec(&response).unwrap_or_default();
-    answer(&sock, 200, &body).is_ok()
+    match answer(&sock, 200, &body) {
+        Ok(()) => Outcome::Measured,
+        Err(_) => Outcome::Lost,
+    }
 }
 
 /// Writes a whole response and closes.

@@ -6,12 +6,12 @@
 //! not followed (a deliberate difference from OONI: a censor's 302 stays a
 //! status code mismatch instead of becoming a fetch of its block page).
 
-use std::io::{self, Read, Write};
-use std::time::{Duration, Instant};
+use std::io::{self, Write};
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::deadline::{millis_since, Deadline};
+use crate::deadline::Deadline;
 use crate::failure;
 use crate::tls::Stream;
 
@@ -127,14 +127,12 @@ pub(crate) fn exchange(
     req: &Request<'_>,
     timeout: Duration,
     max_body: usize,
-) -> (Response, u64) {
-    let start = Instant::now();
+) -> Response {
     let deadline = Deadline::after(timeout);
-    let response = match send(stream, req, deadline) {
+    match send(stream, req, deadline) {
         Ok(()) => read_response(stream, deadline, max_body),
         Err(e) => Response::failed(failure::from_io(&e)),
-    };
-    (response, millis_since(start))
+    }
 }
 
 fn send(stream: &mut Stream, req: &Request<'_>, deadline: Deadline) -> io::Result<()> {
@@ -168,9 +166,8 @@ impl Reader<'_> {
     /// peer that closes without close_notify counts as the end too:
     /// servers often do, and the framing tells a short body apart.
     fn fill(&mut self) -> io::Result<usize> {
-        self.deadline.arm(self.stream.socket())?;
         let mut chunk = [0u8; 16 * 1024];
-        match self.stream.read(&mut chunk) {
+        match self.stream.read_by(&mut chunk, self.deadline) {
             Ok(n) => {
                 self.pending.extend_from_slice(&chunk[..n]);
                 Ok(n)

@@ -148,8 +148,7 @@ impl<'c> Prober<'c> {
             body: &[],
         };
         let start = Instant::now();
-        let (response, _) =
-            http::exchange(stream, &request, self.cfg.timeouts.http, self.cfg.max_body);
+        let response = http::exchange(stream, &request, self.cfg.timeouts.http, self.cfg.max_body);
         Some(Fetch {
             record: response.record(millis_since(start)),
             response,

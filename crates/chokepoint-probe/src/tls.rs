@@ -49,11 +49,39 @@ impl Stream {
     }
 }
 
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
+impl Stream {
+    /// Reads what has arrived, within `deadline`. For TLS that can take
+    /// several socket reads (a record arrives in pieces), each armed with
+    /// the time left, so a peer trickling bytes cannot stretch the step:
+    /// rustls's own `Read` loops until a whole record is in, with no
+    /// deadline of its own. 0 at a clean end (close_notify, or the end of
+    /// a plain connection); `UnexpectedEof` when a TLS peer just closes.
+    pub fn read_by(&mut self, buf: &mut [u8], deadline: Deadline) -> io::Result<usize> {
+        let tls = match self {
+            Stream::Plain(s) => {
+                deadline.arm(s)?;
+                return s.read(buf);
+            }
+            Stream::Tls(tls) => &mut **tls,
+        };
+        let StreamOwned { conn, sock } = tls;
+        loop {
+            match conn.reader().read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return done,
+            }
+            deadline.arm(sock)?;
+            let eof = conn.read_tls(sock)? == 0;
+            conn.process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            while conn.wants_write() {
+                deadline.arm(sock)?;
+                conn.write_tls(sock)?;
+            }
+            if eof {
+                // rustls now knows the end came; its reader says how.
+                return conn.reader().read(buf);
+            }
         }
     }
 }

@@ -135,6 +135,13 @@ fn expect(m: &Measurement, blocking: Option<Blocking>, failure: Option<&str>, an
     assert_eq!(m.analysis, analysis, "analysis in {json}");
 }
 
+/// What OONI expects of a throttle or a freeze.
+#[track_caller]
+fn expect_http_timeout(m: &Measurement) {
+    let (blocking, timeout) = (Some(Blocking::HttpFailure), Some(failure::GENERIC_TIMEOUT));
+    expect(m, blocking, timeout, &["http.timeout"]);
+}
+
 #[test]
 fn allowed_is_false_over_https_and_http() {
     for https in [true, false] {
@@ -269,12 +276,7 @@ fn freeze_mid_body_is_an_http_timeout() {
         Some(support::https_server(v4, pki, freeze.clone()))
     });
     let m = lab.measure();
-    expect(
-        &m,
-        Some(Blocking::HttpFailure),
-        Some(failure::GENERIC_TIMEOUT),
-        &["http.timeout"],
-    );
+    expect_http_timeout(&m);
     let http = m.http.as_ref().unwrap();
     assert_eq!(
         (http.status_code, http.body_length),
@@ -293,13 +295,20 @@ fn throttle_is_an_http_timeout() {
         Some(support::http_server(v4, slow.clone()))
     });
     let m = lab.measure();
-    expect(
-        &m,
-        Some(Blocking::HttpFailure),
-        Some(failure::GENERIC_TIMEOUT),
-        &["http.timeout"],
-    );
+    expect_http_timeout(&m);
     assert!(m.http.as_ref().unwrap().body_length.unwrap() < 100_000);
+}
+
+#[test]
+fn a_record_trickled_in_pieces_is_held_to_the_deadline() {
+    // 12 kB in 20-byte pieces every 20 ms: about 12 s for the record the
+    // response starts with, against a 1.5 s limit for the HTTP step.
+    let lab = http_censor(true, |v4, pki| Some(support::https_dribbler(v4, pki)));
+    let m = lab.measure();
+    expect_http_timeout(&m);
+    let http = m.http.as_ref().unwrap();
+    assert_eq!(http.status_code, None, "no record was whole");
+    assert!(http.elapsed_ms < 2500, "took {} ms", http.elapsed_ms);
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod compile;
 pub mod explain;
 pub mod gen;
 pub mod lab;
+pub mod probe;
 pub mod profile;
 pub mod replay;
 pub mod run;

@@ -379,6 +379,41 @@ pub fn https_server(listener: TcpListener, pki: &Pki, r: Reply) -> Running {
     })
 }
 
+/// A TLS server whose response is one big record sent a few bytes at a
+/// time: no record is whole until long after any deadline (a throttle
+/// that holds back packets, seen from inside one record).
+pub fn https_dribbler(listener: TcpListener, pki: &Pki) -> Running {
+    let config = Arc::clone(&pki.server);
+    serve(listener, move |s, stop| {
+        let Ok(conn) = ServerConnection::new(Arc::clone(&config)) else {
+            return;
+        };
+        let mut tls = StreamOwned::new(conn, s);
+        if !read_head(&mut tls) {
+            return;
+        }
+        let body = html("Dribbled", 12_000);
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+        let _ = tls
+            .conn
+            .writer()
+            .write_all(&[head.as_bytes(), &body].concat());
+        let mut wire = Vec::new();
+        while tls.conn.wants_write() {
+            if tls.conn.write_tls(&mut wire).is_err() {
+                return;
+            }
+        }
+        let born = Instant::now();
+        for piece in wire.chunks(20) {
+            if !alive(stop, born) || tls.sock.write_all(piece).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
 /// Reads the ClientHello, then resets the connection (SO_LINGER 0 and
 /// close send a RST), as a censor does on a forbidden SNI.
 pub fn resetter(listener: TcpListener) -> Running {
