@@ -17,7 +17,8 @@ PACKAGES=(
   gcc
   libc6-dev
   tshark        # the generator's oracle
-  iproute2      # the namespace lab (tests/lab/lab.sh)
+  iproute2      # the namespace labs (tests/lab/*.sh, chokepoint lab)
+  iputils-ping  # chokepoint lab test: the router decrements the TTL
   ethtool
   curl
   openssl

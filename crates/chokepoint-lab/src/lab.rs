@@ -164,39 +164,17 @@ fn build(st: &mut LabState, o: &UpOptions, rules: &Ruleset) -> Result<()> {
     let secs = o.lifetime.as_secs().to_string();
     let ca = st.ca.display().to_string();
 
-    // The web server first: it makes the CA the helper and clients trust.
+    // The servers first: they make the CA the helper and clients trust.
     let name = st.name.clone();
-    let web = [
-        &exe,
-        "lab",
-        "serve",
-        "--name",
-        &name,
-        "--ca-out",
-        &ca,
-        "--lifetime",
-        &secs,
-    ];
-    start(st, "web", Role::Server, &web, o.lifetime)?;
-    let mut dns: Vec<String> = [
-        "dnsmasq",
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-    ]
-    .map(String::from)
-    .into();
-    dns.push(format!("--listen-address={}", plan::SERVER_V4));
-    dns.push(format!("--listen-address={}", plan::SERVER_V6));
-    for (name, a) in &o.hosts {
-        dns.push(format!("--address=/{name}/{a}"));
+    let mut servers: Vec<String> = [&exe, "lab", "serve", "--name", &name, "--ca-out", &ca]
+        .map(String::from)
+        .into();
+    servers.extend(["--lifetime".to_string(), secs.clone()]);
+    for (host, a) in &o.hosts {
+        servers.extend(["--host".to_string(), format!("{host}={a}")]);
     }
-    dns.push(format!("--address=/#/{}", plan::SERVER_V4));
-    dns.push(format!("--address=/#/{}", plan::SERVER_V6));
-    let dns: Vec<&str> = dns.iter().map(String::as_str).collect();
-    start(st, "dns", Role::Server, &dns, o.lifetime)?;
+    let servers: Vec<&str> = servers.iter().map(String::as_str).collect();
+    start(st, "servers", Role::Server, &servers, o.lifetime)?;
     wait_for("the lab CA", Duration::from_secs(10), || st.ca.exists())?;
 
     let (helper_at, resolver) = (plan::helper_addr().to_string(), plan::SERVER_V4.to_string());

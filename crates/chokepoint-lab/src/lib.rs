@@ -28,12 +28,14 @@
 //! Modules: [`plan`] (names and addresses), [`netns`] (namespaces and
 //! running code inside one), [`procs`] (detached processes by PID),
 //! [`state`] (what a lab created), [`lab`] (up, down, status, apply),
-//! [`ca`] and [`web`] (the lab's certificate authority and web server),
+//! [`ca`], [`web`] and [`dns`] (the lab's certificate authority, web server
+//! and resolver),
 //! [`scenario`] (timelines of policies, run live or replayed offline).
 
 #![warn(missing_docs)]
 
 pub mod ca;
+pub mod dns;
 pub mod lab;
 pub mod netns;
 pub mod plan;

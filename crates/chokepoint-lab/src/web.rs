@@ -1,6 +1,6 @@
 //! The lab's web server (`chokepoint lab serve`, run in the server
-//! namespace): HTTP and HTTPS for any name, with certificates minted by
-//! the lab's CA.
+//! namespace, with the resolver of [`crate::dns`] beside it): HTTP and
+//! HTTPS for any name, with certificates minted by the lab's CA.
 //!
 //! Every name gets the same site, so any URL a class wants to try works:
 //! `/` is an HTML page titled with the name asked for (about 40 KB, the
@@ -49,6 +49,8 @@ pub struct WebConfig {
     pub addresses: Vec<IpAddr>,
     /// Where to write the CA's certificate (PEM).
     pub ca_out: PathBuf,
+    /// The resolver to serve beside the web server, and where.
+    pub dns: Option<(crate::dns::Zone, Vec<IpAddr>)>,
     /// When to exit.
     pub lifetime: Duration,
 }
@@ -81,10 +83,14 @@ pub fn serve(cfg: WebConfig) -> Result<()> {
         let open = open.clone();
         std::thread::spawn(move || accept_loop(listener, tls, open));
     }
+    if let Some((zone, addrs)) = cfg.dns.clone() {
+        crate::dns::serve(zone, &addrs)?;
+    }
     eprintln!(
-        "lab web server: HTTP on {:?}, HTTPS on {:?}, for {} s",
+        "lab servers: HTTP on {:?}, HTTPS on {:?}, DNS: {}, for {} s",
         cfg.http_ports,
         cfg.https_ports,
+        cfg.dns.as_ref().map_or("none".into(), |(_, a)| format!("{a:?}")),
         cfg.lifetime.as_secs()
     );
     std::thread::sleep(cfg.lifetime);

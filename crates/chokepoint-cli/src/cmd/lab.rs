@@ -129,6 +129,9 @@ struct Serve {
     /// Seconds to serve.
     #[arg(long)]
     lifetime: u64,
+    /// A name with an address of its own: NAME=198.18.1.X (repeatable).
+    #[arg(long = "host", value_name = "NAME=ADDR")]
+    hosts: Vec<String>,
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -154,14 +157,23 @@ pub fn run(a: Args) -> Result<()> {
                 chokepoint_runtime::replay::policy_line(&rules)
             ))
         }
-        Cmd::Serve(s) => web::serve(web::WebConfig {
-            lab: s.named.name,
-            http_ports: plan::WEB_PORTS.http.to_vec(),
-            https_ports: plan::WEB_PORTS.https.to_vec(),
-            addresses: vec![plan::SERVER_V4.into(), plan::SERVER_V6.into()],
-            ca_out: s.ca_out,
-            lifetime: Duration::from_secs(s.lifetime),
-        }),
+        Cmd::Serve(s) => {
+            let zone = chokepoint_lab::dns::Zone {
+                default_v4: plan::SERVER_V4,
+                default_v6: plan::SERVER_V6,
+                hosts: parse_hosts(&s.hosts)?,
+            };
+            let addresses = vec![plan::SERVER_V4.into(), plan::SERVER_V6.into()];
+            web::serve(web::WebConfig {
+                lab: s.named.name,
+                http_ports: plan::WEB_PORTS.http.to_vec(),
+                https_ports: plan::WEB_PORTS.https.to_vec(),
+                addresses: addresses.clone(),
+                ca_out: s.ca_out,
+                dns: Some((zone, addresses)),
+                lifetime: Duration::from_secs(s.lifetime),
+            })
+        }
     }
 }
 
@@ -175,15 +187,7 @@ fn up(u: Up) -> Result<()> {
         }
         None => (default_or(u.policy.clone())?, None),
     };
-    for h in &u.hosts {
-        let (name, addr) = h
-            .split_once('=')
-            .with_context(|| format!("--host {h}: use NAME=198.18.1.X"))?;
-        let addr: Ipv4Addr = addr
-            .parse()
-            .with_context(|| format!("--host {h}: {addr} is not an IPv4 address"))?;
-        hosts.insert(name.to_ascii_lowercase(), addr);
-    }
+    hosts.extend(parse_hosts(&u.hosts)?);
     let st = lab::up(&UpOptions {
         name: u.named.name.clone(),
         policy,
@@ -194,6 +198,21 @@ fn up(u: Up) -> Result<()> {
         exe: std::env::current_exe().context("finding this program")?,
     })?;
     print_out(&up_text(&st))
+}
+
+/// `NAME=ADDR` pairs of `--host`.
+fn parse_hosts(pairs: &[String]) -> Result<BTreeMap<String, Ipv4Addr>> {
+    let mut hosts = BTreeMap::new();
+    for h in pairs {
+        let (name, addr) = h
+            .split_once('=')
+            .with_context(|| format!("--host {h}: use NAME=198.18.1.X"))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .with_context(|| format!("--host {h}: {addr} is not an IPv4 address"))?;
+        hosts.insert(name.trim_end_matches('.').to_ascii_lowercase(), addr);
+    }
+    Ok(hosts)
 }
 
 /// The bundled default policy lives in the binary: write it out so the

@@ -1,6 +1,9 @@
 //! Running the namespace lab scripts (tests/lab/*.sh) from a test: they
 //! need root, as CI runs them.
 
+// Each test binary that includes this module uses some of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,10 +15,8 @@ pub fn repo() -> PathBuf {
 /// Run `script ARG` under a 600 s timeout with the built binary and `env`;
 /// panics with its output unless it succeeds. Returns stdout and stderr.
 pub fn run_script(script: &str, arg: &str, env: &[(&str, &std::ffi::OsStr)]) -> String {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc_geteuid() } == 0;
     assert!(
-        root,
+        is_root(),
         "the namespace lab needs root (ip netns): run ./scripts/test.sh as root"
     );
     let repo = repo();
@@ -36,6 +37,12 @@ pub fn run_script(script: &str, arg: &str, env: &[(&str, &std::ffi::OsStr)]) -> 
     );
     assert!(out.status.success(), "{script} failed:\n{text}");
     text
+}
+
+/// Whether this process runs as root (the namespace lab needs it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
 }
 
 extern "C" {
