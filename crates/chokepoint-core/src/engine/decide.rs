@@ -160,6 +160,7 @@ pub(crate) fn event(out: &Output, t: &FiveTuple, found: &Found<'_>, j: &Judgemen
         } else {
             found.trigger
         },
+        protocol: found.protocol,
         name: NameBuf::new(found.name),
         ech: found.ech,
         grease: found.grease,
