@@ -190,12 +190,20 @@ up_behaviour() {
 kbps() { awk -v s="${1:-0}" 'BEGIN { printf "%.0f", s * 8 / 1000 }'; }
 
 check_behaviour() {
-  local out rc size fast slow
-  # freeze: ~15-20 KB of the 200 KB body arrive, then silence: a timeout, no reset.
-  rc=0; out=$(nsx $C curl -s -m 6 -o /dev/null -w '%{size_download}' --resolve frozen.example:80:198.18.0.2 http://frozen.example/200k.bin) || rc=$?
-  size=${out:-0}
-  { [ $rc = 28 ] && [ "$size" -ge 10000 ] && [ "$size" -le 20000 ]; } \
-    && ok "freeze: download stalled after $size bytes, curl timed out (no reset)" || bad "freeze" "curl exit $rc after $size bytes"
+  local out rc size fast slow hdr body
+  # freeze: the policy draws N in [15000, 20000] bytes of TCP payload server->client
+  # (status line and headers count, as the engine counts payload; the request goes
+  # the other way and does not). The segment that reaches N still passes, every
+  # later one is dropped, so what arrives is at least N and at most N - 1 + one
+  # segment: 1448 bytes at the lab's MTU of 1500 (20 bytes of IPv4, 20 of TCP, 12
+  # of the timestamp option; offloads are off, so no larger segments). Then
+  # silence: curl times out, no reset. The event does not record the drawn N, so
+  # the bounds are the range's.
+  rc=0; out=$(nsx $C curl -s -m 6 -o /dev/null -w '%{size_header} %{size_download}' --resolve frozen.example:80:198.18.0.2 http://frozen.example/200k.bin) || rc=$?
+  read -r hdr body <<< "${out:-0 0}"
+  size=$(( ${hdr:-0} + ${body:-0} ))
+  { [ $rc = 28 ] && [ "$size" -ge 15000 ] && [ "$size" -le $((20000 + 1448)) ]; } \
+    && ok "freeze: download stalled after $size bytes ($hdr of headers), curl timed out (no reset)" || bad "freeze" "curl exit $rc after $size bytes ($hdr of headers)"
   # degrade: half the packets dropped cuts goodput below half of an unimpaired run.
   fast=$(nsx $C curl -s -m 20 -o /dev/null -w '%{speed_download}' --resolve allowed.example:80:198.18.0.2 http://allowed.example/big.bin || true)
   slow=$(nsx $C curl -s -m 10 -o /dev/null -w '%{speed_download}' --resolve degraded.example:80:198.18.0.2 http://degraded.example/big.bin || true)

@@ -197,7 +197,7 @@ pub fn text(rs: &Ruleset, artifact: Option<(&Path, u64)>, elapsed: Option<Durati
             lists.join(",")
         );
         for c in chokepoint_rules::explain::conditions_in_words(rs, r) {
-            match c.strip_prefix("residual: ") {
+            match c.strip_prefix("residual: then ") {
                 Some(then) => writeln!(o, "      then {then}"),
                 None => writeln!(o, "      only if {c}"),
             }
@@ -290,11 +290,18 @@ pub fn explanation(ex: &Explanation) -> String {
     }
     // A default's condition (where it applies) was printed with it.
     for c in ex.conditions.iter().filter(|_| ex.rule.is_some()) {
-        match c.strip_prefix("residual: ") {
+        match c.strip_prefix("residual: then ") {
             Some(then) => writeln!(o, "  then:    {then}"),
             None => writeln!(o, "  only if: {c}"),
         }
         .ok();
+    }
+    if !ex.falls_through.is_empty() {
+        let _ = writeln!(
+            o,
+            "  else:    a packet that fails a condition skips the rule; later rules decide: {}",
+            ex.falls_through.join(", then ")
+        );
     }
     for r in &ex.protocol_rules {
         let _ = writeln!(o, "  earlier protocol rule: {r}");

@@ -19,6 +19,14 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Standard output read as one JSON value per line.
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -74,10 +82,7 @@ fn explain_json_keys() {
         "example.com",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let lines: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&o);
     assert_eq!(lines.len(), 4);
     for k in ["query", "verdict", "rule", "list", "entry", "source"] {
         assert!(lines.iter().all(|l| l.get(k).is_some()), "key {k}");
@@ -328,4 +333,39 @@ fn explain_says_where_an_allowlist_default_applies() {
         s.contains("when:    at the flow's first data packet"),
         "{s}"
     );
+}
+
+#[test]
+fn explain_says_what_decides_when_a_condition_fails() {
+    let p = repo().join("config/gfw-quic-2025.yaml");
+    let o = run(&["explain", "--policy", p.to_str().unwrap(), "www.google.com"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(
+        s.contains("  only if: src_port_ge_dst_port: client port >= server port\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("  then:    every new flow on the 3-tuple is blocked for 180 s (drop)\n"),
+        "{s}"
+    );
+    assert!(
+        s.contains("  else:    a packet that fails a condition skips the rule; later rules decide: the policy default (pass)\n"),
+        "{s}"
+    );
+    let o = run(&[
+        "explain",
+        "--policy",
+        p.to_str().unwrap(),
+        "--json",
+        "www.google.com",
+        "example.com",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines = json_lines(&o);
+    assert_eq!(
+        lines[0]["falls_through"],
+        serde_json::json!(["the policy default (pass)"])
+    );
+    assert_eq!(lines[1]["falls_through"], serde_json::json!([]));
 }

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use chokepoint_ruleset::{Hit, RuleId, Trigger};
+use chokepoint_ruleset::{Hit, Protocol, RuleId, Trigger};
 
 pub use chokepoint_ruleset::Verdict;
 
@@ -61,6 +61,10 @@ pub struct Event {
     pub proto: u8,
     /// Where the name came from (`ip` for an address rule).
     pub trigger: Trigger,
+    /// The protocol the flow was classified as, when known: the one a
+    /// protocol rule fired on (trigger `protocol`), or the one a name came
+    /// in.
+    pub protocol: Option<Protocol>,
     /// The name as sent (empty for `ip`, and for a ClientHello without SNI).
     pub name: NameBuf,
     /// The ClientHello carried Encrypted Client Hello.

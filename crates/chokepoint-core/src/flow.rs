@@ -2,10 +2,13 @@
 //! VLAN/tunnel context, with per-state idle timeouts and a hard capacity.
 //!
 //! Both directions map to one entry (the key orders its endpoints); the
-//! side that opened the flow is the client. Idle flows are found by a
-//! cursor that visits a couple of slots per packet, so expiry costs a
-//! constant amount of work per packet and no timer. When the table is
-//! full, the least recently seen of a sample of flows is evicted.
+//! side that opened the flow is the client. A flow idle past its state's
+//! timeout is gone: a lookup that finds one removes it and the packet opens
+//! a new flow ([`FlowTable::find_live`]), and idle flows nobody looks up
+//! are found by a cursor that visits a couple of slots per packet, so
+//! expiry costs a constant amount of work per packet and no timer. When
+//! the table is full, the least recently seen of a sample of flows is
+//! evicted.
 
 use std::net::IpAddr;
 
@@ -296,16 +299,17 @@ impl Flow {
             self.state = State::Established;
         }
     }
+}
 
-    fn timeout(&self, t: &Timeouts) -> u64 {
-        let s = match self.state {
-            State::Syn => t.syn,
-            State::Established => t.established,
-            State::Closing => t.fin,
-            State::Udp => t.udp,
-        };
-        u64::from(s) * 1_000_000_000
-    }
+/// Idle timeouts in nanoseconds, indexed by [`State`] as `usize`.
+fn idle_limits(t: &Timeouts) -> [u64; 4] {
+    let ns = |s: u32| u64::from(s) * 1_000_000_000;
+    let mut l = [0; 4];
+    l[State::Syn as usize] = ns(t.syn);
+    l[State::Established as usize] = ns(t.established);
+    l[State::Closing as usize] = ns(t.fin);
+    l[State::Udp as usize] = ns(t.udp);
+    l
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -335,7 +339,8 @@ pub struct FlowTable {
     cap: usize,
     cursor: usize,
     holder_cursor: usize,
-    timeouts: Timeouts,
+    /// Idle timeout per state, nanoseconds (see [`idle_limits`]).
+    idle: [u64; 4],
     /// What the table did.
     pub stats: FlowStats,
 }
@@ -360,7 +365,7 @@ impl FlowTable {
             cap: cap.max(1),
             cursor: 0,
             holder_cursor: 0,
-            timeouts,
+            idle: idle_limits(&timeouts),
             stats: FlowStats::default(),
         }
     }
@@ -381,16 +386,54 @@ impl FlowTable {
     }
 
     /// New limits (a reload): a smaller capacity evicts down to it as new
-    /// flows arrive; new timeouts apply to every flow from the next sweep.
+    /// flows arrive; new timeouts apply to every flow from its next lookup
+    /// or sweep.
     pub fn set_limits(&mut self, cap: usize, timeouts: Timeouts) {
         self.cap = cap.max(1);
-        self.timeouts = timeouts;
+        self.idle = idle_limits(&timeouts);
     }
 
-    /// The flow with this key.
+    /// The flow with this key, idle or not (see [`FlowTable::find_live`]).
     #[inline]
     pub fn find(&self, key: &FlowKey) -> Option<FlowId> {
         self.map.get(key).map(|&i| FlowId(i))
+    }
+
+    /// Has `f` been idle past its state's timeout as of `now`?
+    #[inline]
+    fn idle_past(&self, f: &Flow, now: u64) -> bool {
+        now.saturating_sub(f.last_seen) > self.idle[f.state as usize]
+    }
+
+    /// The flow with this key, unless it has been idle past its state's
+    /// timeout as of `now`: then it is gone, whether or not the sweep has
+    /// reached it yet. It is removed (counted as expired, its buffer back
+    /// in `pool`) and `None` returned, so the packet opens a new flow and is
+    /// inspected afresh, as a censor that forgot the flow would (the GFW
+    /// tracks a QUIC 4-tuple for 60 s, then inspects its next packet as a
+    /// first one: Zohaib et al., USENIX Security 2025). One comparison more
+    /// than [`FlowTable::find`] on a live flow.
+    #[inline]
+    pub fn find_live(&mut self, key: &FlowKey, now: u64, pool: &mut Pool) -> Option<FlowId> {
+        let i = *self.map.get(key)?;
+        if self.expire_if_idle(i as usize, now, pool) {
+            return None;
+        }
+        Some(FlowId(i))
+    }
+
+    /// Remove the flow in slot `i` if it is idle past its timeout as of
+    /// `now`, counting it as expired; true if it was.
+    #[inline]
+    fn expire_if_idle(&mut self, i: usize, now: u64, pool: &mut Pool) -> bool {
+        let idle = self.slots[i]
+            .as_ref()
+            .is_some_and(|f| self.idle_past(f, now));
+        if idle {
+            self.remove(i, pool);
+            self.stats.expired += 1;
+        }
+        idle
     }
 
     /// A live flow. Panics on a stale id, which the engine never keeps
@@ -511,28 +554,14 @@ impl FlowTable {
         }
         for _ in 0..SWEEP_PER_PACKET.min(n) {
             self.cursor = (self.cursor + 1) % n;
-            let expired = match &self.slots[self.cursor] {
-                Some(f) => now.saturating_sub(f.last_seen) > f.timeout(&self.timeouts),
-                None => false,
-            };
-            if expired {
-                self.remove(self.cursor, pool);
-                self.stats.expired += 1;
-            }
+            self.expire_if_idle(self.cursor, now, pool);
         }
     }
 
     /// Expire every idle flow now (end of a capture, or a timer tick).
     pub fn expire_all(&mut self, now: u64, pool: &mut Pool) {
         for i in 0..self.slots.len() {
-            let expired = match &self.slots[i] {
-                Some(f) => now.saturating_sub(f.last_seen) > f.timeout(&self.timeouts),
-                None => false,
-            };
-            if expired {
-                self.remove(i, pool);
-                self.stats.expired += 1;
-            }
+            self.expire_if_idle(i, now, pool);
         }
     }
 
@@ -594,6 +623,23 @@ mod tests {
         }
         assert_eq!(t.len(), 0);
         assert_eq!(t.stats.expired, 4);
+    }
+
+    #[test]
+    fn a_lookup_past_the_idle_timeout_finds_no_flow_and_counts_it_expired() {
+        let mut pool = Pool::new(4);
+        let mut t = FlowTable::new(8, Timeouts::default());
+        let (k, a) = key(1);
+        t.insert(Flow::new(k, a, 0, State::Udp), &mut pool);
+        let limit = u64::from(Timeouts::default().udp) * 1_000_000_000;
+        assert!(
+            t.find_live(&k, limit, &mut pool).is_some(),
+            "at the timeout"
+        );
+        assert_eq!(t.stats.expired, 0);
+        assert!(t.find_live(&k, limit + 1, &mut pool).is_none(), "past it");
+        assert_eq!((t.len(), t.stats.expired), (0, 1));
+        assert!(t.find(&k).is_none(), "removed, not only hidden");
     }
 
     #[test]

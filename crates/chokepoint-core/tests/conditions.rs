@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chokepoint_core::quic::V1;
 use chokepoint_core::{Engine, Verdict};
 use chokepoint_rules::Trigger;
-use chokepoint_testkit::synth::{self, HelloShape};
+use chokepoint_testkit::synth;
 
 mod common;
 
@@ -18,55 +18,6 @@ use common::*;
 
 const V2: u32 = 0x6b33_43cf;
 const DRAFT_29: u32 = 0xff00_001d;
-
-fn engine_of(yaml: &str) -> Engine {
-    Engine::new(compile(yaml))
-}
-
-/// A client Initial carrying a whole ClientHello, `len` bytes of UDP payload.
-fn initial(version: u32, sni: &str, len: usize) -> Vec<u8> {
-    let ch = synth::client_hello(Some(sni), HelloShape::default(), 1);
-    let p = synth::quic_initial(
-        version,
-        &[1, 2, 3, 4, 5, 6, 7, 8],
-        &[9; 8],
-        0,
-        &synth::crypto_frame(0, &ch),
-        len,
-    );
-    assert_eq!(p.len(), len, "the Initial fills the datagram");
-    p
-}
-
-fn hello(sni: &str, ech: bool) -> Vec<u8> {
-    synth::tls_records(
-        &synth::client_hello(
-            Some(sni),
-            HelloShape {
-                ech,
-                ..Default::default()
-            },
-            2,
-        ),
-        16384,
-    )
-}
-
-/// SYN, SYN-ACK, ACK, then the ClientHello: the hello's verdict.
-fn tls_flow(e: &mut Engine, t: u64, server: &str, sport: u16, payload: &[u8]) -> Vec<Verdict> {
-    let isn = 100;
-    vec![
-        run(e, t, &tcp(C, server, sport, 443, isn, 0x02, b"")).0,
-        run(e, t + 1, &tcp(server, C, 443, sport, 9000, 0x12, b"")).0,
-        run(e, t + 2, &tcp(C, server, sport, 443, isn + 1, 0x10, b"")).0,
-        run(
-            e,
-            t + 3,
-            &tcp(C, server, sport, 443, isn + 1, 0x18, payload),
-        )
-        .0,
-    ]
-}
 
 const QUIC_2022: &str = r#"
 version: 1
@@ -488,4 +439,142 @@ profile: {reevaluate_on_reload: true}
         run(&mut e, 12, &udp(C, S, 50000, 443, b"\x40short")).0,
         Verdict::Drop
     );
+}
+
+#[test]
+fn src_ports_alone_decides_on_the_clients_port() {
+    let mut e = engine_of(
+        r#"
+version: 1
+lists:
+  nets: {format: cidr, entries: [198.51.100.0/24]}
+rules:
+  - {name: src-ports, match: {list: nets, on: [ip], src_ports: ["1000-2000"]}, action: drop}
+"#,
+    );
+    let server = "198.51.100.9";
+    let syn = |e: &mut Engine, t: u64, sport: u16, dport: u16| {
+        run(e, t, &tcp(C, server, sport, dport, 1, 0x02, b"")).0
+    };
+    assert_eq!(syn(&mut e, 0, 1500, 443), Verdict::Drop, "inside");
+    assert_eq!(syn(&mut e, 1, 1000, 443), Verdict::Drop, "the low edge");
+    assert_eq!(syn(&mut e, 2, 2000, 443), Verdict::Drop, "the high edge");
+    assert_eq!(syn(&mut e, 3, 999, 443), Verdict::Pass, "one below");
+    assert_eq!(syn(&mut e, 4, 2001, 443), Verdict::Pass, "one above");
+    // The server's port in the range does not count: it is the client's.
+    assert_eq!(syn(&mut e, 5, 40000, 1500), Verdict::Pass, "server port");
+    // UDP 80 -> 53: both ports well known, the sender is the client, and
+    // its port 80 is not in the range.
+    let (v, _) = run(&mut e, 6, &udp(C, server, 80, 53, b"x"));
+    assert_eq!(v, Verdict::Pass, "80 -> 53");
+    let (v, _) = run(&mut e, 7, &udp(C, server, 1999, 53, b"x"));
+    assert_eq!(v, Verdict::Drop, "UDP from 1999");
+}
+
+#[test]
+fn src_list_alone_decides_on_the_clients_address() {
+    let mut e = engine_of(
+        r#"
+version: 1
+lists:
+  subscribers: {format: cidr, entries: [198.18.0.0/28]}
+  names: {format: domains, entries: [blocked.example]}
+rules:
+  - {name: src-list, match: {list: names, src_list: subscribers}, action: reset}
+"#,
+    );
+    let blocked = hello("blocked.example", false);
+    // C is 198.18.0.10, inside the /28.
+    assert_eq!(tls_flow(&mut e, 0, S, 40000, &blocked)[3], Verdict::Reset);
+    let from = |e: &mut Engine, t: u64, client: &str, server: &str, port: u16| {
+        run(e, t, &tcp(client, server, port, 443, 1, 0x02, b""));
+        run(e, t + 1, &tcp(client, server, port, 443, 2, 0x18, &blocked)).0
+    };
+    assert_eq!(
+        from(&mut e, 10, "198.18.0.15", S, 40001),
+        Verdict::Reset,
+        "the last address of the /28"
+    );
+    assert_eq!(
+        from(&mut e, 20, "198.18.0.16", S, 40002),
+        Verdict::Pass,
+        "the first address past it"
+    );
+    assert_eq!(
+        from(&mut e, 30, "198.18.0.99", "198.18.0.5", 40003),
+        Verdict::Pass,
+        "the server in the list does not count: it is the client's address"
+    );
+}
+
+const HTTP_DNS: &str = r#"
+version: 1
+rules:
+  - {name: http, match: {protocols: [http]}, action: reset}
+  - {name: dns, match: {protocols: [dns]}, action: drop}
+"#;
+
+#[test]
+fn a_protocol_rule_fires_on_a_plain_http_request() {
+    let mut e = engine_of(HTTP_DNS);
+    let v = tcp_flow(
+        &mut e,
+        0,
+        S,
+        40000,
+        80,
+        &synth::http_get("site.example", "/"),
+    );
+    assert_eq!(
+        v,
+        [Verdict::Pass, Verdict::Pass, Verdict::Pass, Verdict::Reset]
+    );
+    let ev = e.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].trigger, Trigger::Protocol);
+    assert_eq!(ev[0].protocol, Some(chokepoint_rules::Protocol::Http));
+    assert_eq!(ev[0].rule.map(|r| r.index()), Some(0));
+    // On another port, by what it carries; and without a Host header.
+    let v = tcp_flow(&mut e, 10, S, 40001, 8080, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(v[3], Verdict::Reset, "HTTP/1.0 without a Host");
+    assert_eq!(e.events()[0].trigger, Trigger::Protocol);
+    // Not HTTP: a ClientHello, and bytes that are no request.
+    let v = tls_flow(&mut e, 20, S, 40002, &hello("site.example", false));
+    assert_eq!(v, [Verdict::Pass; 4], "TLS");
+    let v = tcp_flow(&mut e, 30, S, 40003, 80, b"SSH-2.0-OpenSSH_9.6\r\n");
+    assert_eq!(v, [Verdict::Pass; 4], "not a request");
+    assert_eq!(
+        e.counters.decisions_by_trigger[Trigger::Protocol.index()],
+        2
+    );
+}
+
+#[test]
+fn a_protocol_rule_fires_on_a_dns_query() {
+    let mut e = engine_of(HTTP_DNS);
+    let (v, ev) = run(
+        &mut e,
+        0,
+        &udp(C, S, 40000, 53, &synth::dns_query(7, "any.example", 1)),
+    );
+    assert_eq!(v, Verdict::Drop);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(
+        (ev[0].0, ev[0].1.as_str()),
+        (Trigger::Protocol, "any.example")
+    );
+    assert_eq!(
+        e.events()[0].protocol,
+        Some(chokepoint_rules::Protocol::Dns)
+    );
+    assert_eq!(e.events()[0].rule.map(|r| r.index()), Some(1));
+    // Not DNS: another UDP port, and a QUIC Initial.
+    let (v, ev) = run(&mut e, 1, &udp(C, S, 40001, 9, b"hello"));
+    assert_eq!((v, ev.len()), (Verdict::Pass, 0));
+    let (v, _) = run(
+        &mut e,
+        2,
+        &udp(C, S, 40002, 443, &initial(V1, "any.example", 1200)),
+    );
+    assert_eq!(v, Verdict::Pass, "QUIC");
 }

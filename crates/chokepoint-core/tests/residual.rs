@@ -12,22 +12,6 @@ mod common;
 
 use common::*;
 
-fn engine_of(yaml: &str) -> Engine {
-    Engine::new(compile(yaml))
-}
-
-fn initial(sni: &str) -> Vec<u8> {
-    let ch = synth::client_hello(Some(sni), HelloShape::default(), 1);
-    synth::quic_initial(
-        V1,
-        &[1, 2, 3, 4, 5, 6, 7, 8],
-        &[9; 8],
-        0,
-        &synth::crypto_frame(0, &ch),
-        1200,
-    )
-}
-
 const GFW_QUIC: &str = r#"
 version: 1
 lists:
@@ -46,7 +30,7 @@ fn gfw_quic_blocks_the_3_tuple_for_180_seconds() {
     let (v, ev) = run(
         &mut e,
         0,
-        &udp(C, S, 50000, 443, &initial("www.blocked.example")),
+        &udp(C, S, 50000, 443, &initial(V1, "www.blocked.example", 1200)),
     );
     assert_eq!(v, Verdict::Drop);
     assert_eq!(ev[0].0, Trigger::QuicSni);
@@ -56,7 +40,7 @@ fn gfw_quic_blocks_the_3_tuple_for_180_seconds() {
     let (v, ev) = run(
         &mut e,
         179 * SEC,
-        &udp(C, S, 50001, 443, &initial("innocent.example")),
+        &udp(C, S, 50001, 443, &initial(V1, "innocent.example", 1200)),
     );
     assert_eq!(v, Verdict::Drop);
     assert_eq!(ev[0].0, Trigger::Residual);
@@ -70,26 +54,32 @@ fn gfw_quic_blocks_the_3_tuple_for_180_seconds() {
     let (v, _) = run(
         &mut e,
         179 * SEC,
-        &udp(C, S, 50002, 8443, &initial("innocent.example")),
+        &udp(C, S, 50002, 8443, &initial(V1, "innocent.example", 1200)),
     );
     assert_eq!(v, Verdict::Pass);
     let (v, _) = run(
         &mut e,
         179 * SEC,
-        &udp("198.18.0.11", S, 50003, 443, &initial("innocent.example")),
+        &udp(
+            "198.18.0.11",
+            S,
+            50003,
+            443,
+            &initial(V1, "innocent.example", 1200),
+        ),
     );
     assert_eq!(v, Verdict::Pass);
     // The window ends at 180 s exactly; a second after it, all passes.
     let (v, _) = run(
         &mut e,
         180 * SEC,
-        &udp(C, S, 50004, 443, &initial("innocent.example")),
+        &udp(C, S, 50004, 443, &initial(V1, "innocent.example", 1200)),
     );
     assert_eq!(v, Verdict::Pass);
     let (v, _) = run(
         &mut e,
         181 * SEC,
-        &udp(C, S, 50005, 443, &initial("innocent.example")),
+        &udp(C, S, 50005, 443, &initial(V1, "innocent.example", 1200)),
     );
     assert_eq!(v, Verdict::Pass);
     assert_eq!(e.counters.residual_expired, 1);
@@ -102,7 +92,7 @@ fn gfw_quic_needs_source_port_at_least_destination_port() {
     let (v, _) = run(
         &mut e,
         0,
-        &udp(C, S, 400, 443, &initial("www.blocked.example")),
+        &udp(C, S, 400, 443, &initial(V1, "www.blocked.example", 1200)),
     );
     assert_eq!(v, Verdict::Pass);
     assert_eq!(e.counters.residual_armed, 0);
@@ -111,7 +101,7 @@ fn gfw_quic_needs_source_port_at_least_destination_port() {
     let (v, _) = run(
         &mut e,
         2,
-        &udp(C, S, 50010, 443, &initial("www.blocked.example")),
+        &udp(C, S, 50010, 443, &initial(V1, "www.blocked.example", 1200)),
     );
     assert_eq!(v, Verdict::Pass);
 }

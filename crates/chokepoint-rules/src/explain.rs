@@ -51,6 +51,12 @@ pub struct Explanation {
     /// Rules earlier in the policy that fire on a protocol itself and so
     /// may decide a flow carrying this name first, with their conditions.
     pub protocol_rules: Vec<String>,
+    /// When the deciding rule has conditions and a packet fails them, the
+    /// rule is skipped and the lookup falls through to later rules in
+    /// policy order: those that may then decide this query, up to the
+    /// first that needs no condition, else the policy default. Empty when
+    /// the deciding rule has no conditions (or no rule decides).
+    pub falls_through: Vec<String>,
     /// Set when the query could not be read as a name, address or URL.
     pub error: Option<String>,
 }
@@ -138,6 +144,33 @@ pub fn conditions_in_words(rs: &Ruleset, r: &RuleMeta) -> Vec<String> {
             }
         ));
     }
+    out
+}
+
+/// What decides `t` when rule `after` is skipped because a packet failed
+/// its conditions: the later rules in policy order that `t` matches on one
+/// of the triggers `on` (bits), and the protocol rules, which may fire on
+/// the flow carrying it; up to the first rule that needs no condition, else
+/// the policy default.
+fn falls_through(rs: &Ruleset, after: usize, on: u8, t: &Target) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &rs.meta.rules[after + 1..] {
+        let protocol_rule = r.on & Trigger::Protocol.bit() != 0;
+        let listed = r.on & on != 0
+            && r.lists.iter().any(|&l| match t {
+                Target::Name(n) => rs.name_in_list(l, n.as_bytes()),
+                Target::Ip(ip) => rs.ip_in_list(l, *ip),
+            });
+        if !protocol_rule && !listed {
+            continue;
+        }
+        if r.cond.is_empty() && r.ech.is_none() {
+            out.push(format!("{} ({})", r.name, r.action));
+            return out;
+        }
+        out.push(format!("{} ({}) if its conditions hold", r.name, r.action));
+    }
+    out.push(format!("the policy default ({})", rs.meta.default_action));
     out
 }
 
@@ -259,6 +292,7 @@ pub fn explain(rs: &Ruleset, query: &str) -> Explanation {
         ech: None,
         conditions: Vec::new(),
         protocol_rules: Vec::new(),
+        falls_through: Vec::new(),
         error: None,
     };
     let (kind, t) = match target(query) {
@@ -269,10 +303,10 @@ pub fn explain(rs: &Ruleset, query: &str) -> Explanation {
         }
     };
     ex.kind = kind;
-    let (m, on): (Option<Match>, Vec<&'static str>) = match &t {
+    let (m, on): (Option<Match>, Vec<Trigger>) = match &t {
         Target::Ip(ip) => {
             ex.looked_up = ip.to_string();
-            (rs.match_ip(*ip), vec![Trigger::Ip.as_str()])
+            (rs.match_ip(*ip), vec![Trigger::Ip])
         }
         Target::Name(name) => {
             ex.looked_up = name.clone();
@@ -288,7 +322,7 @@ pub fn explain(rs: &Ruleset, query: &str) -> Explanation {
             // The main answer is the one without ECH, unless only a
             // ClientHello with ECH is decided by a rule.
             let shown = if p.is_none() { with_ech } else { plain };
-            let on = shown.iter().map(|x| x.0.as_str()).collect();
+            let on = shown.iter().map(|x| x.0).collect();
             (shown.first().map(|x| x.1), on)
         }
     };
@@ -308,11 +342,15 @@ pub fn explain(rs: &Ruleset, query: &str) -> Explanation {
     if let Some(m) = m {
         let rule = rs.rule(m.rule);
         ex.conditions = conditions_in_words(rs, rule);
+        if !rule.cond.is_empty() || rule.ech.is_some() {
+            let bits = on.iter().fold(0, |b, t| b | t.bit());
+            ex.falls_through = falls_through(rs, m.rule.index(), bits, &t);
+        }
         let info = rs.describe(m.hit);
         ex.verdict = rule.action.verb().to_string();
         ex.action = rule.action.to_string();
         ex.rule = Some(rule.name.clone());
-        ex.on = on;
+        ex.on = on.iter().map(|t| t.as_str()).collect();
         ex.list = Some(info.list);
         ex.entry = Some(info.entry);
         ex.entry_kind = Some(info.kind);

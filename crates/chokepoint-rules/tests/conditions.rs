@@ -151,3 +151,130 @@ fn the_bundled_policies_compile() {
         assert!(!rs.meta.rules.is_empty(), "{name}");
     }
 }
+
+#[test]
+fn explain_words_every_condition() {
+    let rs = compile(
+        r#"version: 1
+lists:
+  hosting: {format: cidr, entries: [203.0.113.0/24]}
+  subscribers: {format: cidr, entries: [198.18.0.0/16]}
+  names: {format: domains, entries: [blocked.example]}
+  exempt: {format: domains, entries: [ok.blocked.example]}
+rules:
+  - name: every
+    match:
+      list: names
+      on: [quic_sni]
+      protocols: [quic]
+      proto: udp
+      dst_ports: [443, "1000-2000"]
+      src_ports: ["1024-65535"]
+      min_bytes: 1001
+      max_bytes: 1500
+      quic_versions: [v1, v2, draft-29, "0xff00001b", 5]
+      first_packet: true
+      src_port_ge_dst_port: true
+      ech: true
+      dst_list: hosting
+      src_list: subscribers
+      except: [exempt]
+    action: drop
+    residual: {seconds: 180, scope: 2-tuple, action: reset}
+  - {name: tcp, match: {protocols: [tls, http], proto: tcp}, action: drop}
+"#,
+    )
+    .unwrap();
+    let words = explain::conditions_in_words(&rs, &rs.meta.rules[0]);
+    assert_eq!(
+        words,
+        [
+            "protocols: quic",
+            "proto: udp",
+            "dst_ports: 443, 1000-2000",
+            "src_ports: 1024-65535",
+            "min_bytes: 1001 (transport payload of the firing packet)",
+            "max_bytes: 1500 (transport payload of the firing packet)",
+            "quic_versions: v1, v2, draft-29, draft-27, 0x00000005",
+            "ech: true",
+            "first_packet: only the flow's first data packet",
+            "src_port_ge_dst_port: client port >= server port",
+            "dst_list: hosting (server address)",
+            "src_list: subscribers (client address)",
+            "except: exempt",
+            "residual: then every new flow on the 2-tuple is blocked for 180 s (reset)",
+        ]
+    );
+    let words = explain::conditions_in_words(&rs, &rs.meta.rules[1]);
+    assert_eq!(words, ["protocols: tls, http", "proto: tcp"]);
+}
+
+#[test]
+fn explain_says_which_later_rules_decide_when_a_condition_fails() {
+    let rs = compile(
+        r#"version: 1
+lists:
+  names: {format: domains, entries: [blocked.example]}
+  others: {format: domains, entries: [other.example]}
+  nets: {format: cidr, entries: [203.0.113.0/24]}
+  inner: {format: cidr, entries: [203.0.113.0/25]}
+rules:
+  - {name: first, match: {list: names, on: [quic_sni], proto: udp, src_port_ge_dst_port: true}, action: drop}
+  - {name: other-list, match: {list: others, on: [quic_sni]}, action: reset}
+  - {name: tls-only, match: {list: names, on: [tls_sni]}, action: reset}
+  - {name: bigger, match: {list: names, on: [quic_sni], min_bytes: 1200}, action: reset}
+  - {name: any-quic, match: {protocols: [quic]}, action: drop}
+  - {name: catch, match: {list: names}, action: log}
+  - {name: never, match: {list: names}, action: drop}
+  - {name: https-nets, match: {list: nets, on: [ip], dst_ports: [443]}, action: drop}
+  - {name: inner, match: {list: inner, on: [ip]}, action: reset}
+"#,
+    )
+    .unwrap();
+    let ex = explain(&rs, "www.blocked.example");
+    assert_eq!(ex.rule.as_deref(), Some("first"));
+    assert_eq!(
+        ex.falls_through,
+        [
+            "bigger (reset) if its conditions hold",
+            "any-quic (drop) if its conditions hold",
+            "catch (log)",
+        ]
+    );
+    let ex = explain(&rs, "203.0.113.1");
+    assert_eq!(ex.rule.as_deref(), Some("https-nets"));
+    assert_eq!(ex.falls_through, ["inner (reset)"]);
+    let ex = explain(&rs, "203.0.113.200");
+    assert_eq!(ex.falls_through, ["the policy default (pass)"]);
+    // A rule without conditions decides whatever the packet: nothing falls
+    // through.
+    let ex = explain(&rs, "other.example");
+    assert_eq!(ex.rule.as_deref(), Some("other-list"));
+    assert!(ex.falls_through.is_empty(), "{:?}", ex.falls_through);
+}
+
+#[test]
+fn explain_of_the_bundled_gfw_quic_policy() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/gfw-quic-2025.yaml");
+    let rs = chokepoint_rules::compile_file(&path).unwrap();
+    let ex = explain(&rs, "www.google.com");
+    assert_eq!(ex.rule.as_deref(), Some("gfw-quic-sni"));
+    assert_eq!((ex.verdict.as_str(), ex.action.as_str()), ("drop", "drop"));
+    assert_eq!(ex.on, ["quic_sni"]);
+    assert_eq!(ex.entry.as_deref(), Some("google.com"));
+    assert_eq!(ex.entry_kind, Some("suffix"));
+    assert_eq!(
+        ex.conditions,
+        [
+            "proto: udp",
+            "first_packet: only the flow's first data packet",
+            "src_port_ge_dst_port: client port >= server port",
+            "residual: then every new flow on the 3-tuple is blocked for 180 s (drop)",
+        ]
+    );
+    assert_eq!(ex.falls_through, ["the policy default (pass)"]);
+    assert!(ex.protocol_rules.is_empty());
+    let ex = explain(&rs, "example.com");
+    assert_eq!((ex.rule, ex.verdict.as_str()), (None, "pass"));
+    assert!(ex.conditions.is_empty() && ex.falls_through.is_empty());
+}

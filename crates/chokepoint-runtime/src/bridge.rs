@@ -354,6 +354,7 @@ fn worker(
     let stats = &shared.workers[k];
     let mut since_publish = 0u32;
     let mut events_failing = false;
+    let mut last_expire = 0u64;
     loop {
         let job = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(j) => Some(j),
@@ -438,6 +439,18 @@ fn worker(
                 }
             }
             since_publish += 1;
+        }
+        // A quiet worker frees flows, fragments and residual blocks past
+        // their time, at most once a second (a busy one expires a flow it
+        // looks up, and sweeps a few slots per packet).
+        if idle {
+            let now = now_ns();
+            if now.saturating_sub(last_expire) >= 1_000_000_000 {
+                engine.expire(now);
+                last_expire = now;
+                // What it freed shows in the counters published below.
+                since_publish += 1;
+            }
         }
         // Publish every 256 frames, and when idle, so a quiet link still
         // shows fresh counters.

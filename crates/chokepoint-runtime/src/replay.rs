@@ -103,6 +103,11 @@ pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value 
             chokepoint_core::dns::escape(e.fake_name.as_bytes(), &mut fake);
             o.insert("fake_name".into(), fake.into());
         }
+        // A protocol rule fired: on which protocol (the name alone may
+        // not say, and there may be none).
+        if let (Trigger::Protocol, Some(p)) = (e.trigger, e.protocol) {
+            o.insert("protocol".into(), p.as_str().into());
+        }
         for (key, set) in [
             ("urgent_stripped", e.urgent_stripped),
             ("overlap_conflict", e.overlap_conflict),

@@ -19,12 +19,11 @@ fn bundled_sample_is_the_generators_output() {
     );
 }
 
-#[test]
-fn sample_replay_under_the_default_policy() {
-    let rules = Arc::new(chokepoint_rules::compile_default().unwrap());
+/// Replay the bundled sample under `rules`: the summary and the events.
+fn sample_events(rules: chokepoint_rules::Ruleset) -> (replay::Summary, Vec<serde_json::Value>) {
     let mut out = Vec::new();
     let (s, res) = replay::replay(
-        rules,
+        Arc::new(rules),
         &repo().join("tests/data/sample-telegram-2018.pcap"),
         replay::Outputs {
             events: Some(&mut out),
@@ -32,11 +31,17 @@ fn sample_replay_under_the_default_policy() {
         },
     );
     res.unwrap();
-    let events: Vec<serde_json::Value> = String::from_utf8(out)
+    let events = String::from_utf8(out)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    (s, events)
+}
+
+#[test]
+fn sample_replay_under_the_default_policy() {
+    let (s, events) = sample_events(chokepoint_rules::compile_default().unwrap());
     let row = |e: &serde_json::Value| {
         format!(
             "{} {} {} {}",
@@ -80,6 +85,27 @@ fn sample_replay_under_the_default_policy() {
     assert_eq!(s.flows_created, 14);
     let text = replay::summary_text(&chokepoint_rules::compile_default().unwrap(), &s);
     assert!(text.contains("top blocked names"), "{text}");
+}
+
+#[test]
+fn a_protocol_rules_event_says_which_protocol() {
+    let rules = chokepoint_rules::compile_file(&repo().join("config/quic-2022.yaml")).unwrap();
+    let (_, events) = sample_events(rules);
+    let (by_protocol, others): (Vec<_>, Vec<_>) =
+        events.iter().partition(|e| e["trigger"] == "protocol");
+    assert!(!by_protocol.is_empty(), "{events:?}");
+    for e in by_protocol {
+        assert_eq!(
+            (&e["protocol"], &e["rule"]),
+            (&"quic".into(), &"quic-2022".into()),
+            "{e}"
+        );
+    }
+    assert!(!others.is_empty());
+    assert!(
+        others.iter().all(|e| e.get("protocol").is_none()),
+        "only for trigger protocol"
+    );
 }
 
 #[test]

@@ -1,4 +1,6 @@
-//! A worker that dies ends the bridge with an error; it never half-runs.
+//! A worker's life in the bridge. A worker that dies ends the bridge with
+//! an error; it never half-runs. A worker with nothing to do frees the
+//! flows idle past their timeout.
 //!
 //! The outside port here panics on its first send, which kills the worker
 //! forwarding a frame to it. The bridge must then stop every thread and
@@ -94,8 +96,13 @@ fn spawn_bridge(
 
 /// Two workers' shared state under a policy with no rules.
 fn shared_state() -> Arc<Shared> {
+    shared_state_with("")
+}
+
+/// The same, with `extra` appended to the policy.
+fn shared_state_with(extra: &str) -> Arc<Shared> {
     let rules = compile_str(
-        "version: 1\nrules: []\n",
+        &format!("version: 1\nrules: []\n{extra}"),
         "t.yaml",
         std::path::Path::new("."),
     )
@@ -143,4 +150,26 @@ fn a_healthy_bridge_forwards_and_stops_cleanly() {
     t.join().unwrap().expect("a clean stop is not an error");
     assert_eq!(*out.sent.lock().unwrap(), 8);
     assert_eq!(shared.worker_failures.load(Ordering::Relaxed), 0);
+}
+
+#[test]
+fn an_idle_worker_expires_its_flows() {
+    // No packet comes after the eight, so no lookup or per-packet sweep
+    // ever meets these flows again: only the idle tick can free them.
+    let shared = shared_state_with("profile: {timeouts: {udp: 1}}\n");
+    let inside: Arc<dyn Port> = Arc::new(MemPort::new("inside", udp_frames(8), false));
+    let outside: Arc<dyn Port> = Arc::new(MemPort::new("outside", Vec::new(), false));
+    let t = spawn_bridge(&shared, inside, outside);
+    // Not a timing test: the flows must go, and are given ample time to.
+    let mut totals = shared.totals();
+    for _ in 0..2000 {
+        totals = shared.totals();
+        if totals.flows_expired == 8 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    t.join().unwrap().expect("a clean stop is not an error");
+    assert_eq!((totals.flows_expired, totals.flows), (8, 0), "{totals:?}");
 }

@@ -160,6 +160,7 @@ pub(crate) fn event(out: &Output, t: &FiveTuple, found: &Found<'_>, j: &Judgemen
         } else {
             found.trigger
         },
+        protocol: found.protocol,
         name: NameBuf::new(found.name),
         ech: found.ech,
         grease: found.grease,
@@ -273,7 +274,12 @@ impl FlowCx<'_> {
     fn judge_and_report(&mut self, hold: Option<Match>, found: &Found<'_>) -> Judgement {
         let facts = self.facts();
         let j = judge(&self.cfg.rules, hold, Some(found), &facts);
-        arm_residual(self.residual, &self.cfg.rules, &j, &facts, self.out.now);
+        self.report(j, found, &facts)
+    }
+
+    /// Arm, count and report a judgement of `found`.
+    fn report(&mut self, j: Judgement, found: &Found<'_>, facts: &Facts<'_>) -> Judgement {
+        arm_residual(self.residual, &self.cfg.rules, &j, facts, self.out.now);
         self.counters.decisions_by_trigger[j.by.index()] += 1;
         let e = with_quirks(event(self.out, &self.tuple, found, &j), self.flow);
         self.out.event(self.counters, e);
@@ -377,8 +383,11 @@ impl FlowCx<'_> {
     }
 
     /// Each question of a DNS message is its own decision; the packet gets
-    /// the one whose rule comes first. A held address match does not apply:
-    /// a resolver's address says nothing of the names asked.
+    /// the one whose rule comes first. A held address match (`pass`/`log`)
+    /// never overrides the name's rule, earlier in the policy or not: a
+    /// resolver's address says nothing of the names asked. It applies only
+    /// to a question no rule matched, in place of the default: under
+    /// `default: drop` an allowlisted resolver answers.
     pub(super) fn dns_message(&mut self, msg: &[u8]) -> Decision {
         let mut names = [NameBuf::EMPTY; 4];
         let mut n = 0;
@@ -391,7 +400,13 @@ impl FlowCx<'_> {
         let mut best: Option<Judgement> = None;
         for name in &names[..n] {
             self.counters.dns_queries += 1;
-            let j = self.judge_and_report(None, &Found::name(Trigger::DnsQname, name.as_bytes()));
+            let found = Found::name(Trigger::DnsQname, name.as_bytes());
+            let facts = self.facts();
+            let mut j = judge(&self.cfg.rules, None, Some(&found), &facts);
+            if j.m.is_none() && self.flow.hold.is_some() {
+                j = judge(&self.cfg.rules, self.flow.hold, Some(&found), &facts);
+            }
+            let j = self.report(j, &found, &facts);
             let better = match (best.and_then(|b| b.rule()), j.rule()) {
                 (_, None) => best.is_none(),
                 (None, Some(_)) => true,

@@ -340,7 +340,10 @@ impl Engine {
         self.defrag.stats
     }
 
-    /// Expire idle flows and fragments as of `now` (end of a capture).
+    /// Expire idle flows, fragments and residual blocks as of `now` (end of
+    /// a capture, or a live worker's idle tick). A flow idle past its
+    /// timeout is never matched again either way: a lookup that finds one
+    /// expires it; this frees the state of flows nobody looks up.
     pub fn expire(&mut self, now: u64) {
         self.flows.expire_all(now, &mut self.scratch.pool);
         self.defrag.expire(now);
@@ -452,7 +455,11 @@ impl Engine {
         }
         let (tuple, flags) = five_tuple(p);
         let (key, from_a) = FlowKey::new(p.ctx, &tuple);
-        let id = match self.flows.find(&key) {
+        // A flow idle past its timeout is gone: this packet opens a new one.
+        let id = match self
+            .flows
+            .find_live(&key, self.out.now, &mut self.scratch.pool)
+        {
             Some(id) => id,
             None => match self.open(p, &tuple, key, from_a, flags) {
                 Opened::Decided(d) if d.verdict.per_packet() => {

@@ -3,7 +3,7 @@
 //! another) or length-prefixed DNS messages.
 
 use chokepoint_ruleset::profile::{Overlap, TlsRecords, TtlFakes, Urgent};
-use chokepoint_ruleset::Trigger;
+use chokepoint_ruleset::{Protocol, Trigger};
 
 use super::decide::Found;
 use super::{FlowCx, MAX_CLIENT_HELLO};
@@ -315,8 +315,14 @@ fn read_stream(
             Inspect::Tls => return read_hello(cx, hello, data),
             Inspect::Http => match http::request(data) {
                 http::Request::Complete { host, end, body } => {
-                    if let Some(host) = host {
-                        decision = cx.decide_flow(&Found::name(Trigger::HttpHost, host));
+                    // A request without a Host (HTTP/1.0) is HTTP all the
+                    // same: a protocol rule may decide it.
+                    let d = match host {
+                        Some(host) => Some(cx.decide_flow(&Found::name(Trigger::HttpHost, host))),
+                        None => cx.decide_protocol(Protocol::Http),
+                    };
+                    if let Some(d) = d {
+                        decision = d;
                         if cx.flow.decision.is_some() {
                             return decision;
                         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chokepoint_core::{Engine, LinkType, Verdict};
 use chokepoint_rules::Trigger;
-use chokepoint_testkit::synth;
+use chokepoint_testkit::synth::{self, HelloShape};
 
 /// Names, nets and a watched net, as most tests need them.
 pub const POLICY: &str = r#"
@@ -38,6 +38,76 @@ pub fn engine_with(extra: &str) -> Engine {
 
 pub fn engine() -> Engine {
     engine_with("")
+}
+
+/// An engine for a policy given whole.
+pub fn engine_of(yaml: &str) -> Engine {
+    Engine::new(compile(yaml))
+}
+
+/// A client Initial carrying a whole ClientHello for `sni`, `len` bytes of
+/// UDP payload.
+pub fn initial(version: u32, sni: &str, len: usize) -> Vec<u8> {
+    initial_shaped(version, sni, HelloShape::default(), len)
+}
+
+/// The same, with the hello shaped by `shape` (ECH, ...).
+pub fn initial_shaped(version: u32, sni: &str, shape: HelloShape, len: usize) -> Vec<u8> {
+    let ch = synth::client_hello(Some(sni), shape, 1);
+    let p = synth::quic_initial(
+        version,
+        &[1, 2, 3, 4, 5, 6, 7, 8],
+        &[9; 8],
+        0,
+        &synth::crypto_frame(0, &ch),
+        len,
+    );
+    assert_eq!(p.len(), len, "the Initial fills the datagram");
+    p
+}
+
+/// A ClientHello for `sni` in TLS records, with or without ECH.
+pub fn hello(sni: &str, ech: bool) -> Vec<u8> {
+    synth::tls_records(
+        &synth::client_hello(
+            Some(sni),
+            HelloShape {
+                ech,
+                ..Default::default()
+            },
+            2,
+        ),
+        16384,
+    )
+}
+
+/// SYN, SYN-ACK, ACK from client `C`, then `payload` to `server`:`dport`:
+/// each packet's verdict.
+pub fn tcp_flow(
+    e: &mut Engine,
+    t: u64,
+    server: &str,
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<Verdict> {
+    let isn = 100;
+    vec![
+        run(e, t, &tcp(C, server, sport, dport, isn, 0x02, b"")).0,
+        run(e, t + 1, &tcp(server, C, dport, sport, 9000, 0x12, b"")).0,
+        run(e, t + 2, &tcp(C, server, sport, dport, isn + 1, 0x10, b"")).0,
+        run(
+            e,
+            t + 3,
+            &tcp(C, server, sport, dport, isn + 1, 0x18, payload),
+        )
+        .0,
+    ]
+}
+
+/// [`tcp_flow`] to port 443 (a ClientHello, usually).
+pub fn tls_flow(e: &mut Engine, t: u64, server: &str, sport: u16, payload: &[u8]) -> Vec<Verdict> {
+    tcp_flow(e, t, server, sport, 443, payload)
 }
 
 pub fn ip(s: &str) -> IpAddr {
