@@ -106,6 +106,13 @@ pub fn up(o: &UpOptions) -> Result<LabState> {
             "host {name} at {a}: a lab host address must be in 198.18.1.0/24 and not .0, .2, .254 or .255"
         );
     }
+    anyhow::ensure!(
+        !state::dir_of(&o.name).exists(),
+        "a lab called {:?} is up already ({}); `chokepoint lab down --name {}` first, or choose another --name",
+        o.name,
+        state::dir_of(&o.name).display(),
+        o.name
+    );
     for role in Role::ALL {
         let ns = plan::netns(&o.name, role);
         anyhow::ensure!(
