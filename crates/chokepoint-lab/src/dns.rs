@@ -134,7 +134,10 @@ fn serve_tcp(listener: TcpListener, zone: Arc<Zone>, open: Arc<AtomicUsize>) {
                 let Ok(n) = u16::try_from(reply.len()) else {
                     break;
                 };
-                if s.write_all(&n.to_be_bytes()).and_then(|()| s.write_all(&reply)).is_err() {
+                if s.write_all(&n.to_be_bytes())
+                    .and_then(|()| s.write_all(&reply))
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -177,8 +180,14 @@ mod tests {
     #[test]
     fn every_name_is_the_server_but_hosts_are_their_own() {
         let z = zone();
-        assert_eq!(addrs(&ask(&z, "example.com.", RecordType::A)), ["198.18.1.2"]);
-        assert_eq!(addrs(&ask(&z, "example.com.", RecordType::AAAA)), ["fd00:198:18::1:2"]);
+        assert_eq!(
+            addrs(&ask(&z, "example.com.", RecordType::A)),
+            ["198.18.1.2"]
+        );
+        assert_eq!(
+            addrs(&ask(&z, "example.com.", RecordType::AAAA)),
+            ["fd00:198:18::1:2"]
+        );
         assert_eq!(addrs(&ask(&z, "T.me.", RecordType::A)), ["198.18.1.10"]);
         assert_eq!(addrs(&ask(&z, "web.t.me.", RecordType::A)), ["198.18.1.10"]);
         // A host is IPv4 only: no way around an IPv4 rule over IPv6.

@@ -90,7 +90,9 @@ pub fn serve(cfg: WebConfig) -> Result<()> {
         "lab servers: HTTP on {:?}, HTTPS on {:?}, DNS: {}, for {} s",
         cfg.http_ports,
         cfg.https_ports,
-        cfg.dns.as_ref().map_or("none".into(), |(_, a)| format!("{a:?}")),
+        cfg.dns
+            .as_ref()
+            .map_or("none".into(), |(_, a)| format!("{a:?}")),
         cfg.lifetime.as_secs()
     );
     std::thread::sleep(cfg.lifetime);
