@@ -150,12 +150,9 @@ pub fn run(a: Args) -> Result<()> {
         Cmd::Probe(p) => probe(p),
         Cmd::Apply(a) => {
             let rules = lab::apply(&a.named.name, &PolicySource::File(a.policy.clone()))?;
-            print_out(&format!(
-                "lab {}: now enforcing {} ({})\n",
-                a.named.name,
-                a.policy.display(),
-                chokepoint_runtime::replay::policy_line(&rules)
-            ))
+            let line = chokepoint_runtime::replay::policy_line(&rules);
+            let what = line.trim_start_matches("policy").trim();
+            print_out(&format!("lab {}: now enforcing {what}\n", a.named.name))
         }
         Cmd::Serve(s) => {
             let zone = chokepoint_lab::dns::Zone {
