@@ -25,6 +25,7 @@ PACKAGES=(
   dnsutils
   dnsmasq-base
   python3
+  python3-venv  # the venv below (community-id and JSON Schema oracles)
   prometheus    # promtool check metrics
 )
 
@@ -43,6 +44,14 @@ fi
 if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
+
+# PyPI packages the tests use as oracles, in a venv of their own:
+# communityid (the reference Community ID) and jsonschema (the events' schemas).
+if [ ! -x target/pyenv/bin/python ]; then
+  mkdir -p target
+  python3 -m venv target/pyenv
+fi
+target/pyenv/bin/pip install -q --disable-pip-version-check communityid==1.5.0 jsonschema==4.26.0
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

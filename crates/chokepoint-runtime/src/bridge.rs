@@ -208,6 +208,8 @@ pub struct Config {
     pub forward: bool,
     /// Where to write one JSON line per decision.
     pub events: Option<Box<dyn Write + Send>>,
+    /// The events' format.
+    pub events_format: crate::eve::EventFormat,
     /// Frames queued per worker before drops.
     pub queue: usize,
 }
@@ -243,9 +245,10 @@ pub fn run(
             let (inside, outside) = (inside.clone(), outside.clone());
             let events = events.clone();
             let forward = cfg.forward;
+            let format = cfg.events_format;
             workers.push(s.spawn(move || {
                 let _watch = DeathWatch(&shared);
-                worker(k, rx, &shared, inside, outside, forward, &events)
+                worker(k, rx, &shared, inside, outside, forward, (&events, format))
             }));
         }
         let mut rx_threads = Vec::new();
@@ -342,7 +345,10 @@ fn worker(
     inside: Arc<dyn Port>,
     outside: Option<Arc<dyn Port>>,
     forward: bool,
-    events: &Mutex<Option<Box<dyn Write + Send>>>,
+    (events, format): (
+        &Mutex<Option<Box<dyn Write + Send>>>,
+        crate::eve::EventFormat,
+    ),
 ) {
     let mut rules = shared.rules.load_full();
     let mut engine = Engine::new(rules.clone());
@@ -419,12 +425,14 @@ fn worker(
                 }
                 drop(dec);
                 if let Some(w) = events.lock().expect("events").as_mut() {
+                    let iface = match side {
+                        Side::Inside => Some(inside.name()),
+                        Side::Outside => outside.as_ref().map(|p| p.name()),
+                    };
                     let written = engine
                         .events()
                         .iter()
-                        .try_for_each(|e| {
-                            writeln!(w, "{}", crate::replay::event_json(&rules, e, &o))
-                        })
+                        .try_for_each(|e| writeln!(w, "{}", format.json(&rules, e, &o, iface)))
                         .and_then(|()| w.flush());
                     // Forwarding goes on without the events; said once
                     // per outage, not once per event.

@@ -10,6 +10,8 @@ pub mod bench;
 pub mod bridge;
 pub mod capture;
 pub mod capture_writer;
+pub mod community_id;
+pub mod eve;
 pub mod metrics;
 pub mod port;
 pub mod privs;

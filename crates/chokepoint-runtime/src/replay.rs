@@ -60,6 +60,8 @@ pub struct Outputs<'a> {
     /// Told, every [`PROGRESS_EVERY`] records, about how many bytes of the
     /// capture have been read (record headers counted at 16 bytes).
     pub progress: Option<&'a mut dyn FnMut(u64)>,
+    /// The events' format.
+    pub format: crate::eve::EventFormat,
 }
 
 /// Records between calls of [`Outputs::progress`].
@@ -140,6 +142,7 @@ pub fn replay(
         pass,
         drop,
         mut progress,
+        format,
     } = out;
     let mut bytes_read: u64 = 0;
     let mut pass = pass.map(|w| capture::Writer::new(w, capture::Format::PcapNanos));
@@ -194,7 +197,7 @@ pub fn replay(
             }
             if let Some(w) = events.as_deref_mut() {
                 if write_err.is_none() {
-                    if let Err(err) = writeln!(w, "{}", event_json(&rules, e, &o)) {
+                    if let Err(err) = writeln!(w, "{}", format.json(&rules, e, &o, None)) {
                         write_err = Some(err);
                     }
                 }

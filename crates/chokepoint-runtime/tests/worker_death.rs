@@ -88,6 +88,7 @@ fn spawn_bridge(
             workers: 2,
             forward: true,
             events: None,
+            events_format: Default::default(),
             queue: 64,
         };
         bridge::run(sh, inside, Some(outside), cfg)

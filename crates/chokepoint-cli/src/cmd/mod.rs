@@ -29,3 +29,9 @@ pub fn print_out(text: &str) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// `--events-format`: `native` or `eve`.
+pub fn parse_event_format(s: &str) -> Result<chokepoint_runtime::eve::EventFormat, String> {
+    chokepoint_runtime::eve::EventFormat::parse(s)
+        .ok_or_else(|| format!("{s:?}: use native or eve"))
+}

@@ -29,6 +29,10 @@ pub struct Args {
     /// Write the frames that would be dropped, as pcap.
     #[arg(long)]
     drop_out: Option<PathBuf>,
+    /// The events' format: `native` (chokepoint's keys) or `eve`
+    /// (Suricata's EVE JSON, with community_id).
+    #[arg(long, default_value = "native", value_parser = super::parse_event_format)]
+    events_format: chokepoint_runtime::eve::EventFormat,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -72,6 +76,7 @@ pub fn run(a: Args) -> Result<()> {
         pass: pass_file.as_mut().map(|w| w as &mut dyn Write),
         drop: drop_file.as_mut().map(|w| w as &mut dyn Write),
         progress: Some(&mut tick),
+        format: a.events_format,
     };
     let (summary, mut res) = replay::replay(rules.clone(), &a.capture, outputs);
     if let Some(b) = bar {

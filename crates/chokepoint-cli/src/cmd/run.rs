@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use chokepoint_rules::outfile::AppendLog;
 use chokepoint_runtime::bridge::{self, Shared, Totals};
+use chokepoint_runtime::eve::EventFormat;
 use chokepoint_runtime::port::{AfPacket, Port};
 
 use crate::source::RulesetSource;
@@ -32,6 +33,10 @@ pub struct Args {
     /// One JSON line per decision, with the action taken.
     #[arg(long)]
     events: Option<PathBuf>,
+    /// The events' format: `native` (chokepoint's keys) or `eve`
+    /// (Suricata's EVE JSON, with community_id and the interface).
+    #[arg(long, default_value = "native", value_parser = super::parse_event_format)]
+    events_format: EventFormat,
     /// Frames queued per worker before drops, 16..=262144. Each queued
     /// frame holds its own buffer (up to 64 KiB), so the cap bounds the
     /// memory a stalled worker can pin.
@@ -119,6 +124,7 @@ pub fn run(a: Args) -> Result<()> {
         workers,
         forward: a.tap.is_none(),
         events,
+        events_format: a.events_format,
         queue: a.queue as usize,
     };
     let res = bridge::run(shared.clone(), inside, outside, cfg);
