@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use chokepoint_ruleset::{Hit, RuleId, Trigger};
+use chokepoint_ruleset::{Hit, Protocol, RuleId, Trigger};
 
 pub use chokepoint_ruleset::Verdict;
 
@@ -84,6 +84,9 @@ pub struct Event {
     pub overlap_conflict: bool,
     /// A segment with a bad checksum was skipped (`checksums: verify`).
     pub bad_checksum: bool,
+    /// The protocol the flow was classified as: the one a `protocol`
+    /// trigger fired on, or the one a name came in.
+    pub protocol: Option<Protocol>,
 }
 
 /// What the wire-reading knobs of the profile changed in a flow: bits of

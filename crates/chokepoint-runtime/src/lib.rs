@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bridge;
 pub mod capture;
 pub mod capture_writer;
+pub mod learned;
 pub mod metrics;
 pub mod port;
 pub mod privs;

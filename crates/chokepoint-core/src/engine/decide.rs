@@ -2,14 +2,33 @@
 //! query (a held IP match, a name) into a verdict. The live path and a
 //! reload's re-evaluation both use it, so they cannot disagree.
 
-use chokepoint_ruleset::name::{normalize_wire, MAX_NAME_LEN};
-use chokepoint_ruleset::{Facts, Hit, Match, Protocol, RuleId, Ruleset, Trigger, Verdict};
+use std::net::IpAddr;
 
-use super::{Engine, FlowCx, Output};
+use chokepoint_ruleset::name::{normalize_wire, MAX_NAME_LEN};
+use chokepoint_ruleset::random::SplitMix64;
+use chokepoint_ruleset::{
+    Action, Facts, Hit, LearnKey, Match, Protocol, RuleId, Ruleset, Trigger, Verdict,
+};
+
+use super::{Config, Counters, Engine, FlowCx, Output};
 use crate::event::{quirk, Decision, Event, NameBuf};
 use crate::flow::{FiveTuple, Flow, FlowDecision, Seen};
+use crate::learn::{LearnStore, LearnedKey, Learning};
+use crate::reasm::Pool;
 use crate::residual::ResidualTable;
 use crate::{dns, http, tls};
+
+const NANOS: u64 = 1_000_000_000;
+
+/// Mixed into the profile's seed for `probability` draws, so they are not
+/// the draws `freeze` and `degrade` make for the same flow.
+const PROBABILITY_SALT: u64 = 0x7072_6f62_6162_696c;
+
+/// A flow's own random draw for the rules' `probability` conditions.
+#[inline]
+pub(crate) fn flow_draw(seed: u64, serial: u64) -> u64 {
+    SplitMix64::for_flow(seed ^ PROBABILITY_SALT, serial).next_u64()
+}
 
 /// A name found in a packet, before matching.
 pub(crate) struct Found<'a> {
@@ -132,7 +151,7 @@ pub(crate) fn judge(
         m,
         verdict,
         by,
-        sticky: m.is_some() && !verdict.forwards(),
+        sticky: m.is_some() && verdict.sticks(),
     }
 }
 
@@ -171,6 +190,7 @@ pub(crate) fn event(out: &Output, t: &FiveTuple, found: &Found<'_>, j: &Judgemen
         urgent_stripped: false,
         overlap_conflict: false,
         bad_checksum: false,
+        protocol: found.protocol,
     }
 }
 
@@ -189,29 +209,140 @@ fn with_quirks(mut e: Event, flow: &Flow) -> Event {
     e
 }
 
-/// Arm the residual block of the rule that just decided, if it has one.
-pub(crate) fn arm_residual(
-    table: &mut ResidualTable,
-    rules: &Ruleset,
-    j: &Judgement,
+/// What a decision leaves behind besides the flow's verdict: a residual
+/// block, a learnt server.
+pub(crate) struct Arm<'a> {
+    pub residual: &'a mut ResidualTable,
+    pub learned: Option<&'a dyn LearnStore>,
+    pub counters: &'a mut Counters,
+}
+
+impl Arm<'_> {
+    /// Arm the residual block of the rule that just decided, if it has
+    /// one, and learn the server under a `learn` action: then the time the
+    /// learnt entry starts to block.
+    pub fn arm(&mut self, rules: &Ruleset, j: &Judgement, f: &Facts<'_>, now: u64) -> Option<u64> {
+        let r = j.rule().filter(|_| j.sticky)?;
+        let rule = rules.rule(r);
+        if let Some(x) = rule.residual {
+            self.residual.arm(
+                now,
+                x.scope,
+                f.proto,
+                f.client,
+                f.server,
+                f.server_port,
+                x.seconds,
+                r,
+                x.action,
+            );
+        }
+        let Action::Learn {
+            key, ttl, delay, ..
+        } = &rule.action
+        else {
+            return None;
+        };
+        let (Some(store), Some(list)) = (self.learned, rules.learn_list(r)) else {
+            self.counters.learn_unstored += 1;
+            return None;
+        };
+        let key = match key {
+            LearnKey::Server => LearnedKey::server(list, f.server),
+            LearnKey::ServerPort => LearnedKey::server_port(list, f.server, f.proto, f.server_port),
+        };
+        let from = now.saturating_add(u64::from(*delay) * NANOS);
+        store.learn(&Learning {
+            key,
+            at: now,
+            from,
+            until: from.saturating_add(u64::from(*ttl) * NANOS),
+        });
+        self.counters.learned += 1;
+        Some(from)
+    }
+}
+
+/// The IP rule deciding a flow with addresses `src` and `dst`: the
+/// earliest of the static lists' matches and, when IP rules use dynamic
+/// lists, the learnt entries for the flow's server.
+pub(crate) fn address_match(
+    cfg: &Config,
+    learned: Option<&dyn LearnStore>,
+    (src, dst): (IpAddr, IpAddr),
     f: &Facts<'_>,
     now: u64,
-) {
-    let Some(r) = j.rule().filter(|_| j.sticky) else {
-        return;
-    };
-    if let Some(x) = rules.rule(r).residual {
-        table.arm(
-            now,
-            x.scope,
-            f.proto,
-            f.client,
-            f.server,
-            f.server_port,
-            x.seconds,
-            r,
-            x.action,
-        );
+) -> Option<Match> {
+    let fixed = cfg.ip_match(src, dst, f);
+    match learned {
+        Some(store) if cfg.rules.has_learned_rules() => {
+            earlier(fixed, learned_match(cfg, store, f, now))
+        }
+        _ => fixed,
+    }
+}
+
+/// The first IP rule on a dynamic list holding the flow's server, whole or
+/// by its transport and port.
+fn learned_match(cfg: &Config, store: &dyn LearnStore, f: &Facts<'_>, now: u64) -> Option<Match> {
+    cfg.rules.match_learned(f, |list| {
+        store.holds(&LearnedKey::server(list, f.server), now)
+            || store.holds(
+                &LearnedKey::server_port(list, f.server, f.proto, f.server_port),
+                now,
+            )
+    })
+}
+
+/// A flow a `learn` rule decided, once its entry blocks: decided again by
+/// the IP rules on dynamic lists, as a new flow to its server would be. If
+/// none decides (the entry expired, or no rule reads the list), the flow
+/// stays learnt and is not asked again.
+pub(crate) fn relearn(
+    cfg: &Config,
+    flow: &mut Flow,
+    tuple: &FiveTuple,
+    learned: Option<&dyn LearnStore>,
+    out: &mut Output,
+    counters: &mut Counters,
+    pool: &mut Pool,
+) -> Option<Decision> {
+    flow.learn_at = u64::MAX;
+    let store = learned?;
+    let f = flow_facts(cfg, flow);
+    let m = learned_match(cfg, store, &f, out.now)?;
+    let j = judge(&cfg.rules, Some(m), None, &f);
+    if !j.sticky || j.verdict == Verdict::Learn {
+        return None;
+    }
+    counters.learned_hits += 1;
+    counters.decisions_by_trigger[j.by.index()] += 1;
+    let e = event(out, tuple, &Found::IP, &j);
+    out.event(counters, e);
+    flow.decide(
+        FlowDecision {
+            verdict: j.verdict,
+            rule: j.rule(),
+            by: j.by,
+        },
+        pool,
+    );
+    Some(Decision {
+        verdict: j.verdict,
+        rule: j.rule(),
+        decided_now: true,
+        flow: Some(flow.serial),
+        client: Some(flow.client()),
+        dropped: false,
+    })
+}
+
+/// What conditions see of a flow from its key alone (no packet).
+fn flow_facts(cfg: &Config, f: &Flow) -> Facts<'static> {
+    let (client, client_port, server, server_port) = f.client_server();
+    Facts {
+        draw: flow_draw(cfg.profile.seed, f.serial),
+        ..Facts::endpoints(f.key.proto, (client, client_port), (server, server_port))
     }
 }
 
@@ -255,17 +386,23 @@ impl FlowCx<'_> {
             (t.dst, t.src, t.dport, t.sport)
         };
         Facts {
-            proto: t.proto,
-            client,
-            server,
-            client_port,
-            server_port,
             payload_len: self.packet.payload_len,
             first_packet: self.packet.first_data,
             quic_version: self.packet.quic_version,
-            ech: false,
-            protocol: None,
-            name: b"",
+            draw: flow_draw(self.cfg.profile.seed, self.flow.serial),
+            ..Facts::endpoints(t.proto, (client, client_port), (server, server_port))
+        }
+    }
+
+    /// What a decision leaves behind, for this flow.
+    fn arm(&mut self, j: &Judgement, facts: &Facts<'_>) {
+        let mut arm = Arm {
+            residual: self.residual,
+            learned: self.learned,
+            counters: self.counters,
+        };
+        if let Some(at) = arm.arm(&self.cfg.rules, j, facts, self.out.now) {
+            self.flow.learn_at = at;
         }
     }
 
@@ -273,7 +410,7 @@ impl FlowCx<'_> {
     fn judge_and_report(&mut self, hold: Option<Match>, found: &Found<'_>) -> Judgement {
         let facts = self.facts();
         let j = judge(&self.cfg.rules, hold, Some(found), &facts);
-        arm_residual(self.residual, &self.cfg.rules, &j, &facts, self.out.now);
+        self.arm(&j, &facts);
         self.counters.decisions_by_trigger[j.by.index()] += 1;
         let e = with_quirks(event(self.out, &self.tuple, found, &j), self.flow);
         self.out.event(self.counters, e);
@@ -350,8 +487,11 @@ impl FlowCx<'_> {
         d
     }
 
-    /// A protocol classified before any name (a QUIC long header): a
-    /// protocol rule may decide the flow now. Reported only when one does.
+    /// A protocol classified, by one of the classifiers or before any name
+    /// (a QUIC long header): a protocol rule may decide the flow now.
+    /// Reported only when a protocol rule matched: a blocking one decides
+    /// the flow (returned); a `pass` or `log` one is held, and reported
+    /// once.
     pub(super) fn decide_protocol(&mut self, p: Protocol) -> Option<Decision> {
         if !self.cfg.rules.has_protocol_rules() {
             return None;
@@ -359,21 +499,32 @@ impl FlowCx<'_> {
         let found = Found::protocol(p);
         let facts = self.facts();
         let j = judge(&self.cfg.rules, self.flow.hold, Some(&found), &facts);
-        if !j.sticky || j.by != Trigger::Protocol {
+        if j.by != Trigger::Protocol || j.m.is_none() || (!j.sticky && self.flow.hold == j.m) {
             return None;
         }
-        arm_residual(self.residual, &self.cfg.rules, &j, &facts, self.out.now);
+        self.arm(&j, &facts);
         self.counters.decisions_by_trigger[j.by.index()] += 1;
         let e = with_quirks(event(self.out, &self.tuple, &found, &j), self.flow);
         self.out.event(self.counters, e);
+        self.keep_seen(&found);
+        if !j.sticky {
+            self.flow.hold = j.m;
+            return None;
+        }
         let d = FlowDecision {
             verdict: j.verdict,
             rule: j.rule(),
             by: j.by,
         };
         self.flow.decide(d, self.pool);
-        self.keep_seen(&found);
         Some(self.decision(&j))
+    }
+
+    /// A protocol a classifier recognised: counted, then
+    /// [`FlowCx::decide_protocol`].
+    pub(super) fn classified(&mut self, p: Protocol) -> Option<Decision> {
+        self.counters.protocols[p.index()] += 1;
+        self.decide_protocol(p)
     }
 
     /// Each question of a DNS message is its own decision; the packet gets
@@ -426,8 +577,12 @@ impl Engine {
             flows,
             scratch,
             counters,
+            learned,
+            out,
             ..
         } = self;
+        let learned = learned.as_deref();
+        let now = out.now;
         flows.for_each_mut(|f| {
             let seen = f.seen.as_deref().map(|s: &Seen| Found {
                 trigger: s.trigger,
@@ -443,22 +598,15 @@ impl Engine {
             let (client, client_port, server, server_port) = f.client_server();
             let kept = f.seen.as_deref();
             let facts = Facts {
-                proto: f.key.proto,
-                client,
-                server,
-                client_port,
-                server_port,
                 payload_len: kept.map_or(0, |s| s.payload_len),
                 first_packet: kept.is_some_and(|s| s.first_packet),
                 quic_version: kept.and_then(|s| s.quic_version),
-                ech: false,
-                protocol: None,
-                name: b"",
+                draw: flow_draw(cfg.profile.seed, f.serial),
+                ..Facts::endpoints(f.key.proto, (client, client_port), (server, server_port))
             };
-            let (a, b) = f.addresses();
             let j = judge(
                 &cfg.rules,
-                cfg.ip_match(a, b, &facts),
+                address_match(cfg, learned, f.addresses(), &facts, now),
                 seen.as_ref(),
                 &facts,
             );
