@@ -25,6 +25,13 @@ PACKAGES=(
   dnsmasq-base
   python3
   prometheus    # promtool check metrics
+  wireguard-go  # the protocol lab (tests/lab/protocols.sh): real clients
+  wireguard-tools
+  openvpn
+  shadowsocks-libev
+  coturn
+  openssh-server
+  openssh-client
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

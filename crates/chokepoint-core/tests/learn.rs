@@ -215,3 +215,30 @@ fn learn_needs_a_dynamic_list_and_sane_times() {
     );
     assert!(e.contains("learn needs its list and ttl"), "{e}");
 }
+
+#[test]
+fn a_server_that_speaks_first_is_still_the_server_when_the_side_is_known() {
+    // The WireGuard server rekeys towards its peer: its initiation is the
+    // flow's first packet. A bridge knows it came from outside.
+    let t = table();
+    let mut e = engine_with_table(TWO_STAGE, &t);
+    // The server's packets are not read (`direction: client_to_server`);
+    // the subscriber's response is.
+    let init = udp(S, C, 51820, 40000, &vpn::wireguard_initiation(1));
+    let response = udp(C, S, 40000, 51820, &vpn::wireguard(2, 92, 2));
+    let eth = chokepoint_core::LinkType::Ethernet;
+    let d = e.process_from(0, eth, &init, false);
+    assert_eq!(d.verdict, Verdict::Pass);
+    let d = e.process_from(1, eth, &response, true);
+    assert_eq!(d.verdict, Verdict::Learn);
+    let (v, _) = run(&mut e, 11 * SEC, &udp("198.18.0.77", S, 41000, 51820, b"x"));
+    assert_eq!(v, Verdict::Drop, "the server's port was learnt");
+    // Without the side, the sender is taken for the client: it is its
+    // initiation that is read, and the subscriber's port that is learnt
+    // (what a replay of a capture starting there does).
+    let t = table();
+    let mut e = engine_with_table(TWO_STAGE, &t);
+    assert_eq!(run(&mut e, 0, &init).0, Verdict::Learn);
+    let (v, _) = run(&mut e, 11 * SEC, &udp("198.18.0.77", S, 41000, 51820, b"x"));
+    assert_eq!(v, Verdict::Pass);
+}

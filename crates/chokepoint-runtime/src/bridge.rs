@@ -380,7 +380,12 @@ fn worker(
         let idle = job.is_none();
         if let Some((side, frame)) = job {
             let ts = now_ns();
-            let d = engine.process(ts, LinkType::Ethernet, &frame);
+            // A tap sees both ways on one port: no side to tell.
+            let d = if forward {
+                engine.process_from(ts, LinkType::Ethernet, &frame, side == Side::Inside)
+            } else {
+                engine.process(ts, LinkType::Ethernet, &frame)
+            };
             let o = actor.act(&rules, LinkType::Ethernet, &frame, ts, &d, engine.events());
             let (same, other) = match side {
                 Side::Inside => (Some(&inside), outside.as_ref()),

@@ -12,10 +12,8 @@ pub fn repo() -> PathBuf {
 /// Run `script ARG` under a 600 s timeout with the built binary and `env`;
 /// panics with its output unless it succeeds. Returns stdout and stderr.
 pub fn run_script(script: &str, arg: &str, env: &[(&str, &std::ffi::OsStr)]) -> String {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc_geteuid() } == 0;
     assert!(
-        root,
+        is_root(),
         "the namespace lab needs root (ip netns): run ./scripts/test.sh as root"
     );
     let repo = repo();
@@ -36,6 +34,13 @@ pub fn run_script(script: &str, arg: &str, env: &[(&str, &std::ffi::OsStr)]) -> 
     );
     assert!(out.status.success(), "{script} failed:\n{text}");
     text
+}
+
+/// Does the test run as root (network namespaces need it)?
+#[allow(dead_code)]
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
 }
 
 extern "C" {

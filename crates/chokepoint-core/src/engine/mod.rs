@@ -122,6 +122,9 @@ pub struct Engine {
     residual: ResidualTable,
     /// The dynamic lists `learn` actions fill, shared with other workers.
     learned: Option<Arc<dyn LearnStore>>,
+    /// Whether the packet being processed came from the subscribers' side,
+    /// when the caller knows ([`Engine::process_from`]).
+    from_subscriber: Option<bool>,
     /// Everything counted so far.
     pub counters: Counters,
 }
@@ -293,6 +296,7 @@ impl Engine {
             counters: Counters::default(),
             residual: ResidualTable::new(profile.max_residual_entries as usize),
             learned: None,
+            from_subscriber: None,
             cfg: Config { rules, profile },
         }
     }
@@ -377,6 +381,24 @@ impl Engine {
         c.residual_hits = s.hits;
         c.residual_evicted = s.evicted;
         c.residual_expired = s.expired;
+    }
+
+    /// [`Engine::process`] for a caller that knows which side the frame
+    /// came from (a bridge's inside port faces the subscribers): a new UDP
+    /// flow's client is then the subscriber, whichever side spoke first. A
+    /// WireGuard server rekeying towards its peer, say, would otherwise be
+    /// taken for the client, and a `learn` would learn the subscriber.
+    pub fn process_from(
+        &mut self,
+        ts: u64,
+        link: LinkType,
+        frame: &[u8],
+        from_subscriber: bool,
+    ) -> Decision {
+        self.from_subscriber = Some(from_subscriber);
+        let d = self.process(ts, link, frame);
+        self.from_subscriber = None;
+        d
     }
 
     /// Run one frame through the core. `ts` is the capture or arrival time
@@ -616,7 +638,7 @@ impl Engine {
         from_a: bool,
         flags: u8,
     ) -> Opened {
-        let sender_is_client = client_is_sender(tuple, flags);
+        let sender_is_client = client_is_sender(tuple, flags, self.from_subscriber);
         let client_is_a = from_a == sender_is_client;
         let state = if tuple.proto == PROTO_TCP {
             State::Syn
@@ -811,11 +833,12 @@ fn five_tuple(p: &Packet<'_>) -> (FiveTuple, u8) {
 }
 
 /// Who opened the flow, judged from its first packet: a SYN's sender, a
-/// SYN-ACK's receiver; otherwise the sender, unless it sends from a
-/// well-known port to an ephemeral one (a capture that starts mid-flow).
-fn client_is_sender(t: &FiveTuple, flags: u8) -> bool {
+/// SYN-ACK's receiver; otherwise the subscriber when the caller says which
+/// side sent it; otherwise the sender, unless it sends from a well-known
+/// port to an ephemeral one (a capture that starts mid-flow).
+fn client_is_sender(t: &FiveTuple, flags: u8, from_subscriber: Option<bool>) -> bool {
     if t.proto == PROTO_TCP && flags & TCP_SYN != 0 {
         return flags & TCP_ACK == 0;
     }
-    !(t.sport < 1024 && t.dport >= 1024)
+    from_subscriber.unwrap_or(!(t.sport < 1024 && t.dport >= 1024))
 }
