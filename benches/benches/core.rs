@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use chokepoint_benches::{domains, write_corpus, Corpus};
 use chokepoint_core::{decode, quic, tls, Engine, LinkType};
 use chokepoint_rules::{compile_file, Ruleset};
+use chokepoint_runtime::learned::LearnedTable;
 use chokepoint_testkit::synth::{self, HelloShape};
+use chokepoint_testkit::vpn;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn ruleset() -> Arc<Ruleset> {
@@ -148,6 +150,25 @@ impl Ring {
     }
 }
 
+/// A dynamic list already holding 10,000 servers, none of the benchmark's:
+/// every new flow's lookup finds a populated table and misses, as most
+/// flows would on a box that has learnt some VPN servers.
+fn learned_table() -> Arc<LearnedTable> {
+    use chokepoint_core::learn::{LearnStore, LearnedKey, Learning};
+    let t = LearnedTable::new(65_536);
+    let tag = chokepoint_rules::ruleset::list_tag("vpn-servers");
+    for i in 0..10_000u32 {
+        let server = IpAddr::from([203, 0, (i >> 8) as u8, i as u8]);
+        t.learn(&Learning {
+            key: LearnedKey::server_port(tag, server, 17, 51820),
+            at: 0,
+            from: 0,
+            until: u64::MAX,
+        });
+    }
+    Arc::new(t)
+}
+
 /// Time `iters` runs of the whole ring, each through a fresh engine that
 /// first sees `warm` (untimed).
 fn per_packet(rules: &Arc<Ruleset>, packets: &[Vec<u8>], iters: u64, warm: &[Vec<u8>]) -> Duration {
@@ -155,6 +176,9 @@ fn per_packet(rules: &Arc<Ruleset>, packets: &[Vec<u8>], iters: u64, warm: &[Vec
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let mut e = Engine::new(rules.clone());
+        if rules.has_learned_rules() {
+            e.set_learn_store(learned_table());
+        }
         for p in warm {
             e.process(0, LinkType::Ethernet, p);
         }
@@ -195,6 +219,29 @@ rules:
     Arc::new(compile_file(&p).unwrap())
 }
 
+/// The corpus policy with every protocol classifier asked for (issue 12),
+/// none of them matching the benchmark's TLS and QUIC flows, and an IP
+/// rule on a dynamic list that a `learn` rule fills: every new flow runs
+/// the classifiers of its transport and asks the (empty) list.
+fn ruleset_with_classifiers() -> Arc<Ruleset> {
+    ruleset();
+    let dir = std::env::temp_dir().join("chokepoint-bench-corpus");
+    let plain = std::fs::read_to_string(dir.join("policy.yaml")).unwrap();
+    let p = dir.join("policy-classifiers.yaml");
+    let extra = r#"  - {name: vpn-servers, match: {list: vpn-servers, on: [ip]}, action: drop}
+  - {name: vpn, match: {protocols: [wireguard, openvpn]}, action: {learn: {list: vpn-servers, key: server_port, ttl: 600, delay: 300}}}
+  - {name: calls, match: {protocols: [stun], proto: udp}, action: drop}
+  - {name: ssh-bt, match: {protocols: [ssh, bittorrent]}, action: reset}
+  - {name: fully-encrypted, match: {protocols: [fully_encrypted], probability: 0.26}, action: drop}
+"#;
+    let policy = plain
+        .replacen("lists:\n", "lists:\n  vpn-servers: {format: dynamic}\n", 1)
+        .replacen("rules:\n", &format!("rules:\n{extra}"), 1);
+    assert!(policy.contains("vpn-servers: {format"), "{policy}");
+    std::fs::write(&p, policy).unwrap();
+    Arc::new(compile_file(&p).unwrap())
+}
+
 /// The corpus policy read the way the `hardened` preset reads the wire
 /// (urgent data stripped, TTL-limited fakes ignored, the retransmitted
 /// copy wins, checksums verified): what seeing what the server sees costs.
@@ -211,6 +258,7 @@ fn end_to_end(c: &mut Criterion) {
     engine_group(c, "engine", ruleset());
     engine_group(c, "engine+conditions+residual", ruleset_with_conditions());
     engine_group(c, "engine+hardened", ruleset_hardened());
+    engine_group(c, "engine+classifiers", ruleset_with_classifiers());
 }
 
 fn engine_group(c: &mut Criterion, group: &str, rules: Arc<Ruleset>) {
@@ -338,6 +386,22 @@ fn engine_group(c: &mut Criterion, group: &str, rules: Arc<Ruleset>) {
         "new QUIC flows (one Initial: keys, decrypt, SNI, lookup), per flow",
         |b| b.iter_custom(|n| per_packet(&rules, &quic_flows, n, &warm_flows)),
     );
+
+    // New WireGuard flows: one handshake initiation each, to port 51820
+    // (passed uninspected without a wireguard rule, learnt with one).
+    let wg_flows: Vec<Vec<u8>> = (0..NEW)
+        .map(|i| {
+            let (cl, sv, port) = addrs(i);
+            let init = vpn::wireguard_initiation(u64::from(i));
+            synth::ethernet(
+                &synth::ip_packet(cl, sv, 17, &synth::udp_datagram(cl, sv, port, 51820, &init)),
+                &[],
+            )
+        })
+        .collect();
+    g.bench_function("new WireGuard flows (one initiation), per flow", |b| {
+        b.iter_custom(|n| per_packet(&rules, &wg_flows, n, &warm_flows))
+    });
     g.finish();
 }
 

@@ -69,6 +69,7 @@ pub trait LearnStore: Send + Sync {
     /// Hold `l`. An entry already held is extended (the earlier start, the
     /// later end), never shortened.
     fn learn(&self, l: &Learning);
-    /// Does `key` block at `now`?
-    fn holds(&self, key: &LearnedKey, now: u64) -> bool;
+    /// Does any of `keys` block at `now`? (A new flow asks for its server
+    /// whole and by port in one call.)
+    fn holds_any(&self, keys: &[LearnedKey], now: u64) -> bool;
 }

@@ -645,7 +645,9 @@ impl Ruleset {
 
     /// The first protocol rule (policy order) whose conditions `f` meets.
     pub fn match_protocol(&self, f: &Facts<'_>) -> Option<Match> {
-        f.protocol?;
+        if f.protocol?.bit() & self.derived.protocols_wanted == 0 {
+            return None;
+        }
         self.derived.protocol_rules.iter().find_map(|&r| {
             let r = RuleId::from_stored(r)?;
             self.holds(r, f).then_some(Match {

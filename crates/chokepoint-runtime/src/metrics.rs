@@ -121,7 +121,7 @@ pub fn render(shared: &Shared) -> String {
     let classified = counter(
         &reg,
         "chokepoint_protocol_flows_total",
-        "Flows the protocol classifiers recognised, by protocol (only protocols some rule asks for are classified; QUIC by its long header).",
+        "Flows the protocol classifiers recognised, by protocol (only protocols some rule asks for are classified; TLS, QUIC, HTTP and DNS are counted as decisions).",
         &["protocol"],
     );
     let learned = counter(

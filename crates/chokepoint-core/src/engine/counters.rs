@@ -71,8 +71,9 @@ pub struct Counters {
     pub overlap_conflicts: u64,
     /// Segments skipped for a bad TCP/UDP checksum (`checksums: verify`).
     pub bad_checksums: u64,
-    /// Flows the protocol classifiers recognised, by protocol (QUIC by its
-    /// long header; only protocols some rule asks for are classified).
+    /// Flows the protocol classifiers of [`crate::classify`] recognised, by
+    /// protocol (only protocols some rule asks for are classified; TLS,
+    /// QUIC, HTTP and DNS have counters of their own).
     pub protocols: [u64; Protocol::COUNT],
     /// Servers `learn` actions handed to the dynamic lists.
     pub learned: u64,

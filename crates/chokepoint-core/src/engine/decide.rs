@@ -286,11 +286,13 @@ pub(crate) fn address_match(
 /// by its transport and port.
 fn learned_match(cfg: &Config, store: &dyn LearnStore, f: &Facts<'_>, now: u64) -> Option<Match> {
     cfg.rules.match_learned(f, |list| {
-        store.holds(&LearnedKey::server(list, f.server), now)
-            || store.holds(
-                &LearnedKey::server_port(list, f.server, f.proto, f.server_port),
-                now,
-            )
+        store.holds_any(
+            &[
+                LearnedKey::server(list, f.server),
+                LearnedKey::server_port(list, f.server, f.proto, f.server_port),
+            ],
+            now,
+        )
     })
 }
 
