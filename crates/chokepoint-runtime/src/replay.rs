@@ -213,7 +213,9 @@ pub fn replay(
         Err(_) => {}
     }
     s.actions = actor.counters.clone();
-    engine.expire(last_ts.saturating_add(3600 * 1_000_000_000));
+    let end = last_ts.saturating_add(3600 * 1_000_000_000);
+    engine.expire(end);
+    learned.expire(end);
     s.learned = learned.stats();
     s.counters = engine.counters.clone();
     let fs = engine.flows().stats;
