@@ -25,6 +25,7 @@
 //! direction, its flow, and the parts a decision writes to) is built and
 //! handed to the inspectors, instead of the packet and the engine.
 
+mod arm;
 mod counters;
 mod decide;
 mod tcp;
@@ -549,16 +550,8 @@ impl Engine {
             }
             // A learnt flow meets the block its own detection set up.
             if fd.verdict == Verdict::Learn && out.now >= flow.learn_at {
-                return decide::relearn(
-                    cfg,
-                    flow,
-                    &tuple,
-                    learned,
-                    out,
-                    counters,
-                    &mut scratch.pool,
-                )
-                .unwrap_or(d);
+                return arm::relearn(cfg, flow, &tuple, learned, out, counters, &mut scratch.pool)
+                    .unwrap_or(d);
             }
             return d;
         }
@@ -664,7 +657,7 @@ impl Engine {
             .residual
             .check(self.out.now, tuple.proto, client, server, server_port)
             .map(decide::residual_judgement);
-        let ip = decide::address_match(
+        let ip = arm::address_match(
             &self.cfg,
             self.learned.as_deref(),
             (tuple.src, tuple.dst),
@@ -677,7 +670,7 @@ impl Engine {
             if matches!(j.m, Some(m) if matches!(m.hit, chokepoint_ruleset::Hit::Learned(_))) {
                 self.counters.learned_hits += 1;
             }
-            let mut arm = decide::Arm {
+            let mut arm = arm::Arm {
                 residual: &mut self.residual,
                 learned: self.learned.as_deref(),
                 counters: &mut self.counters,
