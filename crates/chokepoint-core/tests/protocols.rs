@@ -337,3 +337,33 @@ fn a_list_rule_may_not_name_a_protocol_without_names() {
     .to_string();
     assert!(err.contains("the protocol its names come in"), "{err}");
 }
+
+#[test]
+fn address_lists_and_exceptions_restrict_a_protocol_rule() {
+    // WireGuard to hosting ranges only, one server exempt.
+    let mut e = engine_of(
+        r#"
+version: 1
+lists:
+  hosting: {format: cidr, entries: [198.18.1.0/24]}
+  exempt: {format: cidr, entries: [198.18.1.99]}
+rules:
+  - {name: wg-hosting, match: {protocols: [wireguard], dst_list: hosting, except: [exempt]}, action: drop}
+"#,
+    );
+    let init = vpn::wireguard_initiation(1);
+    assert_eq!(
+        run(&mut e, 0, &udp(C, S, 40000, 51820, &init)).0,
+        Verdict::Drop
+    );
+    assert_eq!(
+        run(&mut e, 1, &udp(C, "198.18.1.99", 40000, 51820, &init)).0,
+        Verdict::Pass,
+        "exempt"
+    );
+    assert_eq!(
+        run(&mut e, 2, &udp(C, "198.18.9.9", 40000, 51820, &init)).0,
+        Verdict::Pass,
+        "not hosting"
+    );
+}
