@@ -27,6 +27,13 @@ PACKAGES=(
   python3
   python3-venv  # the venv below (community-id and JSON Schema oracles)
   prometheus    # promtool check metrics
+  wireguard-go  # the protocol lab (tests/lab/protocols.sh): real clients
+  wireguard-tools
+  openvpn
+  shadowsocks-libev
+  coturn
+  openssh-server
+  openssh-client
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

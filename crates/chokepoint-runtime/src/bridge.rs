@@ -102,6 +102,9 @@ pub struct Shared {
     pub worker_failures: AtomicU64,
     /// A reload is reading its files (see [`reload_within`]).
     pub reload_in_flight: AtomicBool,
+    /// The dynamic lists `learn` actions fill: every worker's engine reads
+    /// and writes them, and a reload keeps them.
+    pub learned: Arc<crate::learned::LearnedTable>,
 }
 
 fn unix_now() -> u64 {
@@ -114,7 +117,11 @@ impl Shared {
     /// The state for `workers` workers (at least one) serving `rules`,
     /// which took `load_seconds` to load.
     pub fn new(rules: Ruleset, workers: usize, load_seconds: f64) -> Shared {
+        let learned = Arc::new(crate::learned::LearnedTable::new(
+            rules.meta.profile.max_learned_entries as usize,
+        ));
         Shared {
+            learned,
             rules: arc_swap::ArcSwap::from_pointee(rules),
             workers: (0..workers.max(1))
                 .map(|_| Arc::new(WorkerStats::default()))
@@ -138,6 +145,7 @@ impl Shared {
             reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
             reloads_failed: self.reloads_failed.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
+            learned: self.learned.stats(),
             ..Totals::default()
         };
         for w in &self.workers {
@@ -198,6 +206,8 @@ pub struct Totals {
     pub reloads_failed: u64,
     /// Frames the ports failed to send.
     pub send_errors: u64,
+    /// What the dynamic lists of `learn` actions did.
+    pub learned: crate::learned::LearnedStats,
 }
 
 /// How a bridge runs.
@@ -352,6 +362,7 @@ fn worker(
 ) {
     let mut rules = shared.rules.load_full();
     let mut engine = Engine::new(rules.clone());
+    engine.set_learn_store(shared.learned.clone());
     let mut actor = if forward {
         Actor::default()
     } else {
@@ -376,7 +387,12 @@ fn worker(
         let idle = job.is_none();
         if let Some((side, frame)) = job {
             let ts = now_ns();
-            let d = engine.process(ts, LinkType::Ethernet, &frame);
+            // A tap sees both ways on one port: no side to tell.
+            let d = if forward {
+                engine.process_from(ts, LinkType::Ethernet, &frame, side == Side::Inside)
+            } else {
+                engine.process(ts, LinkType::Ethernet, &frame)
+            };
             let o = actor.act(&rules, LinkType::Ethernet, &frame, ts, &d, engine.events());
             let (same, other) = match side {
                 Side::Inside => (Some(&inside), outside.as_ref()),
@@ -535,6 +551,9 @@ pub fn reload_within(
 fn take_over(shared: &Shared, t: std::time::Instant, res: Result<Ruleset, String>) -> bool {
     match res {
         Ok(rs) => {
+            shared
+                .learned
+                .set_cap(rs.meta.profile.max_learned_entries as usize);
             shared.rules.store(Arc::new(rs));
             *shared.load_seconds.lock().expect("stats") = t.elapsed().as_secs_f64();
             shared.reloads_ok.fetch_add(1, Ordering::Relaxed);

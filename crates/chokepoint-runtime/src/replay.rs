@@ -45,6 +45,8 @@ pub struct Summary {
     pub reassembly_buffers_evicted: u64,
     /// What the actions did.
     pub actions: crate::actions::ActionCounters,
+    /// What the dynamic lists of `learn` actions did.
+    pub learned: crate::learned::LearnedStats,
 }
 
 /// Where replay writes: JSON events, and the frames that would pass (with
@@ -99,6 +101,9 @@ pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value 
     // What the profile's wire-reading knobs changed, only where one did:
     // the usual event stays as it was.
     if let Some(o) = v.as_object_mut() {
+        if let (Trigger::Protocol, Some(p)) = (e.trigger, e.protocol) {
+            o.insert("protocol".into(), p.as_str().into());
+        }
         if e.fake_ignored {
             o.insert("fake_ignored".into(), true.into());
             let mut fake = String::new();
@@ -134,6 +139,12 @@ pub fn replay(
     out: Outputs<'_>,
 ) -> (Summary, Result<(), CaptureError>) {
     let mut engine = Engine::new(rules.clone());
+    // One replay is one worker: its dynamic lists are its own, driven by
+    // the capture's timestamps.
+    let learned = Arc::new(crate::learned::LearnedTable::new(
+        rules.meta.profile.max_learned_entries as usize,
+    ));
+    engine.set_learn_store(learned.clone());
     let mut s = Summary::default();
     let mut last_ts = 0;
     let mut write_err: Option<std::io::Error> = None;
@@ -224,7 +235,10 @@ pub fn replay(
         Err(_) => {}
     }
     s.actions = actor.counters.clone();
-    engine.expire(last_ts.saturating_add(3600 * 1_000_000_000));
+    let end = last_ts.saturating_add(3600 * 1_000_000_000);
+    engine.expire(end);
+    learned.expire(end);
+    s.learned = learned.stats();
     s.counters = engine.counters.clone();
     let fs = engine.flows().stats;
     s.flows_created = fs.created;
@@ -341,6 +355,10 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
         ("urgent bytes stripped", c.urgent_bytes_stripped),
         ("overlap conflicts", c.overlap_conflicts),
         ("bad checksums skipped", c.bad_checksums),
+        ("servers learnt", c.learned),
+        ("learnt without a store", c.learn_unstored),
+        ("flows blocked by learnt", c.learned_hits),
+        ("learnt entries evicted", s.learned.evicted),
         ("IP datagrams reassembled", s.fragments_reassembled),
         ("IP fragments timed out", s.defrag.timeouts),
         ("IP fragments evicted", s.defrag.evictions),
@@ -368,6 +386,16 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
     let _ = writeln!(o, "\ninspection");
     for (label, n) in caps {
         let _ = writeln!(o, "  {label:<28} {n:>8}");
+    }
+    let classified: Vec<_> = chokepoint_rules::Protocol::ALL
+        .iter()
+        .filter(|p| c.protocols[p.index()] > 0)
+        .collect();
+    if !classified.is_empty() {
+        let _ = writeln!(o, "\nflows classified (protocols some rule asks for)");
+        for p in classified {
+            let _ = writeln!(o, "  {:<28} {:>8}", p.as_str(), c.protocols[p.index()]);
+        }
     }
     if !s.blocked_names.is_empty() {
         let _ = writeln!(o, "\ntop blocked names");
