@@ -197,6 +197,9 @@ pub struct Flow {
     /// Decided by a `learn` rule: when the entry it learnt starts to block
     /// (the flow then meets it too); `u64::MAX` otherwise.
     pub(crate) learn_at: u64,
+    /// A DNS flow: the client's last query passed, so the server's answer
+    /// does too (the censor reads the client's side only).
+    pub(crate) dns_answer_passes: bool,
 }
 
 /// Where a decided ClientHello lay in sequence space, and a digest of its
@@ -246,6 +249,7 @@ impl Flow {
             inspected: None,
             client_data_seen: false,
             learn_at: u64::MAX,
+            dns_answer_passes: false,
         }
     }
 

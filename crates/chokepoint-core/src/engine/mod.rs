@@ -563,6 +563,7 @@ impl Engine {
             return d;
         }
         let mut packet = PacketFacts::of(p, !flow.data_seen);
+        let carries_data = packet.payload_len > 0;
         packet.first_client_data = from_client && !flow.client_data_seen && packet.payload_len > 0;
         let handshake = !flow.data_seen && packet.payload_len == 0 && tuple.proto == PROTO_TCP;
         flow.data_seen |= packet.payload_len > 0;
@@ -612,6 +613,19 @@ impl Engine {
             && cfg.rules.meta.default_at == DefaultAt::FirstData
         {
             d.verdict = Verdict::Pass;
+        }
+        // A DNS answer follows its question: under a blocking default (an
+        // allowlist) the reply to a query that passed must reach the
+        // client, though no rule reads the server's side.
+        if tuple.sport == 53 || tuple.dport == 53 {
+            let f = flows.get_mut(id);
+            if from_client {
+                if carries_data {
+                    f.dns_answer_passes = d.verdict.forwards();
+                }
+            } else if d.rule.is_none() && !d.verdict.forwards() && f.dns_answer_passes {
+                d.verdict = Verdict::Pass;
+            }
         }
         // The deciding packet of a freeze/degrade flow is enforced too (a
         // degrade may drop it; it counts towards a freeze), and so is every
