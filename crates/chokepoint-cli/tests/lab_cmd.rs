@@ -435,3 +435,30 @@ fn the_quic_and_ech_scenarios_run_as_expected() {
         false
     );
 }
+
+#[test]
+fn the_vpn_scenario_blocks_each_protocol_by_its_first_packet() {
+    assert!(
+        root(),
+        "the lab needs root (ip netns): run ./scripts/test.sh as root"
+    );
+    let id = std::process::id() % 100_000;
+    let vpn = run_scenario("scenarios/vpn-2021-2025.yaml", &format!("v{id}"));
+    assert_eq!(vpn["as_expected"], true, "{vpn}");
+    // Before: every first packet comes back from the echo service.
+    for t in [
+        "wireguard://198.18.1.2",
+        "openvpn+tcp://198.18.1.2",
+        "stun://198.18.1.2",
+    ] {
+        assert_eq!(cell(&vpn, 0, t)["blocking"], false, "{t}");
+    }
+    // 2023: the VPNs, on UDP and TCP; SSH and HTTPS untouched.
+    let ovpn = cell(&vpn, 2, "openvpn+tcp://198.18.1.2");
+    assert_eq!(ovpn["blocking"], "blocked", "{ovpn}");
+    assert_eq!(ovpn["failure"], "generic_timeout_error", "{ovpn}");
+    assert_eq!(cell(&vpn, 2, "ssh://198.18.1.2")["blocking"], false);
+    // 2025: calls too.
+    assert_eq!(cell(&vpn, 4, "stun://198.18.1.2")["blocking"], "blocked");
+    assert_eq!(cell(&vpn, 4, "https://example.com/")["blocking"], false);
+}

@@ -42,5 +42,6 @@ pub mod plan;
 pub mod procs;
 pub mod quic;
 pub mod scenario;
+pub mod signature;
 pub mod state;
 pub mod web;

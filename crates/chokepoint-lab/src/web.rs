@@ -54,6 +54,8 @@ pub struct WebConfig {
     pub ca_out: PathBuf,
     /// The resolver to serve beside the web server, and where.
     pub dns: Option<(crate::dns::Zone, Vec<IpAddr>)>,
+    /// Where to serve the echo service signature targets send to.
+    pub echo: Vec<IpAddr>,
     /// When to exit.
     pub lifetime: Duration,
 }
@@ -94,6 +96,7 @@ pub fn serve(cfg: WebConfig) -> Result<()> {
     if let Some((zone, addrs)) = cfg.dns.clone() {
         crate::dns::serve(zone, &addrs)?;
     }
+    crate::signature::serve_echo(&cfg.echo)?;
     eprintln!(
         "lab servers: HTTP on {:?}, HTTPS on {:?}, QUIC on {:?}, DNS: {}, for {} s",
         cfg.http_ports,

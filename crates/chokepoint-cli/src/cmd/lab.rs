@@ -178,7 +178,8 @@ pub fn run(a: Args) -> Result<()> {
                 quic_ports: plan::WEB_PORTS.https.to_vec(),
                 addresses: addresses.clone(),
                 ca_out: s.ca_out,
-                dns: Some((zone, addresses)),
+                dns: Some((zone, addresses.clone())),
+                echo: addresses,
                 lifetime: Duration::from_secs(s.lifetime),
             })
         }

@@ -134,6 +134,10 @@ impl ScenarioTarget {
         if self.labelled {
             return self.label.clone();
         }
+        if crate::signature::parse(&self.url).is_some() {
+            // The scheme is the protocol: keep it.
+            return self.url.trim_end_matches('/').to_string();
+        }
         format!("{}{}", short_target(&self.url), self.suffix())
     }
 }
@@ -189,6 +193,9 @@ impl TryFrom<serde_norway::Value> for ScenarioTarget {
             return Err("a target mapping needs a url".into());
         }
         checked_url(&t.url)?;
+        if crate::signature::parse(&t.url).is_some() && (t.quic.is_some() || t.ech.is_some()) {
+            return Err(format!("{}: quic and ech apply to web targets only", t.url));
+        }
         match label {
             Some(l) if l.trim().is_empty() => return Err("an empty label".into()),
             Some(l) => {
@@ -203,6 +210,9 @@ impl TryFrom<serde_norway::Value> for ScenarioTarget {
 
 /// A URL the probe takes, or why not.
 fn checked_url(url: &str) -> Result<(), String> {
+    if let Some(sig) = crate::signature::parse(url) {
+        return sig.map(|_| ());
+    }
     chokepoint_probe::Target::parse(url)
         .map(|_| ())
         .map_err(|e| format!("target {url:?}: {}", e.why))
@@ -294,12 +304,20 @@ fn expected_blocking(v: &serde_norway::Value) -> Result<String> {
     match v {
         serde_norway::Value::Bool(false) => Ok("false".into()),
         serde_norway::Value::String(s)
-            if ["false", "dns", "tcp_ip", "http-failure", "http-diff"].contains(&s.as_str()) =>
+            if [
+                "false",
+                "dns",
+                "tcp_ip",
+                "http-failure",
+                "http-diff",
+                "blocked",
+            ]
+            .contains(&s.as_str()) =>
         {
             Ok(s.clone())
         }
         other => {
-            bail!("expected outcome {other:?}: use false, dns, tcp_ip, http-failure or http-diff")
+            bail!("expected outcome {other:?}: use false, dns, tcp_ip, http-failure, http-diff or (for a protocol signature target) blocked")
         }
     }
 }
@@ -463,6 +481,14 @@ pub fn probe_all(
             let (client, exe, args, t) =
                 (client.clone(), exe.to_path_buf(), args.clone(), t.clone());
             std::thread::spawn(move || -> Result<serde_json::Value> {
+                if let Some(sig) = crate::signature::parse(&t.url) {
+                    let sig = sig.map_err(|e| anyhow::anyhow!(e))?;
+                    // An echo comes back in well under a second: 2 s a try, 3 tries on UDP.
+                    let (url, wait) = (t.url.clone(), Duration::from_secs(timeout.min(2)));
+                    return crate::netns::within(&client, move || {
+                        crate::signature::measure(&url, sig, wait)
+                    });
+                }
                 let out = std::process::Command::new("ip")
                     .args(["netns", "exec", &client])
                     .arg(&exe)
@@ -624,7 +650,7 @@ mod tests {
                 "not a target",
             ),
             (
-                "name: s\ntitle: T\ntargets: [a]\nstages: [{date: d, title: t, policy: {}, expect: {a: blocked}}]\n",
+                "name: s\ntitle: T\ntargets: [a]\nstages: [{date: d, title: t, policy: {}, expect: {a: censored}}]\n",
                 "use false, dns",
             ),
             ("name: s\ntitle: T\ntargets: [a]\nstages: []\nextra: 1\n", "not a scenario"),
