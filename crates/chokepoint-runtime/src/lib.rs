@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bridge;
 pub mod capture;
 pub mod capture_writer;
+pub mod fetch;
 pub mod metrics;
 pub mod port;
 pub mod privs;
