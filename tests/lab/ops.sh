@@ -86,9 +86,10 @@ mkns() { for ns in "$@"; do ip netns add "$ns"; nsx "$ns" ip link set lo up; don
 
 metric() { nsx cpops-censor curl -s -m 5 http://127.0.0.1:9900/metrics | awk -v m="$1" '$1 == m { print $2 }'; }
 fetches() { metric "chokepoint_artifact_fetches_total{result=\"$1\"}"; }
-# wait_more RESULT N: wait (at most 20 s) until fetches RESULT exceeds N.
+# wait_more RESULT N: wait (at most 40 s: a loaded CI machine) until
+# fetches RESULT exceeds N.
 wait_more() {
-  for _ in $(seq 1 80); do
+  for _ in $(seq 1 160); do
     [ "$(fetches "$1" || echo 0)" -gt "$2" ] 2>/dev/null && return 0
     sleep 0.25
   done
@@ -119,7 +120,7 @@ start_node() {
     --inh-caps=-all,+net_raw --ambient-caps=-all,+net_raw --bounding-set=-all,+net_raw \
     "$LAB/chokepoint" run --inside c1 --outside s1 --artifact-url http://198.18.21.2:8080/rules.chk \
     --trust "$LAB/key.pub" --artifact "$LAB/state/rules.chk" --poll-interval 1 --metrics 127.0.0.1:9900
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 150); do
     nsx cpops-client timeout 1 bash -c '</dev/tcp/198.18.20.2/80' 2>/dev/null && return 0
     sleep 0.2
   done
