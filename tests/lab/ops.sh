@@ -108,10 +108,22 @@ enforcing() { # WHICH: a.example or b.example is the blocked one
 traffic() { echo "a.example $(status a.example), b.example $(status b.example)"; }
 
 publish() { # ARTIFACT SIG|none MTIME: what the distribution server serves
-  cp "$1" "$LAB/www/.rules.chk.tmp" && mv "$LAB/www/.rules.chk.tmp" "$LAB/www/rules.chk"
+  # As an operator publishes: the signature first, then the artifact, each
+  # by rename, the artifact's Last-Modified set before it appears.
   if [ "$2" = none ]; then rm -f "$LAB/www/rules.chk.sig"; else
     cp "$2" "$LAB/www/.rules.sig.tmp" && mv "$LAB/www/.rules.sig.tmp" "$LAB/www/rules.chk.sig"; fi
-  touch -d "@$3" "$LAB/www/rules.chk"
+  cp "$1" "$LAB/www/.rules.chk.tmp" && touch -d "@$3" "$LAB/www/.rules.chk.tmp"
+  mv "$LAB/www/.rules.chk.tmp" "$LAB/www/rules.chk"
+}
+# logged PATTERN: how many lines of the node's log match.
+logged() { grep -c "$1" "$LAB/node.log" || true; }
+# wait_log PATTERN N: wait (at most 40 s) until more than N lines match.
+wait_log() {
+  for _ in $(seq 1 160); do
+    [ "$(logged "$1")" -gt "$2" ] && return 0
+    sleep 0.25
+  done
+  return 1
 }
 
 start_node() {
@@ -167,7 +179,7 @@ b = bytearray(open(sys.argv[1], 'rb').read()); b[len(b) // 2] ^= 0x01
 open(sys.argv[2], 'wb').write(b)
 EOF
 
-  local t=1700100000 before
+  local t=1700100000 before seen what art sig reason stage
   publish "$LAB/a.chk" "$LAB/a.chk.sig" $t
   start_node
   if enforcing a && cmp -s "$LAB/state/rules.chk" "$LAB/a.chk"; then
@@ -181,10 +193,10 @@ EOF
                "unsigned:$LAB/b.chk:none:unsigned" \
                "untrusted key:$LAB/b-other.chk:$LAB/b-other.chk.sig:not one of the trusted keys"; do
     IFS=: read -r what art sig reason <<< "$stage"
-    before=$(fetches refused); t=$((t + 60))
+    before=$(fetches refused); seen=$(logged "$reason"); t=$((t + 60))
     publish "$art" "$sig" $t
-    if wait_more refused "$before" && enforcing a && [ "$(metric chokepoint_last_reload_success)" = 0 ] \
-      && grep -q "$reason" "$LAB/node.log"; then
+    if wait_log "$reason" "$seen" && [ "$(fetches refused)" -gt "$before" ] && enforcing a \
+      && [ "$(metric chokepoint_last_reload_success)" = 0 ]; then
       ok "$what artifact refused ($reason), A still enforcing: $(traffic)"
     else bad "$what artifact" "refused $(fetches refused) (was $before), $(traffic); $(grep -i refus "$LAB/node.log" | tail -2)"; fi
   done
@@ -198,7 +210,7 @@ EOF
 
   before=$(fetches refused); t=$((t + 60))
   publish "$LAB/a.chk" "$LAB/a.chk.sig" $t
-  if wait_more refused "$before" && enforcing b && grep -q "rollback" "$LAB/node.log"; then
+  if wait_log rollback 0 && [ "$(fetches refused)" -gt "$before" ] && enforcing b; then
     ok "older signed artifact refused as a rollback, B still enforcing: $(traffic)"
   else bad "rollback" "$(traffic); $(grep -i rollback "$LAB/node.log" | tail -1)"; fi
 
