@@ -11,11 +11,12 @@
 #   cpops-dist            m1 198.18.21.2: python http.server :8080 serving rules.chk(.sig)
 #
 #   The server publishes, in turn: policy A signed; B tampered (a byte of the
-#   body flipped, A... B's signature kept); B unsigned; B signed by a key the
+#   body flipped, B's signature kept); B unsigned; B signed by a key the
 #   node does not trust; B signed; A again (older: a rollback). The node must
 #   take A, refuse the next three with A still enforcing, take B, refuse the
-#   rollback, and after a restart with the server gone enforce B from its
-#   cache. Enforcement is checked with real traffic (curl through the bridge:
+#   rollback, after a restart with the server gone enforce B from its cache,
+#   and, fed the file alone (--artifact --trust), refuse a tampered file put
+#   in its place. Enforcement is checked with real traffic (curl through the bridge:
 #   a blocked Host gets the 302 stub page), the counters from /metrics.
 #
 # nft: the nftables export enforced by the kernel.
@@ -126,12 +127,13 @@ wait_log() {
   return 1
 }
 
-start_node() {
+start_node() { # [RUN OPTIONS...]: the rules' options (default: from the distribution server)
+  [ $# -gt 0 ] || set -- --artifact-url http://198.18.21.2:8080/rules.chk --poll-interval 1
   # Unprivileged, with CAP_NET_RAW alone, as the systemd unit runs it.
   start node cpops-censor 300 env RUST_LOG=info setpriv --reuid=65534 --regid=65534 --clear-groups \
     --inh-caps=-all,+net_raw --ambient-caps=-all,+net_raw --bounding-set=-all,+net_raw \
-    "$LAB/chokepoint" run --inside c1 --outside s1 --artifact-url http://198.18.21.2:8080/rules.chk \
-    --trust "$LAB/key.pub" --artifact "$LAB/state/rules.chk" --poll-interval 1 --metrics 127.0.0.1:9900
+    "$LAB/chokepoint" run --inside c1 --outside s1 --trust "$LAB/key.pub" \
+    --artifact "$LAB/state/rules.chk" --metrics 127.0.0.1:9900 "$@"
   for _ in $(seq 1 150); do
     nsx cpops-client timeout 1 bash -c '</dev/tcp/198.18.20.2/80' 2>/dev/null && return 0
     sleep 0.2
@@ -220,6 +222,17 @@ EOF
   if enforcing b && grep -q "cached artifact verified" "$LAB/node.log"; then
     ok "restart with the server down: B from the cache: $(traffic)"
   else bad "restart from cache" "$(traffic); $(tail -3 "$LAB/node.log")"; fi
+
+  # No server at all: --artifact FILE --trust KEY checks FILE.sig on every
+  # reload; a tampered file put in its place is refused, B keeps enforcing.
+  stop node
+  start_node --reload-timeout 30
+  seen=$(logged "changed after signing")
+  cp "$LAB/b-tampered.chk" "$LAB/state/.rules.tmp" && mv "$LAB/state/.rules.tmp" "$LAB/state/rules.chk"
+  if wait_log "changed after signing" "$seen" && enforcing b \
+    && [ "$(metric 'chokepoint_reloads_total{result="failed"}')" -ge 1 ]; then
+    ok "a signed file's reload: a tampered file refused, B still enforcing: $(traffic)"
+  else bad "file reload" "$(traffic); $(tail -3 "$LAB/node.log")"; fi
   echo "ops dist: $PASS passed, $FAIL failed"
   [ $FAIL = 0 ]
 }

@@ -20,7 +20,7 @@ fn namespaces() -> String {
 fn a_fleet_node_takes_only_signed_artifacts_and_keeps_the_old_rules_otherwise() {
     let dir = lab_dir("dist");
     let text = labkit::run_script("tests/lab/ops.sh", "dist", &[("LAB_DIR", dir.as_os_str())]);
-    assert!(text.contains("ops dist: 8 passed, 0 failed"), "{text}");
+    assert!(text.contains("ops dist: 9 passed, 0 failed"), "{text}");
     assert!(
         !namespaces().contains("cpops-censor"),
         "left its namespaces"
