@@ -105,6 +105,41 @@ pub struct Shared {
     /// The dynamic lists `learn` actions fill: every worker's engine reads
     /// and writes them, and a reload keeps them.
     pub learned: Arc<crate::learned::LearnedTable>,
+    /// Polls of `--artifact-url`, by [`FetchResult`].
+    pub fetches: [AtomicU64; FetchResult::ALL.len()],
+}
+
+/// What a poll of `--artifact-url` came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchResult {
+    /// A new artifact verified and took over.
+    Updated,
+    /// Nothing new (`304`, or the same bytes as in force).
+    NotModified,
+    /// The server could not be reached or answered an error.
+    Error,
+    /// An artifact came and was refused (signature, hash, validation, rollback).
+    Refused,
+}
+
+impl FetchResult {
+    /// Every result, in metric label order.
+    pub const ALL: [FetchResult; 4] = [
+        FetchResult::Updated,
+        FetchResult::NotModified,
+        FetchResult::Error,
+        FetchResult::Refused,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchResult::Updated => "updated",
+            FetchResult::NotModified => "not_modified",
+            FetchResult::Error => "error",
+            FetchResult::Refused => "refused",
+        }
+    }
 }
 
 fn unix_now() -> u64 {
@@ -135,7 +170,13 @@ impl Shared {
             last_reload_success_unix: AtomicU64::new(unix_now()),
             worker_failures: AtomicU64::new(0),
             reload_in_flight: AtomicBool::new(false),
+            fetches: Default::default(),
         }
+    }
+
+    /// Count a poll of `--artifact-url`.
+    pub fn count_fetch(&self, r: FetchResult) {
+        self.fetches[r as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Every worker's counters summed: the one place they are added up,

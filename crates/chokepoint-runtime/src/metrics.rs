@@ -143,6 +143,12 @@ pub fn render(shared: &Shared) -> String {
         "Rule reloads, by result.",
         &["result"],
     );
+    let fetches = counter(
+        &reg,
+        "chokepoint_artifact_fetches_total",
+        "Polls of --artifact-url, by result: updated, not_modified, error (unreachable, HTTP error), refused (signature, hash, validation or rollback).",
+        &["result"],
+    );
     let sends = counter(
         &reg,
         "chokepoint_send_errors_total",
@@ -300,6 +306,11 @@ pub fn render(shared: &Shared) -> String {
     reloads
         .with_label_values(&["failed"])
         .inc_by(t.reloads_failed);
+    for r in crate::bridge::FetchResult::ALL {
+        fetches
+            .with_label_values(&[r.as_str()])
+            .inc_by(shared.fetches[r as usize].load(Ordering::Relaxed));
+    }
     sends.with_label_values::<&str>(&[]).inc_by(t.send_errors);
     info.with_label_values(&[
         &chokepoint_rules::artifact::FORMAT_VERSION.to_string(),
