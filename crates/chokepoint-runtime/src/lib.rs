@@ -17,3 +17,4 @@ pub mod metrics;
 pub mod port;
 pub mod privs;
 pub mod replay;
+pub mod ring;
