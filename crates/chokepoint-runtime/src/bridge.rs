@@ -6,9 +6,15 @@
 //!  outside (Internet)  ──► rx thread ─┘   (bounded   └─► injected frames out the
 //!                                          queues)        side they are meant for
 //! ```
-//! Frames are spread over workers by the symmetric flow hash, so both
-//! directions of a flow meet one engine (as TSPU's balancer does); a full
-//! worker queue drops the frame and counts it. In tap mode nothing is
+//! That is the socket backend ([`run`]). The ring backend ([`run_rings`],
+//! the default) has no receive threads and no queues: the kernel's fanout
+//! program writes each frame into the ring of the worker that owns it, and
+//! the worker sends in `sendmmsg` batches (see [`crate::ring`]).
+//!
+//! Frames are spread over workers by the symmetric flow hash
+//! ([`worker_for`]), so both directions of a flow meet one engine (as
+//! TSPU's balancer does); a full worker queue (or ring) drops the frame and
+//! counts it. In tap mode nothing is
 //! forwarded and injections go out the tap interface, like an on-path
 //! censor. Each worker publishes its counters in its own [`WorkerStats`];
 //! readers sum them, so the packet path never contends on shared counters.
@@ -75,13 +81,13 @@ pub struct WorkerStats {
     pub buffers_evicted: AtomicU64,
     /// What this worker's IP defragmenter did.
     pub defrag: Mutex<DefragStats>,
-    /// Ring backend, [side]: frames the kernel offered this worker's
+    /// Ring backend, by side: frames the kernel offered this worker's
     /// socket (`PACKET_STATISTICS` `tp_packets`, drops included).
     pub kernel_packets: [AtomicU64; 2],
-    /// Ring backend, [side]: frames the kernel dropped because this
+    /// Ring backend, by side: frames the kernel dropped because this
     /// worker's ring was full (`tp_drops`).
     pub kernel_drops: [AtomicU64; 2],
-    /// Ring backend (TPACKET_V3), [side]: times the ring froze full
+    /// Ring backend (TPACKET_V3), by side: times the ring froze full
     /// (`tp_freeze_q_cnt`).
     pub kernel_freeze_q: [AtomicU64; 2],
     /// Ring backend: frames cut short by their ring slot, not forwarded.
@@ -220,7 +226,7 @@ pub struct Totals {
     pub send_errors: u64,
 }
 
-/// The kernel's counters of one worker's rings, [side] (ring backend).
+/// The kernel's counters of one worker's rings, by side (ring backend).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WorkerKernel {
     /// Frames offered to the worker's sockets (drops included).
@@ -654,6 +660,7 @@ pub fn run_rings(
     let (forward, format) = (cfg.forward, cfg.events_format);
     std::thread::scope(|s| {
         let mut handles = Vec::new();
+        let spin = rings.spin;
         for (k, mut w) in rings.workers.into_iter().enumerate() {
             let (shared, events) = (&*shared, &events);
             handles.push(s.spawn(move || {
@@ -663,7 +670,7 @@ pub fn run_rings(
                     w.outside.as_ref().map(|o| o.name().to_string()),
                 ];
                 let mut core = WorkerCore::new(k, shared, forward, (events, format), names);
-                ring_worker(&mut core, &mut w);
+                ring_worker(&mut core, &mut w, spin);
                 core.finish();
             }));
         }
@@ -671,7 +678,7 @@ pub fn run_rings(
     })
 }
 
-fn ring_worker(core: &mut WorkerCore<'_>, w: &mut crate::ring::WorkerRings) {
+fn ring_worker(core: &mut WorkerCore<'_>, w: &mut crate::ring::WorkerRings, spin: Duration) {
     let shared = core.shared;
     let stats = core.stats;
     let mut tx = crate::ring::Tx::new(w.inside.fd(), w.outside.as_ref().map(|o| o.fd()));
@@ -721,6 +728,18 @@ fn ring_worker(core: &mut WorkerCore<'_>, w: &mut crate::ring::WorkerRings) {
             errors_seen = tx.errors;
         }
         let mut idle = false;
+        if got == 0 && !spin.is_zero() {
+            // Look again for a while before sleeping: a frame that comes
+            // now is taken without a wake-up.
+            let t = std::time::Instant::now();
+            let ready = |w: &crate::ring::WorkerRings| {
+                w.inside.rx.ready() || w.outside.as_ref().is_some_and(|o| o.rx.ready())
+            };
+            while !ready(w) && t.elapsed() < spin {
+                std::hint::spin_loop();
+            }
+            got = usize::from(ready(w));
+        }
         if got == 0 {
             // SAFETY: `fds` is a valid array of its length.
             let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };

@@ -47,6 +47,13 @@ pub struct Args {
     /// flag, a ring that cannot be set up falls back to `socket`.
     #[arg(long, value_enum)]
     capture: Option<Capture>,
+    /// Ring backend: microseconds a worker keeps looking at its rings after
+    /// the last frame before it sleeps, 0..=10000. A frame arriving
+    /// meanwhile is taken without a wake-up, which on a virtual machine
+    /// costs tens of microseconds per frame; spinning costs that much CPU
+    /// per quiet spell.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    spin_us: u32,
     /// Frames buffered per worker before drops, 16..=262144: ring slots
     /// per interface (`ring`), or queued frames (`socket`, where each
     /// holds its own buffer of up to 64 KiB, so the cap bounds the memory
@@ -204,6 +211,7 @@ fn open_ports(a: &Args, workers: usize) -> Result<Opened> {
                 ring::Version::V2
             },
             frames: a.queue as usize,
+            spin_us: a.spin_us,
             ..ring::Options::default()
         };
         match RingSet::open(inside, outside, workers, &opts) {
