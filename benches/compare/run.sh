@@ -4,15 +4,18 @@
 # processes. Prints both throughputs, the ratio, and whether they flagged the
 # same flows, with every disagreement listed and classified.
 #
-#   benches/compare/run.sh                 # lists of 10k, 100k and 1M domains
-#   SIZES="10000" FLOWS=5000 benches/compare/run.sh
+#   benches/compare/run.sh                 # lists of 1k, 100k and 1M domains, ~1M packets
+#   SIZES="1000" FLOWS=5000 benches/compare/run.sh
+#   WORKERS=1 benches/compare/run.sh       # replay's workers (default: every core)
+#   BEFORE=/path/to/older/chokepoint benches/compare/run.sh   # that build's replay too
 #
 # Installs libndpi-bin and python3 when missing (as root on Debian).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-target/compare}
-SIZES=${SIZES:-"10000 100000 1000000"}
-FLOWS=${FLOWS:-20000}
+SIZES=${SIZES:-"1000 100000 1000000"}
+FLOWS=${FLOWS:-60000}
+WORKERS=${WORKERS:-}
 mkdir -p "$OUT"
 
 need=()
@@ -37,6 +40,10 @@ $CP gen --flows "$FLOWS" --names "$OUT/names-in-capture.txt" --listed-share 0.1 
   --data-packets 16 --seed 42 -o "$OUT/capture.pcap" >/dev/null
 
 now() { date +%s.%N; }
+workers_arg=()
+[ -n "$WORKERS" ] && workers_arg=(--workers "$WORKERS")
+echo "# $(date -u +%FT%TZ) $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg); replay workers: ${WORKERS:-every core}"
+
 printf "%-9s %-10s %10s %12s %12s %8s %10s %10s %s\n" list tool seconds packets packets/s ratio flagged agree notes
 for N in $SIZES; do
   head -n "$N" "$OUT/domains-all.txt" > "$OUT/list-$N.txt"
@@ -46,8 +53,15 @@ for N in $SIZES; do
   t0=$(now)
   ndpiReader -i "$OUT/capture.pcap" -p "$OUT/list-$N.protos" -v 2 > "$OUT/ndpi-$N.txt" 2>&1
   t1=$(now)
-  $CP replay "$OUT/capture.pcap" --policy "$OUT/policy-$N.yaml" --events "$OUT/chokepoint-$N.jsonl" > "$OUT/chokepoint-$N.txt"
+  $CP replay "$OUT/capture.pcap" --policy "$OUT/policy-$N.yaml" --events "$OUT/chokepoint-$N.jsonl" "${workers_arg[@]}" > "$OUT/chokepoint-$N.txt"
   t2=$(now)
+  if [ -n "${BEFORE:-}" ]; then
+    tb=$(now)
+    "$BEFORE" replay "$OUT/capture.pcap" --policy "$OUT/policy-$N.yaml" --events "$OUT/before-$N.jsonl" > "$OUT/before-$N.txt"
+    te=$(now)
+    cmp -s "$OUT/before-$N.jsonl" "$OUT/chokepoint-$N.jsonl" && same=identical || same=DIFFERENT
+    printf "%-9s %-10s %10.2f   (the older build; events %s)\n" "$N" before "$(awk -v a="$tb" -v b="$te" 'BEGIN { print b - a }')" "$same"
+  fi
   python3 - "$OUT" "$N" "$t0" "$t1" "$t2" <<'PY'
 import json, re, sys
 out, n, t0, t1, t2 = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
