@@ -336,7 +336,9 @@ pub fn map(path: &Path) -> Result<Option<Mapped>, CaptureError> {
     // by another process while it is read would show changed bytes, or
     // fault (SIGBUS) past a truncation, as with any mmap reader; captures
     // are not files being written when they are replayed.
-    match unsafe { memmap2::Mmap::map(&file) } {
+    // Populated up front: one pass over the page tables instead of a
+    // fault per few pages while parsing.
+    match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
         Ok(m) => {
             let _ = m.advise(memmap2::Advice::Sequential);
             Ok(Some(Mapped(m)))

@@ -170,7 +170,9 @@ pub fn replay_with(
         format,
     } = out;
     let mut sink = Direct {
-        events,
+        // An event is written in many small pieces: gather them here
+        // rather than hand each to the writer.
+        events: events.map(|w| std::io::BufWriter::with_capacity(1 << 16, w)),
         pass: pass.map(|w| capture::Writer::new(w, capture::Format::PcapNanos)),
         drop: drop.map(|w| capture::Writer::new(w, capture::Format::PcapNanos)),
         err: None,
@@ -209,7 +211,9 @@ pub fn replay_with(
         }
     };
     let mut write_err = sink.err.take();
+    let flushed = sink.events.as_mut().map(|w| w.flush());
     for w in [
+        flushed,
         sink.pass.map(|p| p.finish().map(|_| ())),
         sink.drop.map(|d| d.finish().map(|_| ())),
     ]
@@ -305,7 +309,7 @@ trait Sink {
 
 /// One worker's outputs, written as they come.
 struct Direct<'a> {
-    events: Option<&'a mut dyn Write>,
+    events: Option<std::io::BufWriter<&'a mut dyn Write>>,
     pass: Option<capture::Writer<&'a mut dyn Write>>,
     drop: Option<capture::Writer<&'a mut dyn Write>>,
     /// The first write error.
@@ -332,7 +336,7 @@ impl Sink for Direct<'_> {
         }
     }
     fn event(&mut self, line: &dyn std::fmt::Display) {
-        if let (Some(w), None) = (self.events.as_deref_mut(), &self.err) {
+        if let (Some(w), None) = (self.events.as_mut(), &self.err) {
             if let Err(e) = writeln!(w, "{line}") {
                 self.err = Some(e);
             }

@@ -4,7 +4,8 @@
 //! directions (each direction arriving on its own interface), IPv4
 //! fragments, IPv6, VLAN and QinQ tags. Every frame must reach the worker
 //! `decode::worker_for` names (the kernel ran the fanout program), whole
-//! and unchanged (a tag the kernel took off is put back). Needs root; skips
+//! and unchanged (a tag the kernel took off is put back). And a ring
+//! worker that dies stops the whole bridge with an error. Needs root; skips
 //! without it.
 
 use std::net::IpAddr;
@@ -22,13 +23,13 @@ const WORKERS: usize = 2;
 struct Netns(String);
 
 impl Netns {
-    fn new() -> Option<Netns> {
+    fn new(tag: &str) -> Option<Netns> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipped: the namespace test needs root");
             return None;
         }
-        let ns = Netns(format!("cprate-fan-{}", std::process::id()));
+        let ns = Netns(format!("cprate-{tag}-{}", std::process::id()));
         let ip = |args: &[&str]| {
             let ok = Command::new("ip")
                 .args(args)
@@ -132,18 +133,22 @@ fn traffic() -> Vec<(Vec<u8>, bool)> {
     out
 }
 
+/// Move this thread into namespace `name`.
+fn enter(name: &str) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(format!("/run/netns/{name}")).unwrap();
+    // SAFETY: a namespace file descriptor, for this thread only.
+    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+}
+
 #[test]
 fn kernel_fanout_puts_each_flow_with_its_worker_on_both_interfaces() {
-    let Some(ns) = Netns::new() else { return };
+    let Some(ns) = Netns::new("fan") else { return };
     let name = ns.0.clone();
     // setns changes only the calling thread's namespace: do everything in
     // a thread of its own.
     let got = std::thread::spawn(move || {
-        let path = format!("/run/netns/{name}");
-        let f = std::fs::File::open(&path).unwrap();
-        use std::os::fd::AsRawFd;
-        // SAFETY: a namespace file descriptor, for this thread only.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        enter(&name);
         let opts = Options {
             version: Version::V2,
             frames: 256,
@@ -211,4 +216,85 @@ fn kernel_fanout_puts_each_flow_with_its_worker_on_both_interfaces() {
     let drops: u64 = stats.iter().map(|(i, o)| i.drops + o.drops).sum();
     assert!(offered >= traffic.len() as u64, "{stats:?}");
     assert_eq!(drops, 0, "{stats:?}");
+}
+
+/// An events file whose write kills the worker writing it.
+struct Boom;
+
+impl std::io::Write for Boom {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        panic!("injected fault: events write")
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_dead_ring_worker_stops_the_bridge_with_an_error() {
+    use chokepoint_runtime::bridge::{self, Shared};
+    use std::sync::Arc;
+    let Some(ns) = Netns::new("death") else {
+        return;
+    };
+    let name = ns.0.clone();
+    let res = std::thread::spawn(move || {
+        enter(&name);
+        let rules = chokepoint_rules::compile_str(
+            "version: 1\nlists: {l: {format: cidr, entries: [198.18.24.0/22]}}\n\
+             rules: [{name: blocked, match: {list: l}, action: drop}]\n",
+            "t.yaml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let shared = Arc::new(Shared::new(rules, WORKERS, 0.0));
+        let set = RingSet::open("a1", Some("b1"), WORKERS, &Options::default()).unwrap();
+        let sh = shared.clone();
+        let bridge = std::thread::spawn(move || {
+            let cfg = bridge::Config {
+                workers: WORKERS,
+                forward: true,
+                events: Some(Box::new(Boom)),
+                events_format: Default::default(),
+                queue: 64,
+            };
+            bridge::run_rings(sh, set, cfg)
+        });
+        let a0 = AfPacket::open("a0", Duration::from_millis(10)).unwrap();
+        // A blocked flow: its worker writes an event, and dies.
+        let (c, s) = (ip("198.18.24.10"), ip("198.18.25.20"));
+        let syn = synth::ip_packet(
+            c,
+            s,
+            6,
+            &synth::tcp_segment(c, s, 40000, 443, 1, 0, 0x02, b""),
+        );
+        a0.send(&frame(0, &syn, &[])).unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while !bridge.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !bridge.is_finished() {
+            shared
+                .stop
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let t = shared.totals();
+            panic!(
+                "the bridge went on with a dead worker: packets {:?}, decisions {:?}, kernel {:?}",
+                t.packets, t.decisions, t.kernel
+            );
+        }
+        (
+            bridge.join().unwrap(),
+            shared
+                .worker_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    })
+    .join()
+    .unwrap();
+    let (res, failures) = res;
+    let err = res.expect_err("a dead worker is an error");
+    assert!(err.to_string().contains("injected fault"), "{err}");
+    assert_eq!(failures, 1);
 }
