@@ -492,8 +492,8 @@ impl<'s> WorkerCore<'s> {
         }
     }
 
-    fn handle<'b>(&mut self, side: Side, frame: &'b [u8], out: &mut dyn Emit<'b>) {
-        let ts = now_ns();
+    /// One frame, arrived at `ts` (ns since the epoch).
+    fn handle<'b>(&mut self, ts: u64, side: Side, frame: &'b [u8], out: &mut dyn Emit<'b>) {
         let d = self.engine.process(ts, LinkType::Ethernet, frame);
         let (engine, rules) = (&self.engine, &self.rules);
         let o = self
@@ -635,7 +635,7 @@ fn worker(
         core.reload();
         let idle = job.is_none();
         if let Some((side, frame)) = job {
-            core.handle(side, &frame, &mut out);
+            core.handle(now_ns(), side, &frame, &mut out);
         }
         if idle {
             core.idle();
@@ -709,6 +709,8 @@ fn ring_worker(core: &mut WorkerCore<'_>, w: &mut crate::ring::WorkerRings, spin
                 continue;
             }
             got += batch.len();
+            // One clock read per batch: its frames arrived together.
+            let ts = now_ns();
             tx.stage(|st| {
                 for f in batch.frames() {
                     if f.truncated {
@@ -717,7 +719,7 @@ fn ring_worker(core: &mut WorkerCore<'_>, w: &mut crate::ring::WorkerRings, spin
                         stats.ring_truncated.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    core.handle(side, f.data, st);
+                    core.handle(ts, side, f.data, st);
                 }
             });
         }

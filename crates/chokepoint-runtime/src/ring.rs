@@ -833,6 +833,9 @@ pub struct Tx {
     pub errors: u64,
     /// Frames sent.
     pub sent: u64,
+    /// One `sendmmsg` call's vectors, kept from call to call.
+    iov: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
 }
 
 #[derive(Default)]
@@ -862,6 +865,8 @@ impl Tx {
             queues,
             errors: 0,
             sent: 0,
+            iov: Vec::with_capacity(TX_BATCH),
+            msgs: Vec::with_capacity(TX_BATCH),
         }
     }
 
@@ -884,7 +889,14 @@ impl Tx {
     }
 
     fn flush_queue(&mut self, q: usize) {
-        let queue = &mut self.queues[q];
+        let Tx {
+            queues,
+            errors,
+            sent,
+            iov,
+            msgs,
+        } = self;
+        let queue = &mut queues[q];
         let Some(fd) = queue.fd else {
             queue.frames.clear();
             queue.owned.clear();
@@ -893,23 +905,22 @@ impl Tx {
         let mut done = 0;
         while done < queue.frames.len() {
             let chunk = &queue.frames[done..(done + TX_BATCH).min(queue.frames.len())];
-            let mut iov: Vec<libc::iovec> = chunk
-                .iter()
-                .map(|&(p, n)| libc::iovec {
-                    iov_base: p as *mut libc::c_void,
-                    iov_len: n,
-                })
-                .collect();
-            // SAFETY: an all-zero mmsghdr is valid (no name, no control).
-            let mut msgs: Vec<libc::mmsghdr> = (0..iov.len())
-                .map(|_| unsafe { std::mem::zeroed() })
-                .collect();
-            for (m, v) in msgs.iter_mut().zip(iov.iter_mut()) {
+            iov.clear();
+            iov.extend(chunk.iter().map(|&(p, n)| libc::iovec {
+                iov_base: p as *mut libc::c_void,
+                iov_len: n,
+            }));
+            msgs.clear();
+            msgs.extend(iov.iter_mut().map(|v| {
+                // SAFETY: an all-zero mmsghdr is valid (no name, no control).
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
                 m.msg_hdr.msg_iov = v;
                 m.msg_hdr.msg_iovlen = 1;
-            }
+                m
+            }));
             // SAFETY: every iovec points at bytes that stay borrowed for
-            // the whole stage (see `Stage`), and `msgs` at those iovecs.
+            // the whole stage (see `Stage`), and `msgs` at those iovecs,
+            // which do not move until the call returns.
             let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
@@ -918,13 +929,13 @@ impl Tx {
                 }
                 // The first frame is refused (too long, the link is down):
                 // count it and go on with the rest.
-                self.errors += 1;
+                *errors += 1;
                 done += 1;
             } else {
-                self.sent += n as u64;
+                *sent += n as u64;
                 done += (n as usize).max(1);
                 if n == 0 {
-                    self.errors += 1;
+                    *errors += 1;
                 }
             }
         }
