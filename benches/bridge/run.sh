@@ -16,8 +16,11 @@
 #
 # Setups: kernel, socket:N, ring:N, ring-v3:N, ring-spin:N (ring with
 # --spin-us $SPIN_US, default 50), before:N (N workers). Raw
-# figures go to $OUT/bridge.tsv. Every process is started under `timeout`
-# and stopped by its recorded PID; namespaces are removed on exit.
+# figures go to $OUT/bridge.tsv, with the bridge process's CPU time per
+# frame it forwarded (user + system, over the whole measurement: the
+# bridge's own efficiency, which the machine's other load disturbs less than
+# the rates). Every process is started under `timeout` and stopped by its
+# recorded PID; namespaces are removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-target/bridge-bench}
@@ -109,30 +112,44 @@ bridge_up() { # SETUP
   wait_path
 }
 
+# The bridge's own PID (the recorded one is its `timeout`), and its CPU
+# seconds so far (user + system).
+bridge_pid() { local t; t=$(cat "$OUT/bridge.pid" 2>/dev/null) || return 0; pgrep -P "$t" | head -1; }
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 measure() { # SETUP ROUND
-  local tcp udp rtt
+  local tcp udp rtt pid cpu0=0 cpu1=0 fwd us=NA
+  pid=$(bridge_pid)
+  [ -n "$pid" ] && cpu0=$(cpu_seconds "$pid")
   start iperf3 $S 120 iperf3 -s -B $SERVER
   for _ in $(seq 1 50); do nsx $C bash -c "</dev/tcp/$SERVER/5201" 2>/dev/null && break; sleep 0.1; done
-  tcp=$(nsx $C timeout 30 iperf3 -c $SERVER -t 5 -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
-  udp=$(nsx $C timeout 30 iperf3 -c $SERVER -u -b 0 -l 18 -t 5 -J | python3 -c 'import json,sys; s=json.load(sys.stdin)["end"]["sum"]; print("%.0f\t%.0f\t%.1f" % ((s["packets"]-s["lost_packets"])/s["seconds"], s["packets"]/s["seconds"], s["lost_percent"]))')
-  rtt=$(nsx $C timeout 30 ping -c 200 -i 0.005 -q $SERVER | awk -F'= ' '/^rtt/ {split($2, a, "/"); printf "%.3f\t%.3f\t%.3f", a[1], a[2], a[3]}')
+  tcp=$(nsx $C timeout 30 iperf3 -c $SERVER -t 5 -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))') || tcp=NA
+  udp=$(nsx $C timeout 30 iperf3 -c $SERVER -u -b 0 -l 18 -t 5 -J | python3 -c 'import json,sys; s=json.load(sys.stdin)["end"]["sum"]; print("%.0f\t%.0f\t%.1f" % ((s["packets"]-s["lost_packets"])/s["seconds"], s["packets"]/s["seconds"], s["lost_percent"]))') || udp=$'NA\tNA\tNA'
+  rtt=$(nsx $C timeout 30 ping -c 200 -i 0.005 -q $SERVER | awk -F'= ' '/^rtt/ {split($2, a, "/"); printf "%.3f\t%.3f\t%.3f", a[1], a[2], a[3]}') || true
+  [ -n "$rtt" ] || rtt=$'NA\tNA\tNA'
   stop iperf3
-  printf "%s\t%s\t%s\t%s\t%s\t%s\n" "$2" "$1" "$tcp" "$udp" "$rtt" "$(cut -d' ' -f1 /proc/loadavg)" >> "$OUT/bridge.tsv"
+  [ -n "$pid" ] && cpu1=$(cpu_seconds "$pid")
+  stop bridge
+  # CPU per forwarded frame, from the counters the bridge prints when it stops.
+  fwd=$(grep -o 'forwarded [0-9]*' "$OUT/bridge.log" 2>/dev/null | awk '{ print $2 }' | tail -1)
+  if [ -n "$pid" ] && [ "${fwd:-0}" -gt 0 ]; then
+    us=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$fwd" 'BEGIN { printf "%.2f", (b - a) * 1e6 / n }')
+  fi
+  printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$2" "$1" "$tcp" "$udp" "$rtt" "$us" "$(cut -d' ' -f1 /proc/loadavg)" >> "$OUT/bridge.tsv"
   local dl sent loss rmin ravg rmax
   IFS=$'\t' read -r dl sent loss <<< "$udp"
   IFS=$'\t' read -r rmin ravg rmax <<< "$rtt"
-  printf "%-5s %-12s %10s %14s %12s %8s %22s\n" "$2" "$1" "$tcp" "$dl" "$sent" "$loss" "$rmin / $ravg / $rmax"
+  printf "%-5s %-12s %10s %12s %10s %7s %24s %9s\n" "$2" "$1" "$tcp" "$dl" "$sent" "$loss" "$rmin / $ravg / $rmax" "$us"
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "round\tsetup\ttcp_gbit\tudp64_delivered_pps\tudp64_sent_pps\tudp_loss_pct\trtt_min_ms\trtt_avg_ms\trtt_max_ms\tload1\n" > "$OUT/bridge.tsv"
-printf "%-5s %-12s %10s %14s %12s %8s %22s\n" round setup "TCP Gbit/s" "UDP64 pps" "sent pps" "loss %" "rtt min/avg/max ms"
+printf "round\tsetup\ttcp_gbit\tudp64_delivered_pps\tudp64_sent_pps\tudp_loss_pct\trtt_min_ms\trtt_avg_ms\trtt_max_ms\tbridge_cpu_us_per_frame\tload1\n" > "$OUT/bridge.tsv"
+printf "%-5s %-12s %10s %12s %10s %7s %24s %9s\n" round setup "TCP Gbit/s" "UDP64 pps" "sent pps" "loss %" "rtt min/avg/max ms" "CPU us/fr"
 for r in $(seq 1 "$ROUNDS"); do
   for setup in $SETUPS; do
     topology
     bridge_up "$setup"
     measure "$setup" "$r"
-    stop bridge
   done
 done
 echo "# raw figures: $OUT/bridge.tsv; load at the end $(cut -d' ' -f1-3 /proc/loadavg)"
