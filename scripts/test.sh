@@ -4,7 +4,9 @@
 # 1. installs the Debian packages the tests need (when run as root);
 # 2. checks formatting (cargo fmt --check);
 # 3. lints (cargo clippy --workspace --all-targets -D warnings);
-# 4. runs every test of the workspace.
+# 4. checks dependency licences and bans (cargo deny check licenses bans;
+#    cargo-deny is installed with `cargo install --locked` when missing);
+# 5. runs every test of the workspace.
 #
 # Test data: ../shared/testdata beside the checkout, or $CHOKEPOINT_TESTDATA.
 set -euo pipefail
@@ -27,6 +29,17 @@ PACKAGES=(
   python3
   python3-venv  # the venv below (community-id and JSON Schema oracles)
   prometheus    # promtool check metrics
+  wireguard-go  # the protocol lab (tests/lab/protocols.sh): real clients
+  wireguard-tools
+  openvpn
+  shadowsocks-libev
+  coturn
+  openssh-server
+  openssh-client
+  nftables      # the nftables export loaded in a namespace (tests/lab/ops.sh nft)
+  systemd       # systemd-analyze verify deploy/systemd/chokepoint.service
+  logrotate     # logrotate --debug deploy/logrotate/chokepoint
+  util-linux    # setpriv: the distribution lab runs the bridge as nobody with CAP_NET_RAW
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -57,5 +70,11 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "==> cargo deny check licenses bans"
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "==> installing cargo-deny (cargo install --locked cargo-deny)"
+  cargo install --locked cargo-deny
+fi
+cargo deny check licenses bans
 echo "==> cargo test"
 cargo test --workspace

@@ -5,52 +5,16 @@
 //! `cargo bench -p chokepoint-benches --bench core`
 
 use std::hint::black_box;
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use chokepoint_benches::{domains, write_corpus, Corpus};
 use chokepoint_core::{decode, quic, tls, Engine, LinkType};
-use chokepoint_rules::{compile_file, Ruleset, Trigger};
+use chokepoint_rules::{Ruleset, Trigger};
 use chokepoint_testkit::synth::{self, HelloShape};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-fn ruleset() -> Arc<Ruleset> {
-    let dir = std::env::temp_dir().join("chokepoint-bench-corpus");
-    let p = dir.join("policy.yaml");
-    if !p.exists() {
-        write_corpus(&dir, Corpus::TARGET, 42).unwrap();
-    }
-    Arc::new(compile_file(&p).unwrap())
-}
+mod common;
 
-/// Client and server addresses for flow `i` (distinct flows, all in the
-/// benchmark ranges, none in the policy's prefixes).
-fn addrs(i: u32) -> (IpAddr, IpAddr, u16) {
-    let c = IpAddr::from([198, 18, (i >> 8) as u8, i as u8]);
-    let s = IpAddr::from([198, 19, (i >> 16) as u8 & 0x7f, (i >> 8) as u8]);
-    (c, s, 10_000 + (i % 50_000) as u16)
-}
-
-fn frame(
-    src: IpAddr,
-    dst: IpAddr,
-    sport: u16,
-    dport: u16,
-    seq: u32,
-    flags: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    synth::ethernet(
-        &synth::ip_packet(
-            src,
-            dst,
-            6,
-            &synth::tcp_segment(src, dst, sport, dport, seq, 1, flags, payload),
-        ),
-        &[],
-    )
-}
+use common::*;
 
 fn stages(c: &mut Criterion) {
     let mut g = c.benchmark_group("stage");
@@ -128,216 +92,28 @@ fn stages(c: &mut Criterion) {
     g.finish();
 }
 
-/// Frames laid end to end in one buffer, as in a capture ring (the NIC
-/// writes packets into contiguous memory; separate heap allocations would
-/// make every packet a pointer chase the real path does not have).
-struct Ring {
-    bytes: Vec<u8>,
-    spans: Vec<(usize, usize)>,
-}
-
-impl Ring {
-    fn new(frames: &[Vec<u8>]) -> Ring {
-        let mut bytes = Vec::new();
-        let mut spans = Vec::new();
-        for f in frames {
-            spans.push((bytes.len(), bytes.len() + f.len()));
-            bytes.extend_from_slice(f);
-        }
-        Ring { bytes, spans }
-    }
-}
-
-/// Time `iters` runs of the whole ring, each through a fresh engine that
-/// first sees `warm` (untimed).
-fn per_packet(rules: &Arc<Ruleset>, packets: &[Vec<u8>], iters: u64, warm: &[Vec<u8>]) -> Duration {
-    let ring = Ring::new(packets);
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let mut e = Engine::new(rules.clone());
-        for p in warm {
-            e.process(0, LinkType::Ethernet, p);
-        }
-        let t = Instant::now();
-        for (i, &(a, b)) in ring.spans.iter().enumerate() {
-            black_box(e.process(i as u64, LinkType::Ethernet, &ring.bytes[a..b]));
-        }
-        total += t.elapsed();
-    }
-    total
-}
-
-/// The same corpus under rules with conditions (ports, protocol, an
-/// `except` list, a protocol rule that never matches these flows) and a
-/// residual block armed by every name match: what the issue-10 model costs.
-fn ruleset_with_conditions() -> Arc<Ruleset> {
-    ruleset();
-    let dir = std::env::temp_dir().join("chokepoint-bench-corpus");
-    let p = dir.join("policy-conditions.yaml");
-    std::fs::write(
-        &p,
-        r#"version: 1
-lists:
-  names: {format: domains, path: domains.txt}
-  v4: {format: cidr, path: v4.txt}
-  v6: {format: cidr, path: v6.txt}
-  allow: {format: domains, entries: [allowed.example]}
-rules:
-  - {name: quic-v2, match: {protocols: [quic], quic_versions: [v2], dst_ports: [443], min_bytes: 1001, first_packet: true}, action: drop}
-  - name: names
-    match: {list: names, dst_ports: ["1-65535"], except: [allow]}
-    action: reset
-    residual: {seconds: 90, scope: 3-tuple, action: drop}
-  - {name: nets, match: {lists: [v4, v6], on: [ip], proto: tcp}, action: drop}
-"#,
-    )
-    .unwrap();
-    Arc::new(compile_file(&p).unwrap())
-}
-
-/// The corpus policy read the way the `hardened` preset reads the wire
-/// (urgent data stripped, TTL-limited fakes ignored, the retransmitted
-/// copy wins, checksums verified): what seeing what the server sees costs.
-fn ruleset_hardened() -> Arc<Ruleset> {
-    ruleset();
-    let dir = std::env::temp_dir().join("chokepoint-bench-corpus");
-    let plain = std::fs::read_to_string(dir.join("policy.yaml")).unwrap();
-    let p = dir.join("policy-hardened.yaml");
-    std::fs::write(&p, format!("{plain}profile: {{preset: hardened}}\n")).unwrap();
-    Arc::new(compile_file(&p).unwrap())
-}
-
 fn end_to_end(c: &mut Criterion) {
-    engine_group(c, "engine", ruleset());
-    engine_group(c, "engine+conditions+residual", ruleset_with_conditions());
-    engine_group(c, "engine+hardened", ruleset_hardened());
+    let loads = workloads();
+    engine_group(c, "engine", &ruleset(), &loads);
+    engine_group(
+        c,
+        "engine+conditions+residual",
+        &ruleset_with_conditions(),
+        &loads,
+    );
+    engine_group(c, "engine+hardened", &ruleset_hardened(), &loads);
+    engine_group(c, "engine+classifiers", &ruleset_with_classifiers(), &loads);
 }
 
-fn engine_group(c: &mut Criterion, group: &str, rules: Arc<Ruleset>) {
-    let listed = domains(Corpus::TARGET.domains, 42);
+fn engine_group(c: &mut Criterion, group: &str, rules: &Arc<Ruleset>, loads: &[Workload]) {
     let mut g = c.benchmark_group(group);
     g.sample_size(10);
-
-    // Decided flows: 1,000 flows decided (half blocked by name, half
-    // passed), then 64-byte packets of those flows, both directions.
-    const FLOWS: u32 = 1000;
-    let mut warm = Vec::new();
-    let mut data = Vec::new();
-    for i in 0..FLOWS {
-        let (cl, sv, port) = addrs(i);
-        let name = if i % 2 == 0 {
-            format!("www.{}", listed[i as usize])
-        } else {
-            format!("www.notlisted{i}.example")
-        };
-        let hello = synth::tls_records(
-            &synth::client_hello(Some(&name), HelloShape::default(), i as u8),
-            16384,
-        );
-        warm.push(frame(cl, sv, port, 443, 1, 0x02, b""));
-        warm.push(frame(cl, sv, port, 443, 2, 0x18, &hello));
-        data.push(frame(cl, sv, port, 443, 5000, 0x10, b""));
-        data.push(frame(sv, cl, 443, port, 9000, 0x10, b""));
+    for w in loads {
+        g.throughput(Throughput::Elements(w.elements));
+        g.bench_function(w.name, |b| {
+            b.iter_custom(|n| per_packet(rules, &w.packets, n, &w.warm))
+        });
     }
-    let packets: Vec<Vec<u8>> = (0..100).flat_map(|_| data.iter().cloned()).collect();
-    assert!(packets.iter().all(|p| p.len() <= 64));
-    g.throughput(Throughput::Elements(packets.len() as u64));
-    g.bench_function("decided-flow 64-byte packets", |b| {
-        b.iter_custom(|n| per_packet(&rules, &packets, n, &warm))
-    });
-
-    // New TLS flows: SYN, SYN-ACK, ACK, then a Chromium-size ClientHello in
-    // two segments (MTU 1500). The engine is warmed first with as many
-    // other flows, so its tables are sized as on a running box.
-    const NEW: u32 = 5000;
-    let mut new_flows = Vec::new();
-    let mut warm_flows = Vec::new();
-    for i in 0..NEW {
-        let (cl, sv, port) = addrs(i + 100_000);
-        let hello = synth::tls_records(
-            &synth::client_hello(Some("warm.example"), HelloShape::default(), 0),
-            16384,
-        );
-        warm_flows.push(frame(cl, sv, port, 443, 100, 0x02, b""));
-        warm_flows.push(frame(cl, sv, port, 443, 101, 0x18, &hello));
-    }
-    for i in 0..NEW {
-        let (cl, sv, port) = addrs(i);
-        let name = if i % 4 == 0 {
-            format!("cdn.{}", listed[(i * 7) as usize])
-        } else {
-            format!("api{i}.example.net")
-        };
-        let hello = synth::tls_records(
-            &synth::client_hello(
-                Some(&name),
-                HelloShape {
-                    post_quantum: true,
-                    grease: true,
-                    ..Default::default()
-                },
-                i as u8,
-            ),
-            16384,
-        );
-        new_flows.push(frame(cl, sv, port, 443, 100, 0x02, b""));
-        new_flows.push(frame(sv, cl, 443, port, 700, 0x12, b""));
-        new_flows.push(frame(cl, sv, port, 443, 101, 0x10, b""));
-        new_flows.push(frame(cl, sv, port, 443, 101, 0x18, &hello[..1400]));
-        new_flows.push(frame(cl, sv, port, 443, 1501, 0x18, &hello[1400..]));
-    }
-    g.throughput(Throughput::Elements(u64::from(NEW)));
-    g.bench_function(
-        "new TLS flows (5 packets, 1.9 KB hello in 2 segments), per flow",
-        |b| b.iter_custom(|n| per_packet(&rules, &new_flows, n, &warm_flows)),
-    );
-    let mut small_flows = Vec::new();
-    for i in 0..NEW {
-        let (cl, sv, port) = addrs(i);
-        let name = if i % 4 == 0 {
-            format!("cdn.{}", listed[(i * 7) as usize])
-        } else {
-            format!("api{i}.example.net")
-        };
-        let shape = HelloShape {
-            grease: true,
-            ..Default::default()
-        };
-        let hello = synth::tls_records(&synth::client_hello(Some(&name), shape, i as u8), 16384);
-        small_flows.push(frame(cl, sv, port, 443, 100, 0x02, b""));
-        small_flows.push(frame(sv, cl, 443, port, 700, 0x12, b""));
-        small_flows.push(frame(cl, sv, port, 443, 101, 0x10, b""));
-        small_flows.push(frame(cl, sv, port, 443, 101, 0x18, &hello));
-    }
-    g.bench_function(
-        "new TLS flows (4 packets, classic hello in 1 segment), per flow",
-        |b| b.iter_custom(|n| per_packet(&rules, &small_flows, n, &warm_flows)),
-    );
-
-    // New QUIC flows: one 1250-byte Initial carrying the whole hello.
-    let mut quic_flows = Vec::new();
-    for i in 0..NEW {
-        let (cl, sv, port) = addrs(i);
-        let name = format!("q{i}.example.org");
-        let ch = synth::client_hello(Some(&name), HelloShape::default(), i as u8);
-        let dcid = (i as u64).to_be_bytes();
-        let pkt = synth::quic_initial(
-            quic::V1,
-            &dcid,
-            &[1; 8],
-            0,
-            &synth::crypto_frame(0, &ch),
-            1250,
-        );
-        quic_flows.push(synth::ethernet(
-            &synth::ip_packet(cl, sv, 17, &synth::udp_datagram(cl, sv, port, 443, &pkt)),
-            &[],
-        ));
-    }
-    g.bench_function(
-        "new QUIC flows (one Initial: keys, decrypt, SNI, lookup), per flow",
-        |b| b.iter_custom(|n| per_packet(&rules, &quic_flows, n, &warm_flows)),
-    );
     g.finish();
 }
 

@@ -2,6 +2,7 @@
 //! each subcommand lives in a module of its own under `cmd/`.
 
 mod cmd;
+mod distribute;
 mod progress;
 mod report;
 mod source;
@@ -9,7 +10,7 @@ mod source;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +30,13 @@ struct Cli {
 enum Cmd {
     /// Compile a policy and its lists into one validated artifact.
     Compile(cmd::compile::Args),
+    /// Test a policy or artifact: does it load, and what looks like a
+    /// mistake (exit 0 valid, 1 invalid, 2 bad arguments).
+    Check(cmd::check::Args),
+    /// What changes between two policies or artifacts, per rule and list.
+    Diff(cmd::diff::Args),
+    /// Make an ed25519 key pair for signing artifacts (compile --sign).
+    Keygen(cmd::keygen::Args),
     /// Say what the policy does with domains, IPs or URLs, and why.
     Explain(cmd::explain::Args),
     /// Run a pcap/pcapng capture through the packet core and summarise.
@@ -37,6 +45,8 @@ enum Cmd {
     Gen(cmd::gen::Args),
     /// Enforce live: an inline layer-2 bridge between two interfaces, or a tap.
     Run(cmd::run::Args),
+    /// Write a policy's rules for another enforcer (nftables).
+    Export(cmd::export::Args),
     /// Measure the per-packet path in memory with N sharded workers.
     Bench(cmd::bench::Args),
     /// Write the bundled sample capture (April 2018 traffic) to a file.
@@ -56,6 +66,10 @@ enum Cmd {
     Probe(cmd::probe::ProbeArgs),
     /// Serve the control measurements `chokepoint probe --helper` asks for.
     ProbeHelper(cmd::probe::HelperArgs),
+    /// Write a man page for every command into a directory.
+    Man(cmd::man::ManArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::man::CompletionArgs),
 }
 
 fn init_logging(json: bool) {
@@ -76,10 +90,14 @@ fn init_logging(json: bool) {
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Compile(a) => cmd::compile::run(a),
+        Cmd::Check(a) => cmd::check::run(a),
+        Cmd::Diff(a) => cmd::diff::run(a),
+        Cmd::Keygen(a) => cmd::keygen::run(a),
         Cmd::Explain(a) => cmd::explain::run(a),
         Cmd::Replay(a) => cmd::replay::run(a),
         Cmd::Gen(a) => cmd::gen::run(a),
         Cmd::Run(a) => cmd::run::run(a),
+        Cmd::Export(a) => cmd::export::run(a),
         Cmd::Bench(a) => cmd::bench::run(a),
         Cmd::Sample(a) => cmd::sample::run(a),
         Cmd::Stats(a) => cmd::stats::run(a),
@@ -89,6 +107,8 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Collateral(a) => cmd::collateral::run(a),
         Cmd::Probe(a) => cmd::probe::run(a),
         Cmd::ProbeHelper(a) => cmd::probe::run_helper(a),
+        Cmd::Man(a) => cmd::man::man(a, Cli::command()),
+        Cmd::Completions(a) => cmd::man::completions(a, Cli::command()),
     }
 }
 
@@ -104,7 +124,7 @@ fn version() -> String {
 }
 
 fn main() -> ExitCode {
-    use clap::{CommandFactory, FromArgMatches};
+    use clap::FromArgMatches;
     // Built once per process; clap keeps a `&'static str`.
     let version: &'static str = Box::leak(version().into_boxed_str());
     let matches = Cli::command().version(version).get_matches();
@@ -119,5 +139,46 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is for, so `--help`,
+    /// the man pages and the completions never show a bare flag.
+    #[test]
+    fn every_argument_has_help_text() {
+        let mut missing = Vec::new();
+        let mut todo = vec![(String::from("chokepoint"), Cli::command())];
+        let mut seen = 0;
+        while let Some((path, cmd)) = todo.pop() {
+            seen += 1;
+            assert!(
+                cmd.get_about().is_some() || path == "chokepoint",
+                "`{path}` has no about text"
+            );
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                todo.push((format!("{path} {}", sub.get_name()), sub.clone()));
+            }
+        }
+        assert!(seen > 20, "walked only {seen} commands");
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

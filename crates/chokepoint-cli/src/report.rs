@@ -306,6 +306,9 @@ pub fn explanation(ex: &Explanation) -> String {
     for r in &ex.protocol_rules {
         let _ = writeln!(o, "  earlier protocol rule: {r}");
     }
+    for r in &ex.learned_rules {
+        let _ = writeln!(o, "  earlier learned-list rule: {r}");
+    }
     if let Some(split) = &ex.ech {
         let case = |c: &chokepoint_rules::explain::EchCase| match &c.rule {
             Some(r) => format!("{} (rule {r})", c.action),

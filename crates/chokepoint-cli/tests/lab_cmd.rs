@@ -6,7 +6,11 @@
 //! internal/webconnectivityqa): drop at the SYN → tcp_ip; reset on the SNI
 //! → http-failure with connection_reset; NXDOMAIN and a sinkhole → dns;
 //! the 302 stub → http-diff; throttle and freeze → http-failure with a
-//! timeout; allowed → false.
+//! timeout; allowed → false; and beyond OONI's QA, the probe's own steps:
+//! QUIC Initials dropped by SNI → http-failure with a timeout (`--quic`),
+//! a ClientHello dropped for its ECH extension → http-failure with a
+//! timeout (`--ech grease`). The QUIC 2022 and ECH 2024 scenarios run as
+//! their stages expect.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -35,6 +39,15 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// The JSON objects a `--json` command printed, one a line.
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn namespaces() -> String {
@@ -145,11 +158,7 @@ fn lab_up_probe_exec_status_and_down() {
         "https://frozen.example/",
     ]);
     assert!(probe.status.success(), "probe: {}", text(&probe));
-    let results: Vec<serde_json::Value> = String::from_utf8_lossy(&probe.stdout)
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let results = json_lines(&probe);
     assert_eq!(results.len(), 8, "{}", text(&probe));
     let by = |input: &str| {
         results
@@ -198,6 +207,43 @@ fn lab_up_probe_exec_status_and_down() {
     assert_eq!(by("https://allowed.example/")["accessible"], true);
     assert_eq!(by("https://reset.example/")["accessible"], false);
 
+    // The probe's QUIC and ECH steps, each against its rule; the same
+    // options on an allowed name find nothing.
+    for (option, blocked, key) in [
+        (
+            &["--quic"][..],
+            "https://quic-blocked.example/",
+            "quic.timeout",
+        ),
+        (
+            &["--ech", "grease"][..],
+            "https://ech-blocked.example/",
+            "tls.timeout",
+        ),
+    ] {
+        let o = cp(&[
+            &["lab", "probe", "--name", &name, "--json", "--timeout", "3"][..],
+            option,
+            &[blocked, "https://allowed.example/"],
+        ]
+        .concat());
+        assert!(o.status.success(), "probe {option:?}: {}", text(&o));
+        let lines = json_lines(&o);
+        assert_eq!(lines.len(), 2, "{}", text(&o));
+        let (b, a) = (&lines[0], &lines[1]);
+        assert_eq!(b["blocking"], "http-failure", "{option:?}: {b}");
+        assert_eq!(b["failure"], "generic_timeout_error", "{option:?}: {b}");
+        assert_eq!(b["analysis"], serde_json::json!([key]), "{b}");
+        assert_eq!(a["blocking"], false, "{option:?}: {a}");
+        if option[0] == "--quic" {
+            // The page still came over TCP, and the helper's QUIC worked.
+            assert_eq!(b["http"]["status_code"], 200, "{b}");
+            assert_eq!(a["quic"]["alpn"], "h3", "{a}");
+        } else {
+            assert_eq!(b["tls"]["ech"], "grease", "{b}");
+        }
+    }
+
     // status: every process runs and the engine counted the decisions.
     let st = cp(&["lab", "status", "--name", &name, "--json"]);
     assert!(st.status.success(), "{}", text(&st));
@@ -211,10 +257,12 @@ fn lab_up_probe_exec_status_and_down() {
         decisions["reset-sni reset"].as_f64().unwrap_or(0.0) >= 1.0,
         "{decisions}"
     );
-    assert!(
-        decisions["drop-ip drop"].as_f64().unwrap_or(0.0) >= 1.0,
-        "{decisions}"
-    );
+    for rule in ["drop-ip drop", "quic-sni drop", "ech drop"] {
+        assert!(
+            decisions[rule].as_f64().unwrap_or(0.0) >= 1.0,
+            "{rule}: {decisions}"
+        );
+    }
 
     // apply: a broken policy is refused (the old one keeps serving), a good
     // one takes over.
@@ -321,4 +369,96 @@ fn a_scenario_runs_stage_by_stage_as_expected() {
     assert_eq!(stages[0]["outcomes"][0]["blocking"], false);
     // The lab is gone afterwards.
     assert!(!namespaces().contains(&format!("cp-{name}-")));
+}
+
+/// `scenario run FILE --json` in a lab of its own: the report.
+fn run_scenario(file: &str, name: &str) -> serde_json::Value {
+    let _lab = Lab(name.to_string());
+    let o = cp(&["scenario", "run", file, "--name", name, "--json"]);
+    assert!(o.status.success(), "{file}: {}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["as_expected"], true, "{file}: {v}");
+    assert!(!namespaces().contains(&format!("cp-{name}-")));
+    v
+}
+
+/// The outcome for `label` at stage `i`.
+fn cell<'a>(v: &'a serde_json::Value, i: usize, label: &str) -> &'a serde_json::Value {
+    v["stages"][i]["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["target"] == label)
+        .unwrap_or_else(|| panic!("stage {i}: no {label}"))
+}
+
+#[test]
+fn the_quic_and_ech_scenarios_run_as_expected() {
+    assert!(
+        root(),
+        "the lab needs root (ip netns): run ./scripts/test.sh as root"
+    );
+    let id = std::process::id() % 100_000;
+    let quic = run_scenario("scenarios/quic-2022.yaml", &format!("q{id}"));
+    assert_eq!(quic["stages"].as_array().unwrap().len(), 3);
+    // 4 March: QUIC v1 times out while TCP and draft-29 pass.
+    let v1 = cell(&quic, 1, "https://youtube.com/ (quic)");
+    assert_eq!(v1["blocking"], "http-failure", "{v1}");
+    assert_eq!(v1["failure"], "generic_timeout_error", "{v1}");
+    assert_eq!(v1["analysis"], serde_json::json!(["quic.timeout"]), "{v1}");
+    assert_eq!(cell(&quic, 1, "https://youtube.com/")["blocking"], false);
+    let d29 = "https://youtube.com/ (quic draft-29)";
+    assert_eq!(cell(&quic, 1, d29)["blocking"], false);
+    // 19 March: draft-29 too.
+    assert_eq!(cell(&quic, 2, d29)["blocking"], "http-failure");
+    assert_eq!(cell(&quic, 2, "https://youtube.com/")["blocking"], false);
+
+    let ech = run_scenario("scenarios/ech-2024.yaml", &format!("e{id}"));
+    let with = cell(&ech, 1, "https://cloudflare-ech.com/ (ech)");
+    assert_eq!(with["blocking"], "http-failure", "{with}");
+    assert_eq!(with["failure"], "generic_timeout_error", "{with}");
+    assert_eq!(
+        with["analysis"],
+        serde_json::json!(["tls.timeout"]),
+        "{with}"
+    );
+    assert_eq!(
+        cell(&ech, 1, "https://cloudflare-ech.com/")["blocking"],
+        false
+    );
+    assert_eq!(
+        cell(&ech, 1, "https://example.com/ (ech)")["blocking"],
+        false
+    );
+    assert_eq!(
+        cell(&ech, 0, "https://cloudflare-ech.com/ (ech)")["blocking"],
+        false
+    );
+}
+
+#[test]
+fn the_vpn_scenario_blocks_each_protocol_by_its_first_packet() {
+    assert!(
+        root(),
+        "the lab needs root (ip netns): run ./scripts/test.sh as root"
+    );
+    let id = std::process::id() % 100_000;
+    let vpn = run_scenario("scenarios/vpn-2021-2025.yaml", &format!("v{id}"));
+    assert_eq!(vpn["as_expected"], true, "{vpn}");
+    // Before: every first packet comes back from the echo service.
+    for t in [
+        "wireguard://198.18.1.2",
+        "openvpn+tcp://198.18.1.2",
+        "stun://198.18.1.2",
+    ] {
+        assert_eq!(cell(&vpn, 0, t)["blocking"], false, "{t}");
+    }
+    // 2023: the VPNs, on UDP and TCP; SSH and HTTPS untouched.
+    let ovpn = cell(&vpn, 2, "openvpn+tcp://198.18.1.2");
+    assert_eq!(ovpn["blocking"], "blocked", "{ovpn}");
+    assert_eq!(ovpn["failure"], "generic_timeout_error", "{ovpn}");
+    assert_eq!(cell(&vpn, 2, "ssh://198.18.1.2")["blocking"], false);
+    // 2025: calls too.
+    assert_eq!(cell(&vpn, 4, "stun://198.18.1.2")["blocking"], "blocked");
+    assert_eq!(cell(&vpn, 4, "https://example.com/")["blocking"], false);
 }

@@ -41,6 +41,22 @@ fn bad_arguments_exit_2() {
             "x.test",
         ],
         &["probe", "--resolver", NO_RESOLVER],
+        &[
+            "probe",
+            "--resolver",
+            NO_RESOLVER,
+            "--ech",
+            "real",
+            "x.test",
+        ],
+        &[
+            "probe",
+            "--resolver",
+            NO_RESOLVER,
+            "--quic-version",
+            "v7",
+            "x.test",
+        ],
         &["probe-helper", "--listen", "nowhere"],
     ] {
         let o = run(args);

@@ -192,6 +192,14 @@ pub struct Flow {
     pub(crate) fake_name: Option<Box<NameBuf>>,
     /// `overlap: reinspect`: the ClientHello the flow was decided on.
     pub(crate) inspected: Option<Box<Inspected>>,
+    /// The client sent data (the next client data packet is not its first).
+    pub(crate) client_data_seen: bool,
+    /// Decided by a `learn` rule: when the entry it learnt starts to block
+    /// (the flow then meets it too); `u64::MAX` otherwise.
+    pub(crate) learn_at: u64,
+    /// A DNS flow: the client's last query passed, so the server's answer
+    /// does too (the censor reads the client's side only).
+    pub(crate) dns_answer_passes: bool,
 }
 
 /// Where a decided ClientHello lay in sequence space, and a digest of its
@@ -239,6 +247,9 @@ impl Flow {
             urgent_seq: 0,
             fake_name: None,
             inspected: None,
+            client_data_seen: false,
+            learn_at: u64::MAX,
+            dns_answer_passes: false,
         }
     }
 
@@ -451,6 +462,12 @@ impl FlowTable {
             }
             self.free.push(idx as u32);
         }
+    }
+
+    /// The serial number the next flow inserted will get.
+    #[inline]
+    pub fn next_serial(&self) -> u64 {
+        self.stats.created
     }
 
     /// Insert a new flow, evicting one if the table is full.

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod classify;
 pub mod decode;
 pub mod defrag;
 pub mod dns;
@@ -25,3 +26,4 @@ pub use engine::{Counters, Engine};
 pub use event::{Decision, Event, Verdict};
 pub use wire::link::LinkType;
 pub mod inject;
+pub mod learn;

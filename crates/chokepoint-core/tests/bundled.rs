@@ -337,3 +337,32 @@ fn mobile_allowlist_2025_lets_the_syn_through_and_drops_the_hello() {
     let (v, _) = run(&mut e, 3 * SEC, &udp(C, "8.8.8.8", 40004, 53, &query));
     assert_eq!(v, Verdict::Drop, "a public resolver");
 }
+
+#[test]
+fn mobile_allowlist_2025_answers_reach_the_client_of_a_query_that_passed() {
+    let mut e = bundled("mobile-allowlist-2025.yaml");
+    // Any resolver: the question decides, and its answer follows it.
+    let query = synth::dns_query(7, "yandex.ru", 1);
+    let mut answer = query.clone();
+    answer[2] |= 0x80; // QR: a response
+    let (v, _) = run(&mut e, 0, &udp(C, "8.8.8.8", 40010, 53, &query));
+    assert_eq!(v, Verdict::Pass, "an allowlisted name's query");
+    let (v, _) = run(&mut e, SEC / 10, &udp("8.8.8.8", C, 53, 40010, &answer));
+    assert_eq!(v, Verdict::Pass, "its answer");
+    // A name off the list: the query dies, and so would any answer.
+    let query = synth::dns_query(8, "example.com", 1);
+    let mut answer = query.clone();
+    answer[2] |= 0x80;
+    let (v, _) = run(&mut e, SEC, &udp(C, "8.8.8.8", 40011, 53, &query));
+    assert_eq!(v, Verdict::Drop);
+    let (v, _) = run(
+        &mut e,
+        SEC + SEC / 10,
+        &udp("8.8.8.8", C, 53, 40011, &answer),
+    );
+    assert_eq!(
+        v,
+        Verdict::Drop,
+        "no answer to a question that did not pass"
+    );
+}

@@ -108,3 +108,81 @@ fn decided_flow_packets_do_not_allocate() {
     assert_eq!(e.counters.packets, 5 + 7 + 140_000);
     assert!(e.counters.frozen > 0 && e.counters.degraded > 0);
 }
+
+fn udp(src: &str, dst: &str, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let (s, d): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+    synth::ethernet(
+        &synth::ip_packet(s, d, 17, &synth::udp_datagram(s, d, sport, dport, payload)),
+        &[],
+    )
+}
+
+#[test]
+fn flows_decided_by_a_classifier_or_learnt_do_not_allocate() {
+    use chokepoint_testkit::vpn;
+    const SEC: u64 = 1_000_000_000;
+    let yaml = "version: 1\nlists:\n  vpn: {format: dynamic}\nrules:\n  - {name: vpn, match: {list: vpn, on: [ip]}, action: drop}\n  - {name: ovpn, match: {protocols: [openvpn]}, action: {learn: {list: vpn, key: server_port, ttl: 600, delay: 60}}}\n  - {name: wg, match: {protocols: [wireguard]}, action: drop}\n  - {name: fe, match: {protocols: [fully_encrypted]}, action: drop}\n";
+    let rs = chokepoint_rules::compile_str(yaml, "t.yaml", std::path::Path::new(".")).unwrap();
+    let mut e = Engine::new(Arc::new(rs));
+    e.set_learn_store(Arc::new(chokepoint_runtime::learned::LearnedTable::new(64)));
+    let wg = udp(
+        "198.18.0.1",
+        "198.18.0.2",
+        40000,
+        51820,
+        &vpn::wireguard_initiation(1),
+    );
+    let ovpn = udp(
+        "198.18.0.1",
+        "198.18.0.3",
+        40001,
+        1194,
+        &vpn::openvpn_reset(vpn::OpenVpnWrap::TlsCrypt, 2),
+    );
+    let fe = frame(
+        "198.18.0.1",
+        "198.18.0.4",
+        40002,
+        8388,
+        1,
+        &vpn::random_bytes(200, 3),
+    );
+    let verdicts: Vec<Verdict> = [&wg, &ovpn, &fe]
+        .iter()
+        .map(|f| e.process(1, LinkType::Ethernet, f).verdict)
+        .collect();
+    assert_eq!(verdicts, [Verdict::Drop, Verdict::Learn, Verdict::Drop]);
+    let pkts = [
+        udp("198.18.0.1", "198.18.0.2", 40000, 51820, &[4; 64]),
+        udp("198.18.0.2", "198.18.0.1", 51820, 40000, &[4; 64]),
+        udp("198.18.0.1", "198.18.0.3", 40001, 1194, &[0x48; 64]),
+        frame("198.18.0.4", "198.18.0.1", 8388, 40002, 9, b"yy"),
+    ];
+    for (i, p) in pkts.iter().enumerate() {
+        e.process(2 + i as u64, LinkType::Ethernet, p);
+    }
+    // Learnt and forwarded, then past its delay: cut by the learnt entry.
+    let ((), allocs) = allocations_in(|| {
+        for round in 0..20_000u64 {
+            for p in &pkts {
+                e.process(
+                    SEC + round * 10_000,
+                    LinkType::Ethernet,
+                    std::hint::black_box(p),
+                );
+            }
+        }
+        for round in 0..5_000u64 {
+            for p in &pkts {
+                e.process(
+                    61 * SEC + round,
+                    LinkType::Ethernet,
+                    std::hint::black_box(p),
+                );
+            }
+        }
+    });
+    assert_eq!(allocs, 0, "{allocs} allocations in 100k packets");
+    assert_eq!(e.counters.learned_hits, 1, "the learnt flow was cut once");
+    assert!(e.counters.packets_by_verdict[Verdict::Learn as usize] > 20_000);
+}

@@ -28,8 +28,8 @@
 //! Modules: [`plan`] (names and addresses), [`netns`] (namespaces and
 //! running code inside one), [`procs`] (detached processes by PID),
 //! [`state`] (what a lab created), [`lab`] (up, down, status, apply),
-//! [`ca`], [`web`] and [`dns`] (the lab's certificate authority, web server
-//! and resolver),
+//! [`ca`], [`web`], [`quic`] and [`dns`] (the lab's certificate authority,
+//! web server, QUIC endpoint and resolver),
 //! [`scenario`] (timelines of policies, run live or replayed offline).
 
 #![warn(missing_docs)]
@@ -40,6 +40,8 @@ pub mod lab;
 pub mod netns;
 pub mod plan;
 pub mod procs;
+pub mod quic;
 pub mod scenario;
+pub mod signature;
 pub mod state;
 pub mod web;

@@ -1,6 +1,7 @@
 //! The lab's web server (`chokepoint lab serve`, run in the server
-//! namespace, with the resolver of [`crate::dns`] beside it): HTTP and
-//! HTTPS for any name, with certificates minted by the lab's CA.
+//! namespace, with the resolver of [`crate::dns`] and the QUIC endpoint of
+//! [`crate::quic`] beside it): HTTP and HTTPS for any name, with
+//! certificates minted by the lab's CA (the same for QUIC).
 //!
 //! Every name gets the same site, so any URL a class wants to try works:
 //! `/` is an HTML page titled with the name asked for (about 40 KB, the
@@ -45,12 +46,16 @@ pub struct WebConfig {
     pub http_ports: Vec<u16>,
     /// HTTPS ports.
     pub https_ports: Vec<u16>,
+    /// QUIC (UDP) ports, handshakes only (see [`crate::quic`]).
+    pub quic_ports: Vec<u16>,
     /// The addresses a nameless ClientHello gets a certificate for.
     pub addresses: Vec<IpAddr>,
     /// Where to write the CA's certificate (PEM).
     pub ca_out: PathBuf,
     /// The resolver to serve beside the web server, and where.
     pub dns: Option<(crate::dns::Zone, Vec<IpAddr>)>,
+    /// Where to serve the echo service signature targets send to.
+    pub echo: Vec<IpAddr>,
     /// When to exit.
     pub lifetime: Duration,
 }
@@ -62,12 +67,13 @@ pub fn serve(cfg: WebConfig) -> Result<()> {
     std::fs::write(&tmp, ca.pem()).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &cfg.ca_out)
         .with_context(|| format!("writing {}", cfg.ca_out.display()))?;
+    let resolver = Arc::new(MintingResolver::new(ca, &cfg.addresses));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(MintingResolver::new(ca, &cfg.addresses)));
+        .with_cert_resolver(resolver.clone());
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tls = Arc::new(tls);
     let open = Arc::new(AtomicUsize::new(0));
@@ -83,13 +89,19 @@ pub fn serve(cfg: WebConfig) -> Result<()> {
         let open = open.clone();
         std::thread::spawn(move || accept_loop(listener, tls, open));
     }
+    if !cfg.quic_ports.is_empty() {
+        let quic = crate::quic::server_config(resolver)?;
+        crate::quic::spawn(quic, &cfg.quic_ports, cfg.lifetime)?;
+    }
     if let Some((zone, addrs)) = cfg.dns.clone() {
         crate::dns::serve(zone, &addrs)?;
     }
+    crate::signature::serve_echo(&cfg.echo)?;
     eprintln!(
-        "lab servers: HTTP on {:?}, HTTPS on {:?}, DNS: {}, for {} s",
+        "lab servers: HTTP on {:?}, HTTPS on {:?}, QUIC on {:?}, DNS: {}, for {} s",
         cfg.http_ports,
         cfg.https_ports,
+        cfg.quic_ports,
         cfg.dns
             .as_ref()
             .map_or("none".into(), |(_, a)| format!("{a:?}")),

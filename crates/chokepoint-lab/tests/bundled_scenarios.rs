@@ -1,5 +1,5 @@
 //! Every bundled scenario loads, names its sources, and every stage's
-//! policy compiles; the Telegram timeline replays over the bundled sample
+//! policy compiles; the QUIC and ECH timelines probe with their options; the Telegram timeline replays over the bundled sample
 //! as the stages say.
 
 use std::path::{Path, PathBuf};
@@ -38,7 +38,34 @@ fn every_bundled_scenario_loads_and_compiles() {
         }
         seen += 1;
     }
-    assert!(seen >= 4, "only {seen} scenarios");
+    assert!(seen >= 6, "only {seen} scenarios");
+}
+
+#[test]
+fn the_quic_and_ech_timelines_probe_with_their_options() {
+    use chokepoint_probe::{Ech, QuicVersion};
+    let quic = Scenario::load(&repo().join("scenarios/quic-2022.yaml")).unwrap();
+    let versions: Vec<Option<QuicVersion>> = quic.targets.iter().map(|t| t.quic).collect();
+    assert!(versions.contains(&Some(QuicVersion::V1)));
+    assert!(versions.contains(&Some(QuicVersion::Draft29)));
+    assert!(versions.contains(&None), "a target over TCP alone");
+    let ech = Scenario::load(&repo().join("scenarios/ech-2024.yaml")).unwrap();
+    let with_ech: Vec<&str> = ech
+        .targets
+        .iter()
+        .filter(|t| t.ech == Some(Ech::Grease))
+        .map(|t| t.url.as_str())
+        .collect();
+    assert_eq!(
+        with_ech,
+        ["https://cloudflare-ech.com/", "https://example.com/"]
+    );
+    // Every stage says what each target should show.
+    for sc in [&quic, &ech] {
+        for st in &sc.stages {
+            assert_eq!(st.expect.len(), sc.targets.len(), "{} {}", sc.name, st.date);
+        }
+    }
 }
 
 #[test]

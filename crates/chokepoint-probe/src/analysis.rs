@@ -8,8 +8,10 @@
 //!    (`false`), whatever else was seen: the session proves the server;
 //! 2. no control: `null`, nothing can be said;
 //! 3. the first step that failed at the probe decides, against the same
-//!    step at the control: DNS → `dns`; every connect → `tcp_ip`; every
-//!    TLS handshake, or the HTTP fetch → `http-failure`. When the control
+//!    step at the control: DNS → `dns`; every connect → `tcp_ip`; when
+//!    QUIC was asked for, every QUIC handshake → `http-failure` (a control
+//!    that did not measure QUIC leaves `null`); every TLS handshake, or
+//!    the HTTP fetch → `http-failure`. When the control
 //!    failed the same step too, the site is down, not blocked: `false`
 //!    with accessible `false`. A connect, TLS or HTTP failure after an
 //!    inconsistent DNS answer is blamed on the DNS: `dns`;
@@ -33,6 +35,7 @@ use crate::control::ControlResponse;
 use crate::dns::DnsResult;
 use crate::failure;
 use crate::http::HttpResult;
+use crate::quic::QuicResult;
 use crate::target::{Scheme, Target};
 use crate::tcp::TcpConnect;
 use crate::tls::TlsResult;
@@ -159,6 +162,8 @@ pub(crate) struct Evidence<'a> {
     pub tcp: &'a [TcpConnect],
     pub tls: &'a [TlsResult],
     pub http: Option<&'a HttpResult>,
+    /// The QUIC handshakes when QUIC was asked for (https only).
+    pub quic: Option<&'a [QuicResult]>,
 }
 
 /// The first step that failed at the probe.
@@ -166,6 +171,7 @@ pub(crate) struct Evidence<'a> {
 enum Step {
     Dns,
     Tcp,
+    Quic,
     Tls,
     Http,
 }
@@ -175,6 +181,7 @@ impl Step {
         match self {
             Step::Dns => "dns",
             Step::Tcp => "tcp",
+            Step::Quic => "quic",
             Step::Tls => "tls",
             Step::Http => "http",
         }
@@ -183,7 +190,7 @@ impl Step {
 
 impl Evidence<'_> {
     /// The first failed step and its failure: DNS; every connect; every
-    /// handshake; the fetch.
+    /// QUIC handshake (when asked for); every TLS handshake; the fetch.
     fn first_failure(&self) -> Option<(Step, &str)> {
         if let Some(f) = self.dns.and_then(|d| d.failure.as_deref()) {
             return Some((Step::Dns, f));
@@ -191,6 +198,10 @@ impl Evidence<'_> {
         if self.tcp.iter().all(|c| !c.status) {
             let f = self.tcp.iter().find_map(|c| c.failure.as_deref());
             return Some((Step::Tcp, f.unwrap_or(failure::GENERIC_TIMEOUT)));
+        }
+        if let Some(quic) = self.quic.filter(|q| q.iter().all(|h| h.failure.is_some())) {
+            let f = quic.iter().find_map(|h| h.failure.as_deref());
+            return Some((Step::Quic, f.unwrap_or(failure::GENERIC_TIMEOUT)));
         }
         if self.target.scheme == Scheme::Https && self.tls.iter().all(|t| t.failure.is_some()) {
             let f = self.tls.iter().find_map(|t| t.failure.as_deref());
@@ -272,6 +283,8 @@ fn decide(
         Some(Step::Dns) if c.dns_failed() => down,
         Some(Step::Dns) => blocked(Blocking::Dns),
         Some(Step::Tcp) if c.tcp_ok() => blame(Blocking::TcpIp),
+        Some(Step::Quic) if c.quic_ok() => blame(Blocking::HttpFailure),
+        Some(Step::Quic) if c.quic_handshake.is_empty() => (None, None),
         Some(Step::Tls) if c.tls_ok() || (c.tls_handshake.is_empty() && c.http_ok()) => {
             blame(Blocking::HttpFailure)
         }

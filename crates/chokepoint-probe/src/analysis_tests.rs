@@ -1,8 +1,11 @@
 //! The analysis table, row by row, from synthetic observations.
 
 use super::*;
-use crate::control::{ControlDns, ControlHttpRequest, ControlTcpConnect, ControlTlsHandshake};
+use crate::control::{
+    ControlDns, ControlHttpRequest, ControlQuicHandshake, ControlTcpConnect, ControlTlsHandshake,
+};
 use crate::failure::*;
+use crate::quic::QuicVersion;
 
 /// What the probe saw, owned, for building [`Evidence`].
 struct Probe {
@@ -11,6 +14,8 @@ struct Probe {
     tcp: Vec<TcpConnect>,
     tls: Vec<TlsResult>,
     http: Option<HttpResult>,
+    /// QUIC handshakes, when QUIC was asked for.
+    quic: Option<Vec<QuicResult>>,
 }
 
 impl Probe {
@@ -21,6 +26,7 @@ impl Probe {
             tcp: &self.tcp,
             tls: &self.tls,
             http: self.http.as_ref(),
+            quic: self.quic.as_deref(),
         };
         analyze(&ev, control)
     }
@@ -105,6 +111,7 @@ fn tls(ip: &str, failure: Option<&str>) -> TlsResult {
         server_name: "site.test".into(),
         failure: failure.map(str::to_string),
         version: failure.is_none().then(|| "TLSv1.3".into()),
+        ech: None,
         elapsed_ms: 1,
     }
 }
@@ -123,8 +130,34 @@ fn probe(url: &str, addrs: &[&str]) -> Probe {
             vec![]
         },
         http: Some(page(HOME, None)),
+        quic: None,
         target,
     }
+}
+
+fn quic(ip: &str, failure: Option<&str>) -> QuicResult {
+    QuicResult {
+        address: endpoint(ip, 443),
+        server_name: "site.test".into(),
+        version: QuicVersion::V1,
+        alpn: failure.is_none().then(|| "h3".into()),
+        failure: failure.map(str::to_string),
+        elapsed_ms: 1,
+    }
+}
+
+/// `c` with a QUIC handshake to each of `addrs` that worked or not.
+fn with_quic(mut c: ControlResponse, addrs: &[&str], ok: bool) -> ControlResponse {
+    for a in addrs {
+        let hs = ControlQuicHandshake {
+            server_name: "site.test".into(),
+            version: QuicVersion::V1,
+            status: ok,
+            failure: (!ok).then(|| GENERIC_TIMEOUT.into()),
+        };
+        c.quic_handshake.insert(format!("{a}:443"), hs);
+    }
+    c
 }
 
 /// A control that resolved `addrs`, connected, shook hands and fetched
@@ -603,4 +636,68 @@ fn header_and_title_rules() {
         "short words are ignored"
     );
     assert!(!titles_match("Example Domain", "Blocked Domain"));
+}
+
+#[test]
+fn quic_failing_while_the_control_shakes_hands_is_http_failure() {
+    let mut p = probe("https://site.test/", &[SITE]);
+    p.quic = Some(vec![quic(SITE, Some(GENERIC_TIMEOUT))]);
+    let c = with_quic(control(&[SITE], Some(HOME)), &[SITE], true);
+    // The page came over TCP with a good certificate: over QUIC it did not.
+    let v = p.verdict(Some(&c));
+    expect(
+        &v,
+        Some(Blocking::HttpFailure),
+        Some(false),
+        Some(GENERIC_TIMEOUT),
+        &["quic.timeout"],
+    );
+    // The control failing QUIC too: the site does not speak it.
+    let down = with_quic(control(&[SITE], Some(HOME)), &[SITE], false);
+    let v = p.verdict(Some(&down));
+    expect(
+        &v,
+        Some(Blocking::No),
+        Some(false),
+        Some(GENERIC_TIMEOUT),
+        &["quic.timeout"],
+    );
+    // A control that did not measure QUIC cannot say.
+    let v = p.verdict(Some(&control(&[SITE], Some(HOME))));
+    assert_eq!((v.blocking, v.accessible), (None, None));
+    // Nor can no control at all, even with the page fetched over TCP.
+    assert_eq!(p.verdict(None).blocking, None);
+}
+
+#[test]
+fn quic_that_works_leaves_the_verdict_to_the_other_steps() {
+    let mut p = probe("https://site.test/", &[SITE, "2001:db8::1"]);
+    // One address answering is enough.
+    p.quic = Some(vec![
+        quic(SITE, Some(GENERIC_TIMEOUT)),
+        quic("2001:db8::1", None),
+    ]);
+    let c = with_quic(control(&[SITE, "2001:db8::1"], Some(HOME)), &[SITE], true);
+    expect(
+        &p.verdict(Some(&c)),
+        Some(Blocking::No),
+        Some(true),
+        None,
+        &[],
+    );
+    // A connect that failed everywhere still comes first: tcp_ip.
+    p.tcp = vec![
+        tcp(SITE, 443, Some(GENERIC_TIMEOUT)),
+        tcp("2001:db8::1", 443, Some(GENERIC_TIMEOUT)),
+    ];
+    p.tls.clear();
+    p.http = None;
+    let v = p.verdict(Some(&c));
+    expect(
+        &v,
+        Some(Blocking::TcpIp),
+        Some(false),
+        Some(GENERIC_TIMEOUT),
+        &["tcp.timeout"],
+    );
 }

@@ -41,6 +41,8 @@ pub const SSL_INVALID_HOSTNAME: &str = "ssl_invalid_hostname";
 pub const SSL_INVALID_CERTIFICATE: &str = "ssl_invalid_certificate";
 /// The handshake failed for a reason other than the certificate.
 pub const SSL_FAILED_HANDSHAKE: &str = "ssl_failed_handshake";
+/// The QUIC server speaks none of the versions offered.
+pub const QUIC_INCOMPATIBLE_VERSION: &str = "quic_incompatible_version";
 
 /// The OONI failure string for an I/O error.
 ///

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::control::{
-    ControlDns, ControlHttpRequest, ControlRequest, ControlResponse, ControlTcpConnect,
-    ControlTlsHandshake,
+    ControlDns, ControlHttpRequest, ControlQuicHandshake, ControlRequest, ControlResponse,
+    ControlTcpConnect, ControlTlsHandshake,
 };
 use crate::deadline::Deadline;
 use crate::dns::DnsResult;
@@ -103,7 +103,7 @@ impl Helper {
         let active = AtomicUsize::new(0);
         let measured = AtomicUsize::new(0);
         let refused = AtomicUsize::new(0);
-        let prober = Prober::new(&self.cfg);
+        let cfg = &self.cfg;
         std::thread::scope(|s| {
             while let Some(left) = end.checked_duration_since(Instant::now()) {
                 if self.stop.stopped() {
@@ -128,10 +128,10 @@ impl Helper {
                     continue;
                 }
                 active.fetch_add(1, Ordering::SeqCst);
-                let (prober, active) = (&prober, &active);
+                let active = &active;
                 let (measured, refused) = (&measured, &refused);
                 s.spawn(move || {
-                    match handle(sock, prober) {
+                    match handle(sock, cfg) {
                         Outcome::Measured => measured.fetch_add(1, Ordering::SeqCst),
                         Outcome::Refused => refused.fetch_add(1, Ordering::SeqCst),
                         Outcome::Lost => 0,
@@ -166,8 +166,9 @@ enum Outcome {
     Lost,
 }
 
-/// One connection: read the request, measure, answer.
-fn handle(sock: TcpStream, prober: &Prober<'_>) -> Outcome {
+/// One connection: read the request, measure (with the QUIC and ECH it
+/// asks for), answer.
+fn handle(sock: TcpStream, cfg: &ProbeConfig) -> Outcome {
     // Accepted sockets do not inherit non-blocking mode on Linux, but say
     // so rather than rely on it.
     if sock.set_nonblocking(false).is_err() {
@@ -208,7 +209,12 @@ fn handle(sock: TcpStream, prober: &Prober<'_>) -> Outcome {
             return Outcome::Refused;
         }
     };
-    let response = control_measurement(prober, &target, &req);
+    let cfg = ProbeConfig {
+        quic: req.quic,
+        ech: req.ech,
+        ..cfg.clone()
+    };
+    let response = control_measurement(&Prober::new(&cfg), &target, &req);
     let body = serde_json::to_vec(&response).unwrap_or_default();
     match answer(&sock, 200, &body) {
         Ok(()) => Outcome::Measured,
@@ -260,7 +266,11 @@ pub(crate) fn control_measurement(
         }
     }
     let headers = forwarded_headers(req);
-    let mut connected = prober.connect_all(target, &endpoints);
+    let (mut connected, quic) = std::thread::scope(|s| {
+        let quic = s.spawn(|| prober.quic_all(target, &endpoints));
+        let connected = prober.connect_all(target, &endpoints);
+        (connected, quic.join().unwrap_or_default())
+    });
     let fetch = prober.fetch(target, &mut connected, &headers);
     ControlResponse {
         dns: control_dns(dns.as_ref(), &own),
@@ -284,6 +294,18 @@ pub(crate) fn control_measurement(
                     failure: t.failure.clone(),
                 };
                 (addr.to_string(), h)
+            })
+            .collect(),
+        quic_handshake: quic
+            .iter()
+            .map(|q| {
+                let h = ControlQuicHandshake {
+                    server_name: q.server_name.clone(),
+                    version: q.version,
+                    status: q.failure.is_none(),
+                    failure: q.failure.clone(),
+                };
+                (q.address.to_string(), h)
             })
             .collect(),
         http_request: control_http(fetch.as_ref(), dns.as_ref(), &connected),

@@ -16,16 +16,23 @@
 //!    [`ProbeConfig::ca`] ([`tls`]);
 //! 4. one HTTP/1.1 GET over the first endpoint that worked, the response
 //!    read to the end under one deadline ([`http`]);
-//! 5. the comparison with the control into `blocking`, `accessible`,
+//! 5. with [`ProbeConfig::quic`] and an https URL, a QUIC handshake (ALPN
+//!    `h3`) to every address at once, beside the TCP steps ([`quic`]);
+//! 6. the comparison with the control into `blocking`, `accessible`,
 //!    `failure` and analysis keys ([`analysis`]).
 //!
-//! The helper ([`helper`], OONI's "th") runs the same steps from the
-//! uncensored side when asked and answers OONI's control response.
+//! With [`ProbeConfig::ech`] the TLS ClientHello carries a GREASE ECH
+//! extension, as a browser's does ([`ech`]).
 //!
-//! Design: std threads and blocking sockets with deadlines, no async
-//! runtime; every step has a timeout ([`Timeouts`]), every loop a bound,
+//! The helper ([`helper`], OONI's "th") runs the same steps from the
+//! uncensored side when asked (QUIC and ECH too, when the request says
+//! so) and answers OONI's control response.
+//!
+//! Design: std threads and blocking sockets with deadlines; the one async
+//! part is quinn's, on a current-thread tokio runtime made for each QUIC
+//! handshake; every step has a timeout ([`Timeouts`]), every loop a bound,
 //! every server a lifetime. Crates: hickory-proto builds and parses DNS
-//! messages, rustls (with ring) does TLS, httparse reads HTTP heads,
+//! messages, rustls (with ring) does TLS, quinn QUIC, httparse reads HTTP heads,
 //! serde_json writes the measurement. Failures are OONI's strings
 //! ([`failure`]).
 //!
@@ -40,10 +47,12 @@ mod bogon;
 pub mod control;
 mod deadline;
 pub mod dns;
+pub mod ech;
 pub mod failure;
 pub mod helper;
 pub mod http;
 mod observe;
+pub mod quic;
 pub mod target;
 pub mod tcp;
 pub mod tls;
@@ -59,16 +68,18 @@ pub use crate::analysis::{Blocking, Comparison, DnsConsistency};
 pub use crate::bogon::is_bogon;
 pub use crate::control::{ControlRequest, ControlResponse};
 pub use crate::dns::DnsResult;
+pub use crate::ech::Ech;
 pub use crate::helper::{serve_helper, Helper, HelperStats, StopHandle};
 pub use crate::http::HttpResult;
 pub use crate::observe::MAX_ENDPOINTS;
+pub use crate::quic::{QuicResult, QuicVersion};
 pub use crate::target::{InputError, Scheme, Target};
 pub use crate::tcp::TcpConnect;
 pub use crate::tls::TlsResult;
 
 use crate::analysis::Evidence;
 use crate::deadline::millis_since;
-use crate::observe::{reported_tls, Prober};
+use crate::observe::{reported_quic, reported_tls, Prober};
 
 /// How long each step may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +92,8 @@ pub struct Timeouts {
     pub connect: Duration,
     /// One TLS handshake (default 5 s).
     pub tls: Duration,
+    /// One QUIC handshake (default 5 s).
+    pub quic: Duration,
     /// The HTTP request and the whole response (default 10 s).
     pub http: Duration,
     /// The whole control request, the helper's measurement included
@@ -95,6 +108,7 @@ impl Default for Timeouts {
             dns_tries: 2,
             connect: Duration::from_secs(5),
             tls: Duration::from_secs(5),
+            quic: Duration::from_secs(5),
             http: Duration::from_secs(10),
             control: Duration::from_secs(30),
         }
@@ -121,6 +135,11 @@ pub struct ProbeConfig {
     pub timeouts: Timeouts,
     /// Body bytes kept; reading stops there (`body_truncated`).
     pub max_body: usize,
+    /// Also measure https URLs over QUIC, offering this version; the
+    /// verdict is then about QUIC (see [`analysis`]).
+    pub quic: Option<QuicVersion>,
+    /// The ECH extension the TLS ClientHello carries.
+    pub ech: Option<Ech>,
 }
 
 impl ProbeConfig {
@@ -132,6 +151,8 @@ impl ProbeConfig {
             ca: Vec::new(),
             timeouts: Timeouts::default(),
             max_body: DEFAULT_MAX_BODY,
+            quic: None,
+            ech: None,
         }
     }
 }
@@ -153,6 +174,8 @@ pub struct Timings {
     pub connectivity_ms: Option<u64>,
     /// The HTTP step.
     pub http_ms: Option<u64>,
+    /// The QUIC handshakes, all endpoints at once (null when not asked).
+    pub quic_ms: Option<u64>,
     /// The control request, from sending to the answer.
     pub control_ms: Option<u64>,
     /// The whole measurement.
@@ -184,6 +207,9 @@ pub struct Measurement {
     pub tls: Option<TlsResult>,
     /// The HTTP step (null when no endpoint was usable).
     pub http: Option<HttpResult>,
+    /// The QUIC handshake that worked, else the first (null when QUIC was
+    /// not asked for, or the URL is not https).
+    pub quic: Option<QuicResult>,
     /// The helper's answer.
     pub control: Option<ControlResponse>,
     /// Why there is no helper answer (null when there is, or no helper).
@@ -215,9 +241,9 @@ pub fn measure(input: &str, cfg: &ProbeConfig) -> Measurement {
         (None, None) => vec![],
     };
     let endpoints: Vec<SocketAddr> = addrs.iter().map(|&ip| target.endpoint(ip)).collect();
-    let request = control_request(&target, &endpoints);
+    let request = control_request(&target, &endpoints, cfg);
 
-    let (mut connected, fetch, control) = std::thread::scope(|s| {
+    let (mut connected, fetch, control, quic) = std::thread::scope(|s| {
         let control = cfg.helper.map(|helper| {
             let request = &request;
             s.spawn(move || {
@@ -225,6 +251,11 @@ pub fn measure(input: &str, cfg: &ProbeConfig) -> Measurement {
                 let answer = control::ask(helper, request, cfg.timeouts.control);
                 (answer, millis_since(t))
             })
+        });
+        let quic = s.spawn(|| {
+            let t = Instant::now();
+            let q = prober.quic_all(&target, &endpoints);
+            (q, millis_since(t))
         });
         let t = Instant::now();
         let mut connected = prober.connect_all(&target, &endpoints);
@@ -234,7 +265,9 @@ pub fn measure(input: &str, cfg: &ProbeConfig) -> Measurement {
             h.join()
                 .unwrap_or_else(|_| (Err(failure::unknown(&"control thread panicked")), 0))
         });
-        (connected, fetch, control)
+        let (quic, quic_ms) = quic.join().unwrap_or_default();
+        timings.quic_ms = (!quic.is_empty()).then_some(quic_ms);
+        (connected, fetch, control, quic)
     });
 
     let (control, control_failure) = match control {
@@ -263,6 +296,7 @@ pub fn measure(input: &str, cfg: &ProbeConfig) -> Measurement {
             tcp: &tcp_connect,
             tls: &handshakes,
             http: http.as_ref(),
+            quic: (cfg.quic.is_some() && target.scheme == Scheme::Https).then_some(&quic[..]),
         },
         control.as_ref(),
     );
@@ -278,6 +312,7 @@ pub fn measure(input: &str, cfg: &ProbeConfig) -> Measurement {
         tcp_connect,
         tls,
         http,
+        quic: reported_quic(&quic),
         control,
         control_failure,
         comparison: verdict.comparison,
@@ -285,8 +320,9 @@ pub fn measure(input: &str, cfg: &ProbeConfig) -> Measurement {
     }
 }
 
-/// OONI's control request for `target` and the probe's endpoints.
-fn control_request(target: &Target, endpoints: &[SocketAddr]) -> ControlRequest {
+/// OONI's control request for `target` and the probe's endpoints, asking
+/// for QUIC and ECH as the probe measures them.
+fn control_request(target: &Target, endpoints: &[SocketAddr], cfg: &ProbeConfig) -> ControlRequest {
     let headers: BTreeMap<String, Vec<String>> = http::REQUEST_HEADERS
         .iter()
         .map(|(n, v)| (n.to_string(), vec![v.to_string()]))
@@ -295,6 +331,8 @@ fn control_request(target: &Target, endpoints: &[SocketAddr]) -> ControlRequest 
         http_request: target.to_string(),
         http_request_headers: headers,
         tcp_connect: endpoints.iter().map(SocketAddr::to_string).collect(),
+        quic: cfg.quic,
+        ech: cfg.ech,
     }
 }
 
@@ -311,6 +349,7 @@ fn invalid(input: &str, e: &InputError, start: Instant) -> Measurement {
         tcp_connect: Vec::new(),
         tls: None,
         http: None,
+        quic: None,
         control: None,
         control_failure: None,
         comparison: Comparison::default(),

@@ -1,6 +1,7 @@
 //! The steps in order, shared by the probe and the helper: look up,
 //! connect (and shake hands) to every endpoint at once, fetch over the
-//! first endpoint that worked.
+//! first endpoint that worked; and when asked, QUIC handshakes to every
+//! endpoint at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use rustls::ClientConfig;
 use crate::deadline::millis_since;
 use crate::dns::{self, DnsResult, DnsTimeouts};
 use crate::http::{self, HttpResult, Request, Response};
+use crate::quic::{self, QuicResult};
 use crate::target::{Scheme, Target};
 use crate::tcp::{self, TcpConnect};
 use crate::tls::{self, Stream, TlsResult};
@@ -41,13 +43,16 @@ pub(crate) struct Fetch {
 pub(crate) struct Prober<'c> {
     pub cfg: &'c ProbeConfig,
     tls: Result<Arc<ClientConfig>, String>,
+    /// The QUIC client, when QUIC was asked for.
+    quic: Option<Result<quinn::ClientConfig, String>>,
 }
 
 impl<'c> Prober<'c> {
     pub fn new(cfg: &'c ProbeConfig) -> Prober<'c> {
         Prober {
             cfg,
-            tls: tls::client_config(&cfg.ca),
+            tls: tls::client_config(&cfg.ca, cfg.ech),
+            quic: cfg.quic.map(|v| quic::client_config(&cfg.ca, v)),
         }
     }
 
@@ -108,13 +113,20 @@ impl<'c> Prober<'c> {
             };
         }
         let (record, stream) = match &self.tls {
-            Ok(config) => tls::handshake(sock, &target.host, config, self.cfg.timeouts.tls),
+            Ok(config) => tls::handshake(
+                sock,
+                &target.host,
+                config,
+                self.cfg.ech,
+                self.cfg.timeouts.tls,
+            ),
             Err(e) => {
                 let record = TlsResult {
                     address: addr,
                     server_name: target.host.clone(),
                     failure: Some(crate::failure::unknown(e)),
                     version: None,
+                    ech: self.cfg.ech,
                     elapsed_ms: 0,
                 };
                 (record, None)
@@ -125,6 +137,43 @@ impl<'c> Prober<'c> {
             tls: Some(record),
             stream,
         }
+    }
+
+    /// QUIC handshakes to each endpoint at once (at most
+    /// [`MAX_ENDPOINTS`]), for https URLs when QUIC was asked for; results
+    /// in input order, empty otherwise.
+    pub fn quic_all(&self, target: &Target, endpoints: &[SocketAddr]) -> Vec<QuicResult> {
+        let (Some(version), Some(config)) = (self.cfg.quic, &self.quic) else {
+            return Vec::new();
+        };
+        if target.scheme != Scheme::Https {
+            return Vec::new();
+        }
+        let timeout = self.cfg.timeouts.quic;
+        std::thread::scope(|s| {
+            let workers: Vec<_> = endpoints
+                .iter()
+                .take(MAX_ENDPOINTS)
+                .map(|&addr| {
+                    let host = target.host.as_str();
+                    let w = s.spawn(move || quic::handshake(addr, host, version, config, timeout));
+                    (addr, w)
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|(addr, w)| {
+                    w.join().unwrap_or_else(|_| QuicResult {
+                        address: addr,
+                        server_name: target.host.clone(),
+                        version,
+                        alpn: None,
+                        failure: Some(crate::failure::unknown(&"QUIC thread panicked")),
+                        elapsed_ms: 0,
+                    })
+                })
+                .collect()
+        })
     }
 
     /// The HTTP step over the first usable endpoint; `None` when there is
@@ -163,4 +212,13 @@ pub(crate) fn reported_tls(endpoints: &[Endpoint], used: Option<usize>) -> Optio
     used.and_then(|i| endpoints.get(i))
         .and_then(|e| e.tls.clone())
         .or_else(|| endpoints.iter().find_map(|e| e.tls.clone()))
+}
+
+/// The QUIC handshake to report: the first that worked, else the first.
+pub(crate) fn reported_quic(handshakes: &[QuicResult]) -> Option<QuicResult> {
+    handshakes
+        .iter()
+        .find(|q| q.failure.is_none())
+        .or_else(|| handshakes.first())
+        .cloned()
 }

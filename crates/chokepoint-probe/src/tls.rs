@@ -15,6 +15,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use serde::Serialize;
 
 use crate::deadline::{millis_since, Deadline};
+use crate::ech::{self, Ech};
 use crate::failure;
 
 /// What the TLS step saw.
@@ -29,6 +30,8 @@ pub struct TlsResult {
     pub failure: Option<String>,
     /// The negotiated version (`TLSv1.3`, `TLSv1.2`) when it worked.
     pub version: Option<String>,
+    /// The ECH extension the ClientHello carried (`grease`), if any.
+    pub ech: Option<Ech>,
     /// How long the handshake took.
     pub elapsed_ms: u64,
 }
@@ -107,13 +110,22 @@ impl Write for Stream {
 /// speaks nothing else), and `ca` as the only trust anchors. With no
 /// anchors every certificate fails as `ssl_unknown_authority`: the
 /// handshake still runs, so blocking of the ClientHello is still seen.
-/// Certificates that do not parse as anchors are skipped.
-pub(crate) fn client_config(ca: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>, String> {
+/// Certificates that do not parse as anchors are skipped. With `ech` the
+/// hello carries that ECH extension, and TLS 1.3 is the only version
+/// offered (ECH has no other).
+pub(crate) fn client_config(
+    ca: &[CertificateDer<'static>],
+    ech: Option<Ech>,
+) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(ca.iter().cloned());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    let builder = ClientConfig::builder_with_provider(provider);
+    let builder = match ech {
+        None => builder.with_safe_default_protocol_versions(),
+        Some(Ech::Grease) => builder.with_ech(ech::grease_mode()?),
+    };
+    let mut config = builder
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -126,6 +138,7 @@ pub(crate) fn handshake(
     sock: TcpStream,
     host: &str,
     config: &Arc<ClientConfig>,
+    ech: Option<Ech>,
     timeout: Duration,
 ) -> (TlsResult, Option<Stream>) {
     let start = Instant::now();
@@ -141,6 +154,7 @@ pub(crate) fn handshake(
         },
         failure: None,
         version: None,
+        ech,
         elapsed_ms: 0,
     };
     let outcome = ServerName::try_from(host.to_string())

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use chokepoint_probe::{failure, measure, Blocking, Measurement, ProbeConfig};
-use support::{Answer, Reply, Running, V4, V6};
+use support::{expect, Answer, Reply, Running, V4, V6};
 
 const NAME: &str = "site.test";
 const SITE_HEADERS: &str = "Content-Type: text/html\r\nX-Site: 1\r\n";
@@ -125,14 +125,6 @@ fn uncensored(https: bool) -> Lab {
     http_censor(https, move |v4, pki| {
         Some(web_server(https, v4, pki, home()))
     })
-}
-
-#[track_caller]
-fn expect(m: &Measurement, blocking: Option<Blocking>, failure: Option<&str>, analysis: &[&str]) {
-    let json = serde_json::to_string_pretty(m).unwrap();
-    assert_eq!(m.blocking, blocking, "blocking in {json}");
-    assert_eq!(m.failure.as_deref(), failure, "failure in {json}");
-    assert_eq!(m.analysis, analysis, "analysis in {json}");
 }
 
 /// What OONI expects of a throttle or a freeze.

@@ -8,7 +8,8 @@
 //! the same matchers as traffic does (`match_name` per name trigger,
 //! `match_ip` per address). Rule conditions that need a packet (ports,
 //! sizes, ECH, client address) are not evaluated: a name counts when a
-//! blocking rule's list matches it. Rules that forward (`pass`, `log`) and
+//! blocking rule's list matches it. Rules that forward (`pass`, `log`,
+//! `learn`) and
 //! the policy's default are not counted.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -192,7 +193,7 @@ fn blocking_name_matches<'a>(
 fn blocks(rs: &Ruleset, rule: crate::RuleId) -> bool {
     !matches!(
         Verdict::of(&rs.rule(rule).action),
-        Verdict::Pass | Verdict::Log
+        Verdict::Pass | Verdict::Log | Verdict::Learn
     )
 }
 

@@ -15,8 +15,8 @@ use crate::lists::{
     self, parse_list, ListText, ParsedList, MODE_EXACT, MODE_SUBDOMAINS, MODE_SUFFIX,
 };
 use crate::policy::{
-    ListFormat, ListSpec, OnError, Policy, PortSpec, Protocol, RuleSpec, TextEncoding,
-    TransportSpec, Trigger,
+    Action, Chance, ListFormat, ListSpec, OnError, Policy, PortSpec, Protocol, RuleSpec,
+    TextEncoding, TransportSpec, Trigger,
 };
 use crate::prefix_table::{PrefixEntry, PrefixTable, PAD};
 use crate::ruleset::{
@@ -132,7 +132,19 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
             .protocols
             .iter()
             .flatten()
-            .fold(0u8, |acc, p| acc | p.bit());
+            .fold(0u16, |acc, p| acc | p.bit());
+        if let Action::Learn { list, .. } = &r.action.0 {
+            let dynamic = policy
+                .lists
+                .get(list)
+                .is_some_and(|l| l.format == ListFormat::Dynamic);
+            if !dynamic {
+                return Err(invalid(format!(
+                    "rule `{}` learns into `{list}`, which is not a `format: dynamic` list",
+                    r.name
+                )));
+            }
+        }
         if ids.is_empty() && protocols == 0 {
             return Err(invalid(format!(
                 "rule `{}` matches nothing: give `list`, `lists`, `keywords` or `protocols`",
@@ -197,6 +209,12 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
             if m.ech.is_some() && on & !(Trigger::TlsSni.bit() | Trigger::QuicSni.bit()) != 0 {
                 return Err(invalid(format!("rule `{}`: `ech` applies to tls_sni and quic_sni only; give `on: [tls_sni, quic_sni]`", r.name)));
             }
+            if protocols & !Protocol::NAMED != 0 {
+                return Err(invalid(format!(
+                    "rule `{}`: with a list, `protocols` names the protocol its names come in (tls, quic, http, dns); classify other protocols with a rule that has `protocols` and no list",
+                    r.name
+                )));
+            }
             on
         };
         let cond = conditions(r, protocols, &list_ids, &specs, &policy).map_err(invalid)?;
@@ -225,6 +243,11 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
         });
     }
 
+    if matches!(policy.default.0, Action::Learn { .. }) {
+        return Err(invalid(
+            "`default: learn` would learn every server no rule matched; learn in a rule".into(),
+        ));
+    }
     let first_rule = first_rule_table(&rules, specs.len());
 
     // Read and parse every list.
@@ -349,7 +372,7 @@ pub fn compile_str(yaml: &str, origin: &str, base_dir: &Path) -> Result<Ruleset,
 /// A rule's conditions, with list names resolved to ids.
 fn conditions(
     r: &RuleSpec,
-    protocols: u8,
+    protocols: u16,
     list_ids: &HashMap<&str, u16>,
     specs: &[(String, ListSpec, String, Option<Vec<String>>)],
     policy: &Policy,
@@ -364,6 +387,12 @@ fn conditions(
             )
         })?;
         let format = specs[id as usize].1.format;
+        if format == ListFormat::Dynamic {
+            return Err(format!(
+                "rule `{}`: {what} list `{name}` is `format: dynamic`: a dynamic list serves IP rules (`on: [ip]`) only",
+                r.name
+            ));
+        }
         if addresses && format.triggers() & Trigger::Ip.bit() == 0 {
             return Err(format!(
                 "rule `{}`: {what} list `{name}` is `format: {}`, which holds no addresses",
@@ -382,6 +411,15 @@ fn conditions(
         }
     }
     let ports = |v: &Option<Vec<PortSpec>>| v.iter().flatten().map(|p| p.0).collect::<Vec<_>>();
+    let probability = match m.probability {
+        None => None,
+        Some(p) => Some(Chance::from_f64(p).ok_or_else(|| {
+            format!(
+                "rule `{}`: probability must be within 0..=1, not {p}",
+                r.name
+            )
+        })?),
+    };
     Ok(Conditions {
         protocols,
         proto: m.proto.map(|p| match p {
@@ -411,6 +449,7 @@ fn conditions(
             .flatten()
             .map(|l| list(l, "except", false))
             .collect::<Result<_, _>>()?,
+        probability,
     })
 }
 
@@ -432,6 +471,14 @@ fn check_list_spec(name: &str, spec: &ListSpec) -> Result<(), String> {
         return Err(format!(
             "list name `{name}` must be non-empty and contain no `/`"
         ));
+    }
+    if spec.format == ListFormat::Dynamic {
+        if spec.path.is_some() || spec.entries.is_some() || spec.exact.is_some() {
+            return Err(format!(
+                "list `{name}` is `format: dynamic`: `learn` actions fill it at run time; give it no `path`, `entries` or `exact`"
+            ));
+        }
+        return Ok(());
     }
     match (&spec.path, &spec.entries) {
         (Some(_), Some(_)) => {

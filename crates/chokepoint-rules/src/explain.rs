@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::policy::Trigger;
+use crate::policy::{Action, ListFormat, Trigger};
 use crate::ruleset::{Match, RuleMeta, Ruleset};
 use chokepoint_ruleset::conditions::{
     PortRange, Protocol, ResidualAction, QUIC_DRAFT_BASE, QUIC_V2,
@@ -57,6 +57,10 @@ pub struct Explanation {
     /// first that needs no condition, else the policy default. Empty when
     /// the deciding rule has no conditions (or no rule decides).
     pub falls_through: Vec<String>,
+    /// For an address: rules earlier in the policy on dynamic lists, which
+    /// decide it once a `learn` action has added it (what the lists hold
+    /// is known only at run time), with the rules that fill them.
+    pub learned_rules: Vec<String>,
     /// Set when the query could not be read as a name, address or URL.
     pub error: Option<String>,
 }
@@ -133,6 +137,12 @@ pub fn conditions_in_words(rs: &Ruleset, r: &RuleMeta) -> Vec<String> {
         let ls: Vec<String> = c.except.iter().map(list).collect();
         out.push(format!("except: {}", ls.join(", ")));
     }
+    if let Some(p) = c.probability {
+        out.push(format!(
+            "probability: {} (a seeded draw per flow)",
+            p.as_f64()
+        ));
+    }
     if let Some(x) = r.residual {
         out.push(format!(
             "residual: then every new flow on the {} is blocked for {} s ({})",
@@ -172,6 +182,37 @@ fn falls_through(rs: &Ruleset, after: usize, on: u8, t: &Target) -> Vec<String> 
     }
     out.push(format!("the policy default ({})", rs.meta.default_action));
     out
+}
+
+/// The IP rules among `rules` on dynamic lists, in words, with the rules
+/// whose `learn` fills each list.
+fn learned_rules(rs: &Ruleset, rules: &[RuleMeta]) -> Vec<String> {
+    let dynamic = |l: &u16| rs.meta.lists[*l as usize].format == ListFormat::Dynamic;
+    rules
+        .iter()
+        .filter(|r| r.on & Trigger::Ip.bit() != 0)
+        .flat_map(|r| r.lists.iter().filter(|l| dynamic(l)).map(move |l| (r, l)))
+        .map(|(r, l)| {
+            let name = &rs.meta.lists[*l as usize].name;
+            let fillers: Vec<String> = rs
+                .meta
+                .rules
+                .iter()
+                .filter(|f| matches!(&f.action, Action::Learn { list, .. } if list == name))
+                .map(|f| format!("{} ({})", f.name, f.action))
+                .collect();
+            format!(
+                "{} ({}): on dynamic list {name}, filled by {}",
+                r.name,
+                r.action,
+                if fillers.is_empty() {
+                    "no rule".to_string()
+                } else {
+                    fillers.join(", ")
+                }
+            )
+        })
+        .collect()
 }
 
 /// `v1`, `v2`, `draft-29` or the number in hex.
@@ -293,6 +334,7 @@ pub fn explain(rs: &Ruleset, query: &str) -> Explanation {
         conditions: Vec::new(),
         protocol_rules: Vec::new(),
         falls_through: Vec::new(),
+        learned_rules: Vec::new(),
         error: None,
     };
     let (kind, t) = match target(query) {
@@ -339,6 +381,9 @@ pub fn explain(rs: &Ruleset, query: &str) -> Explanation {
             )
         })
         .collect();
+    if matches!(t, Target::Ip(_)) {
+        ex.learned_rules = learned_rules(rs, &rs.meta.rules[..before]);
+    }
     if let Some(m) = m {
         let rule = rs.rule(m.rule);
         ex.conditions = conditions_in_words(rs, rule);

@@ -36,12 +36,16 @@
 pub mod artifact;
 pub mod collateral;
 pub mod compile;
+pub mod entries;
 pub mod explain;
 pub mod input;
 pub mod lists;
 pub mod name;
+pub mod nftables;
 pub mod outfile;
 pub mod policy;
+pub mod ranges;
+pub mod sign;
 
 // The lookup side, re-exported so `chokepoint_rules::ruleset::…` and the
 // like keep naming the one definition.

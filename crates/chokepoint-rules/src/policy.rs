@@ -17,11 +17,12 @@ pub use chokepoint_ruleset::conditions::{
 pub use chokepoint_ruleset::profile::{Direction, Preset, Profile, Timeouts};
 pub use chokepoint_ruleset::ruleset::DefaultAt;
 pub use chokepoint_ruleset::vocab::{
-    Action, ByteRange, Chance, DnsAnswer, ListFormat, Packets, ResetTo, Scope, Trigger, Way,
+    Action, ByteRange, Chance, DnsAnswer, LearnKey, ListFormat, Packets, ResetTo, Scope, Trigger,
+    Way,
 };
 
 const ACTION_WORDS: &[&str] = &[
-    "pass", "log", "drop", "reset", "dns", "redirect", "throttle", "freeze", "degrade",
+    "pass", "log", "drop", "reset", "dns", "redirect", "throttle", "freeze", "degrade", "learn",
 ];
 
 #[derive(Deserialize)]
@@ -113,6 +114,26 @@ fn default_packets() -> Packets {
     Packets::All
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LearnParams {
+    list: String,
+    #[serde(default = "default_learn_key")]
+    key: LearnKey,
+    ttl: u32,
+    #[serde(default)]
+    delay: u32,
+}
+fn default_learn_key() -> LearnKey {
+    LearnKey::Server
+}
+
+/// A learnt entry lasts at most a week, and becomes active at most a day
+/// after the detection: a censor's cycle is minutes (TSPU's reportedly
+/// 5-15), and the bound keeps a typo from blocking an address for years.
+const LEARN_TTL: std::ops::RangeInclusive<u32> = 1..=7 * 86_400;
+const LEARN_DELAY: std::ops::RangeInclusive<u32> = 0..=86_400;
+
 /// `after_bytes: N` or `after_bytes: [MIN, MAX]`.
 struct AfterBytes(u64, u64);
 
@@ -170,6 +191,11 @@ impl<'de> Deserialize<'de> for ActionSpec {
                 f.write_str("an action word (pass, log, drop, reset, dns, redirect, throttle, freeze, degrade) or a one-key map such as {reset: {repeat: 5}}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ActionSpec, E> {
+                if v == "learn" {
+                    return Err(E::custom(
+                        "learn needs its list and ttl: {learn: {list: NAME, ttl: SECONDS}}",
+                    ));
+                }
                 Action::from_word(v)
                     .map(ActionSpec)
                     .ok_or_else(|| E::unknown_variant(v, ACTION_WORDS))
@@ -275,6 +301,29 @@ impl<'de> Deserialize<'de> for ActionSpec {
                             loss: chance("degrade.loss", p.loss)?,
                             direction: p.direction,
                             packets: p.packets,
+                        }
+                    }
+                    "learn" => {
+                        let p: LearnParams = map.next_value()?;
+                        if !LEARN_TTL.contains(&p.ttl) {
+                            return Err(de::Error::custom(format!(
+                                "learn.ttl must be within 1..={}, not {}",
+                                LEARN_TTL.end(),
+                                p.ttl
+                            )));
+                        }
+                        if !LEARN_DELAY.contains(&p.delay) {
+                            return Err(de::Error::custom(format!(
+                                "learn.delay must be within 0..={}, not {}",
+                                LEARN_DELAY.end(),
+                                p.delay
+                            )));
+                        }
+                        Action::Learn {
+                            list: p.list,
+                            key: p.key,
+                            ttl: p.ttl,
+                            delay: p.delay,
                         }
                     }
                     other => {
@@ -398,6 +447,8 @@ pub struct MatchSpec {
     pub src_list: Option<String>,
     /// Names or addresses in these lists exempt a flow.
     pub except: Option<Vec<String>>,
+    /// The share of flows the rule fires on (0..=1), drawn per flow.
+    pub probability: Option<f64>,
 }
 
 /// `proto: tcp | udp`.
@@ -583,6 +634,7 @@ profile_section! {
     reevaluate_on_reload: bool,
     seed: u64,
     max_residual_entries: u32,
+    max_learned_entries: u32,
     urgent: chokepoint_ruleset::profile::Urgent,
     ttl_fakes: chokepoint_ruleset::profile::TtlFakes,
     ttl_margin: u8,
@@ -784,6 +836,13 @@ pub fn validate_profile(p: &Profile) -> Result<(), String> {
         Knob {
             name: "max_residual_entries",
             value: p.max_residual_entries.into(),
+            min: 1,
+            max: 1 << 24,
+        },
+        // An entry is an address, a port and two timestamps.
+        Knob {
+            name: "max_learned_entries",
+            value: p.max_learned_entries.into(),
             min: 1,
             max: 1 << 24,
         },

@@ -82,6 +82,7 @@ rules:
         ech: false,
         protocol: Some(protocol),
         name,
+        draw: 0,
     };
     use chokepoint_rules::Protocol::{Quic, Tls};
     let cases = [

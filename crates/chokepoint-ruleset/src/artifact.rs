@@ -32,7 +32,7 @@ compile_error!("the artifact format is little-endian; big-endian hosts are not s
 /// The first eight bytes of every artifact.
 pub const MAGIC: &[u8; 8] = b"CHOKEPNT";
 /// Bumped whenever the layout of any section changes.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 64;
 

@@ -11,7 +11,10 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// A protocol the engine classifies a flow as.
+use crate::vocab::Chance;
+
+/// A protocol the engine classifies a flow as, from its first packets
+/// (the classifiers are in `chokepoint_core::classify`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
@@ -23,24 +26,72 @@ pub enum Protocol {
     Http,
     /// A DNS query.
     Dns,
+    /// An SSH identification string (`SSH-2.0-`).
+    Ssh,
+    /// The BitTorrent peer handshake.
+    Bittorrent,
+    /// A WireGuard handshake or transport message, on any port.
+    Wireguard,
+    /// An OpenVPN control-channel reset, over UDP or TCP.
+    Openvpn,
+    /// A STUN or TURN message (the magic cookie): WebRTC and messenger calls.
+    Stun,
+    /// A first TCP data packet that none of the GFW's exemptions covers
+    /// (Wu et al., USENIX Security 2023): Shadowsocks, obfs4, VMess...
+    FullyEncrypted,
 }
 
 impl Protocol {
     /// Every protocol, in bit order.
-    pub const ALL: [Protocol; 4] = [Protocol::Tls, Protocol::Quic, Protocol::Http, Protocol::Dns];
+    pub const ALL: [Protocol; 10] = [
+        Protocol::Tls,
+        Protocol::Quic,
+        Protocol::Http,
+        Protocol::Dns,
+        Protocol::Ssh,
+        Protocol::Bittorrent,
+        Protocol::Wireguard,
+        Protocol::Openvpn,
+        Protocol::Stun,
+        Protocol::FullyEncrypted,
+    ];
+    /// How many protocols there are.
+    pub const COUNT: usize = Self::ALL.len();
+    /// The protocols whose flows carry a name a list can match.
+    pub const NAMED: u16 = (1 << Protocol::Tls as u16)
+        | (1 << Protocol::Quic as u16)
+        | (1 << Protocol::Http as u16)
+        | (1 << Protocol::Dns as u16);
 
     /// The protocol's bit in [`Conditions::protocols`].
-    pub fn bit(self) -> u8 {
-        1 << self as u8
+    pub fn bit(self) -> u16 {
+        1 << self as u16
     }
 
-    /// The name used in policies.
+    /// Position in [`Protocol::ALL`], for per-protocol arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A tunnel a subscriber uses to get around blocks (the false-positive
+    /// measurement asserts that ordinary traffic never gets one of these).
+    pub fn is_vpn(self) -> bool {
+        matches!(self, Protocol::Wireguard | Protocol::Openvpn)
+    }
+
+    /// The name used in policies, events and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tls => "tls",
             Protocol::Quic => "quic",
             Protocol::Http => "http",
             Protocol::Dns => "dns",
+            Protocol::Ssh => "ssh",
+            Protocol::Bittorrent => "bittorrent",
+            Protocol::Wireguard => "wireguard",
+            Protocol::Openvpn => "openvpn",
+            Protocol::Stun => "stun",
+            Protocol::FullyEncrypted => "fully_encrypted",
         }
     }
 }
@@ -70,7 +121,7 @@ pub const QUIC_DRAFT_BASE: u32 = 0xff00_0000;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conditions {
     /// [`Protocol::bit`] mask the flow's protocol must be in; 0: any.
-    pub protocols: u8,
+    pub protocols: u16,
     /// IP protocol number (6 TCP, 17 UDP).
     pub proto: Option<u8>,
     /// Server ports; empty: any.
@@ -94,6 +145,10 @@ pub struct Conditions {
     pub src_lists: Vec<u16>,
     /// Lists whose names or addresses exempt a flow from the rule.
     pub except: Vec<u16>,
+    /// The share of flows the rule fires on, drawn once per flow and rule
+    /// from the profile's seed (the GFW blocked about a quarter of the
+    /// fully encrypted connections it flagged).
+    pub probability: Option<Chance>,
 }
 
 impl Conditions {
@@ -224,6 +279,35 @@ pub struct Facts<'a> {
     pub protocol: Option<Protocol>,
     /// The name seen (normalised), or empty.
     pub name: &'a [u8],
+    /// The flow's own random stream (its seed and serial in its engine,
+    /// mixed): a rule's `probability` draws from it, so a replay fires the
+    /// same rules on the same flows.
+    pub draw: u64,
+}
+
+impl Facts<'static> {
+    /// What is known from a flow's endpoints alone, before any packet's
+    /// payload, name or protocol is.
+    pub fn endpoints(
+        proto: u8,
+        (client, client_port): (IpAddr, u16),
+        (server, server_port): (IpAddr, u16),
+    ) -> Facts<'static> {
+        Facts {
+            proto,
+            client,
+            server,
+            client_port,
+            server_port,
+            payload_len: 0,
+            first_packet: false,
+            quic_version: None,
+            ech: false,
+            protocol: None,
+            name: b"",
+            draw: 0,
+        }
+    }
 }
 
 #[cfg(test)]

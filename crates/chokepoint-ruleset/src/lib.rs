@@ -36,6 +36,7 @@ pub mod keyword_table;
 pub mod name;
 pub mod prefix_table;
 pub mod profile;
+pub mod random;
 pub mod ruleset;
 pub mod vocab;
 
@@ -45,6 +46,6 @@ pub use ids::RuleId;
 pub use profile::{Direction, Preset, Profile, Timeouts};
 pub use ruleset::{DefaultAt, Hit, HitInfo, Match, Ruleset};
 pub use vocab::{
-    Action, ByteRange, Chance, DnsAnswer, ListFormat, Packets, ResetTo, Scope, Trigger, Verdict,
-    Way,
+    Action, ByteRange, Chance, DnsAnswer, LearnKey, ListFormat, Packets, ResetTo, Scope, Trigger,
+    Verdict, Way,
 };

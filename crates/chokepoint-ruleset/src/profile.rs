@@ -146,6 +146,11 @@ pub struct Profile {
     /// Residual blocks held at once (rules with `residual:`); past it the
     /// block nearest its end is evicted, and counted.
     pub max_residual_entries: u32,
+    /// Entries all dynamic lists hold at once (`learn` actions); past it
+    /// the entry learnt longest ago is evicted, and counted. The lists
+    /// live outside the engine and survive a reload, which applies a new
+    /// value.
+    pub max_learned_entries: u32,
     /// TCP urgent data: read inline or stripped.
     pub urgent: Urgent,
     /// Client segments with a lower TTL than the flow's first packet.
@@ -196,6 +201,7 @@ impl Default for Profile {
             reevaluate_on_reload: false,
             seed: 0,
             max_residual_entries: 65_536,
+            max_learned_entries: 65_536,
             urgent: Urgent::Keep,
             ttl_fakes: TtlFakes::Trust,
             ttl_margin: 1,

@@ -98,6 +98,15 @@ fn member_table<A: crate::prefix_table::Addr>(main: &PrefixTable<A>, l: u16) -> 
     PrefixTable::build(entries, |_| Some(0))
 }
 
+/// A dynamic list's key in the stores outside the ruleset: FNV-1a of its
+/// name, so entries learnt under one policy are found under the next one
+/// whatever ids its lists get.
+pub fn list_tag(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Where a source came from and its digest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceMeta {
@@ -312,6 +321,8 @@ pub enum Hit {
     /// No list entry: the rule's conditions alone (a protocol rule, or a
     /// residual block the rule armed).
     Rule,
+    /// An entry a `learn` action put in this dynamic list.
+    Learned(u16),
 }
 
 /// A lookup's answer: the rule (policy index) and the entry.
@@ -372,6 +383,15 @@ pub(crate) struct Derived {
     protocol_rules: Vec<u16>,
     /// Rules on `ip`, in policy order.
     ip_rules: Vec<u16>,
+    /// Protocols some protocol rule fires on ([`crate::Protocol::bit`]
+    /// mask): the engine runs only their classifiers.
+    protocols_wanted: u16,
+    /// IP rules on dynamic lists, in policy order: (rule, list, the list's
+    /// [`list_tag`]).
+    learned_rules: Vec<(u16, u16, u64)>,
+    /// Per rule with a `learn` action, the [`list_tag`] of the dynamic
+    /// list it fills.
+    learn_lists: Vec<(u16, u64)>,
     /// Per-list prefix tables for address conditions (`dst_list`,
     /// `src_list`, `except`) and, when IP rules have conditions, for every
     /// IP rule's lists. An entry's `line` holds its index in the main table.
@@ -429,9 +449,19 @@ impl Ruleset {
         for (ri, r) in rules.iter().enumerate() {
             if r.on & Trigger::Protocol.bit() != 0 {
                 d.protocol_rules.push(ri as u16);
+                d.protocols_wanted |= r.cond.protocols;
             }
             if r.on & Trigger::Ip.bit() != 0 {
                 d.ip_rules.push(ri as u16);
+                for &l in &r.lists {
+                    let m = &self.meta.lists[l as usize];
+                    if m.format == ListFormat::Dynamic {
+                        d.learned_rules.push((ri as u16, l, list_tag(&m.name)));
+                    }
+                }
+            }
+            if let Action::Learn { list, .. } = &r.action {
+                d.learn_lists.push((ri as u16, list_tag(list)));
             }
         }
         if d.conditional {
@@ -472,6 +502,42 @@ impl Ruleset {
         !self.derived.protocol_rules.is_empty()
     }
 
+    /// The protocols some protocol rule fires on ([`crate::Protocol::bit`]
+    /// mask): only their classifiers are run.
+    #[inline]
+    pub fn protocols_wanted(&self) -> u16 {
+        self.derived.protocols_wanted
+    }
+
+    /// Does any IP rule use a dynamic list?
+    #[inline]
+    pub fn has_learned_rules(&self) -> bool {
+        !self.derived.learned_rules.is_empty()
+    }
+
+    /// The [`list_tag`] of the dynamic list a `learn` rule fills.
+    pub fn learn_list(&self, r: RuleId) -> Option<u64> {
+        self.derived
+            .learn_lists
+            .iter()
+            .find(|(rule, _)| *rule == r.stored())
+            .map(|&(_, l)| l)
+    }
+
+    /// The first IP rule on a dynamic list (policy order) whose list holds
+    /// the flow's server now, as `learned(tag)` says for the list's
+    /// [`list_tag`], and whose conditions `f` meets. The lists live outside
+    /// the ruleset (they outlive a reload), so the caller answers for them.
+    pub fn match_learned(&self, f: &Facts<'_>, learned: impl Fn(u64) -> bool) -> Option<Match> {
+        self.derived.learned_rules.iter().find_map(|&(r, l, tag)| {
+            let r = RuleId::from_stored(r)?;
+            (learned(tag) && self.holds(r, f)).then_some(Match {
+                rule: r,
+                hit: Hit::Learned(l),
+            })
+        })
+    }
+
     /// Does any rule arm residual blocking?
     pub fn has_residual(&self) -> bool {
         self.meta.rules.iter().any(|r| r.residual.is_some())
@@ -482,6 +548,11 @@ impl Ruleset {
         let rule = self.rule(r);
         let c = &rule.cond;
         if !c.packet_holds(f) || rule.ech.is_some_and(|e| e != f.ech) {
+            return false;
+        }
+        if c.probability
+            .is_some_and(|p| !p.hit(crate::random::rule_draw(f.draw, r.stored())))
+        {
             return false;
         }
         if !c.dst_lists.is_empty() && !c.dst_lists.iter().any(|&l| self.ip_in_list(l, f.server)) {
@@ -574,7 +645,9 @@ impl Ruleset {
 
     /// The first protocol rule (policy order) whose conditions `f` meets.
     pub fn match_protocol(&self, f: &Facts<'_>) -> Option<Match> {
-        f.protocol?;
+        if f.protocol?.bit() & self.derived.protocols_wanted == 0 {
+            return None;
+        }
         self.derived.protocol_rules.iter().find_map(|&r| {
             let r = RuleId::from_stored(r)?;
             self.holds(r, f).then_some(Match {
@@ -692,6 +765,7 @@ impl Ruleset {
     pub fn list_of(&self, hit: Hit) -> u16 {
         match hit {
             Hit::Rule => u16::MAX,
+            Hit::Learned(l) => l,
             Hit::Name(i) => self.domains.entry(i).list,
             Hit::Keyword(i) => self.keywords.entry(i).list,
             Hit::V4(i) => self.v4.entry(i).list,
@@ -709,6 +783,17 @@ impl Ruleset {
                     entry: String::new(),
                     kind: "conditions",
                     source: String::new(),
+                    decision: None,
+                    decision_date: None,
+                    org: None,
+                }
+            }
+            Hit::Learned(l) => {
+                return HitInfo {
+                    list: self.meta.lists[l as usize].name.clone(),
+                    entry: String::new(),
+                    kind: "learned",
+                    source: "learnt at run time".into(),
                     decision: None,
                     decision_date: None,
                     org: None,
@@ -858,12 +943,28 @@ impl Ruleset {
                     r.name
                 ));
             }
+            if let Action::Learn { list, ttl, .. } = &r.action {
+                let dynamic = self
+                    .meta
+                    .lists
+                    .iter()
+                    .any(|m| &m.name == list && m.format == ListFormat::Dynamic);
+                if !dynamic || *ttl == 0 {
+                    return Err(format!(
+                        "rule `{}` learns into `{list}`, which is not a dynamic list (or for 0 seconds)",
+                        r.name
+                    ));
+                }
+            }
             if r.residual.is_some_and(|x| x.seconds == 0) {
                 return Err(format!(
                     "rule `{}` has a residual block of 0 seconds",
                     r.name
                 ));
             }
+        }
+        if matches!(self.meta.default_action, Action::Learn { .. }) {
+            return Err("the default action cannot be `learn`".into());
         }
         if self.meta.first_rule.len() != lists {
             return Err("first-rule table does not cover every list".into());

@@ -145,6 +145,39 @@ pub enum Action {
         /// All packets, or only the client's pure ACKs.
         packets: Packets,
     },
+    /// Forward, and add the flow's server to a dynamic list after `delay`
+    /// seconds, for `ttl` seconds: IP rules on that list then block it for
+    /// everyone (TSPU's two-stage blocking of VPN servers).
+    Learn {
+        /// The `format: dynamic` list, by name.
+        list: String,
+        /// What of the server is added.
+        key: LearnKey,
+        /// How long an entry lasts once active, seconds.
+        ttl: u32,
+        /// How long after the detection it becomes active, seconds.
+        delay: u32,
+    },
+}
+
+/// What a `learn` action adds to its list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LearnKey {
+    /// The server's address: every new flow to it, any transport and port.
+    Server,
+    /// The server's address, transport and port.
+    ServerPort,
+}
+
+impl LearnKey {
+    /// The name used in policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LearnKey::Server => "server",
+            LearnKey::ServerPort => "server_port",
+        }
+    }
 }
 
 /// Which ends of a connection a `reset` action sends resets to.
@@ -296,6 +329,7 @@ impl Action {
             Action::Throttle { .. } => "throttle",
             Action::Freeze { .. } => "freeze",
             Action::Degrade { .. } => "degrade",
+            Action::Learn { .. } => "learn",
         }
     }
 
@@ -398,6 +432,16 @@ impl fmt::Display for Action {
                     direction.as_str()
                 )
             }
+            Action::Learn {
+                list,
+                key,
+                ttl,
+                delay,
+            } => write!(
+                f,
+                "learn({} into {list} after {delay} s for {ttl} s)",
+                key.as_str()
+            ),
             other => f.write_str(other.verb()),
         }
     }
@@ -417,6 +461,8 @@ pub enum ListFormat {
     Registry,
     /// Substrings matched anywhere in a name (aho-corasick).
     Keywords,
+    /// Filled at run time by `learn` actions, not by the compiler.
+    Dynamic,
 }
 
 impl ListFormat {
@@ -428,6 +474,7 @@ impl ListFormat {
             ListFormat::Cidr => "cidr",
             ListFormat::Registry => "registry",
             ListFormat::Keywords => "keywords",
+            ListFormat::Dynamic => "dynamic",
         }
     }
     /// The triggers a list of this format can serve.
@@ -435,7 +482,7 @@ impl ListFormat {
         let names = Trigger::NAMES.iter().fold(0, |m, t| m | t.bit());
         match self {
             ListFormat::Domains | ListFormat::Hosts | ListFormat::Keywords => names,
-            ListFormat::Cidr => Trigger::Ip.bit(),
+            ListFormat::Cidr | ListFormat::Dynamic => Trigger::Ip.bit(),
             ListFormat::Registry => names | Trigger::Ip.bit(),
         }
     }
@@ -465,11 +512,13 @@ pub enum Verdict {
     /// Discard a share of the packets (see [`Action::Degrade`]); the core
     /// says per packet which.
     Degrade,
+    /// Forward; the flow's server was learnt (see [`Action::Learn`]).
+    Learn,
 }
 
 impl Verdict {
     /// Every verdict, in index order.
-    pub const ALL: [Verdict; 9] = [
+    pub const ALL: [Verdict; 10] = [
         Verdict::Pass,
         Verdict::Log,
         Verdict::Drop,
@@ -479,6 +528,7 @@ impl Verdict {
         Verdict::Throttle,
         Verdict::Freeze,
         Verdict::Degrade,
+        Verdict::Learn,
     ];
     /// How many verdicts there are.
     pub const COUNT: usize = Self::ALL.len();
@@ -495,6 +545,7 @@ impl Verdict {
             Action::Throttle { .. } => Verdict::Throttle,
             Action::Freeze { .. } => Verdict::Freeze,
             Action::Degrade { .. } => Verdict::Degrade,
+            Action::Learn { .. } => Verdict::Learn,
         }
     }
 
@@ -510,6 +561,7 @@ impl Verdict {
             Verdict::Throttle => "throttle",
             Verdict::Freeze => "freeze",
             Verdict::Degrade => "degrade",
+            Verdict::Learn => "learn",
         }
     }
 
@@ -523,6 +575,14 @@ impl Verdict {
     /// Does every packet of the flow go on unchanged? (`false` for
     /// freeze and degrade: some do not, so their decision sticks.)
     pub fn forwards(self) -> bool {
-        matches!(self, Verdict::Pass | Verdict::Log)
+        matches!(self, Verdict::Pass | Verdict::Log | Verdict::Learn)
+    }
+
+    /// Does a rule's match with this verdict stick to the flow? Every
+    /// verdict that does not forward, and `learn`: a flow is learnt once,
+    /// then forwarded without being read again.
+    #[inline]
+    pub fn sticks(self) -> bool {
+        !self.forwards() || self == Verdict::Learn
     }
 }

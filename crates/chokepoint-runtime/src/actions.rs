@@ -58,6 +58,8 @@ pub enum Applied {
     Freeze,
     /// Under a degrade: forwarded, or dropped by the draw.
     Degrade,
+    /// Forwarded; the flow's server was learnt.
+    Learn,
     /// Tap mode: the rule would stop the frame, but a tap sees a copy and
     /// can only watch (it still injects where the action answers).
     Observe,
@@ -76,6 +78,7 @@ impl Applied {
             Applied::Throttle => "throttle",
             Applied::Freeze => "freeze",
             Applied::Degrade => "degrade",
+            Applied::Learn => "learn",
             Applied::Observe => "observe",
         }
     }
@@ -213,10 +216,10 @@ impl Actor {
             .map_or(&rules.meta.default_action, |r| &r.action);
         if d.verdict.forwards() {
             self.counters.forwarded += 1;
-            let applied = if d.verdict == Verdict::Log {
-                Applied::Log
-            } else {
-                Applied::Pass
+            let applied = match d.verdict {
+                Verdict::Log => Applied::Log,
+                Verdict::Learn => Applied::Learn,
+                _ => Applied::Pass,
             };
             return Outcome {
                 forward: true,

@@ -108,6 +108,10 @@ pub struct RunResult {
 pub fn run(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32) -> RunResult {
     let barrier = Barrier::new(rings.len());
     let started = std::sync::Mutex::new(None::<Instant>);
+    // The workers share their dynamic lists, as a bridge's do.
+    let learned = Arc::new(crate::learned::LearnedTable::new(
+        rules.meta.profile.max_learned_entries as usize,
+    ));
     let results: Vec<(WorkerResult, Instant)> = std::thread::scope(|s| {
         let handles: Vec<_> = rings
             .iter()
@@ -115,8 +119,10 @@ pub fn run(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32) -> RunResult {
                 let rules = rules.clone();
                 let barrier = &barrier;
                 let started = &started;
+                let learned = learned.clone();
                 s.spawn(move || {
                     let mut e = Engine::new(rules);
+                    e.set_learn_store(learned);
                     barrier.wait();
                     let t0 = Instant::now();
                     started.lock().expect("lock").get_or_insert(t0);

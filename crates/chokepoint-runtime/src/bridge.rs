@@ -119,6 +119,44 @@ pub struct Shared {
     pub worker_failures: AtomicU64,
     /// A reload is reading its files (see [`reload_within`]).
     pub reload_in_flight: AtomicBool,
+    /// The dynamic lists `learn` actions fill: every worker's engine reads
+    /// and writes them, and a reload keeps them.
+    pub learned: Arc<crate::learned::LearnedTable>,
+    /// Polls of `--artifact-url`, by [`FetchResult`].
+    pub fetches: [AtomicU64; FetchResult::ALL.len()],
+}
+
+/// What a poll of `--artifact-url` came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FetchResult {
+    /// A new artifact verified and took over.
+    Updated,
+    /// Nothing new (`304`, or the same bytes as in force).
+    NotModified,
+    /// The server could not be reached or answered an error.
+    Error,
+    /// An artifact came and was refused (signature, hash, validation, rollback).
+    Refused,
+}
+
+impl FetchResult {
+    /// Every result, in metric label order.
+    pub const ALL: [FetchResult; 4] = [
+        FetchResult::Updated,
+        FetchResult::NotModified,
+        FetchResult::Error,
+        FetchResult::Refused,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchResult::Updated => "updated",
+            FetchResult::NotModified => "not_modified",
+            FetchResult::Error => "error",
+            FetchResult::Refused => "refused",
+        }
+    }
 }
 
 fn unix_now() -> u64 {
@@ -131,7 +169,11 @@ impl Shared {
     /// The state for `workers` workers (at least one) serving `rules`,
     /// which took `load_seconds` to load.
     pub fn new(rules: Ruleset, workers: usize, load_seconds: f64) -> Shared {
+        let learned = Arc::new(crate::learned::LearnedTable::new(
+            rules.meta.profile.max_learned_entries as usize,
+        ));
         Shared {
+            learned,
             rules: arc_swap::ArcSwap::from_pointee(rules),
             workers: (0..workers.max(1))
                 .map(|_| Arc::new(WorkerStats::default()))
@@ -145,7 +187,13 @@ impl Shared {
             last_reload_success_unix: AtomicU64::new(unix_now()),
             worker_failures: AtomicU64::new(0),
             reload_in_flight: AtomicBool::new(false),
+            fetches: Default::default(),
         }
+    }
+
+    /// Count a poll of `--artifact-url`.
+    pub fn count_fetch(&self, r: FetchResult) {
+        self.fetches[r as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Every worker's counters summed: the one place they are added up,
@@ -155,6 +203,7 @@ impl Shared {
             reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
             reloads_failed: self.reloads_failed.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
+            learned: self.learned.stats(),
             ..Totals::default()
         };
         for w in &self.workers {
@@ -224,6 +273,8 @@ pub struct Totals {
     pub reloads_failed: u64,
     /// Frames the ports failed to send.
     pub send_errors: u64,
+    /// What the dynamic lists of `learn` actions did.
+    pub learned: crate::learned::LearnedStats,
 }
 
 /// The kernel's counters of one worker's rings, by side (ring backend).
@@ -463,10 +514,12 @@ impl<'s> WorkerCore<'s> {
         names: [Option<String>; 2],
     ) -> WorkerCore<'s> {
         let rules = shared.rules.load_full();
+        let mut engine = Engine::new(rules.clone());
+        engine.set_learn_store(shared.learned.clone());
         WorkerCore {
             shared,
             stats: &shared.workers[k],
-            engine: Engine::new(rules.clone()),
+            engine,
             rules,
             actor: if forward {
                 Actor::default()
@@ -494,7 +547,13 @@ impl<'s> WorkerCore<'s> {
 
     /// One frame, arrived at `ts` (ns since the epoch).
     fn handle<'b>(&mut self, ts: u64, side: Side, frame: &'b [u8], out: &mut dyn Emit<'b>) {
-        let d = self.engine.process(ts, LinkType::Ethernet, frame);
+        // A tap sees both ways on one port: no side to tell.
+        let d = if self.forward {
+            self.engine
+                .process_from(ts, LinkType::Ethernet, frame, side == Side::Inside)
+        } else {
+            self.engine.process(ts, LinkType::Ethernet, frame)
+        };
         let (engine, rules) = (&self.engine, &self.rules);
         let o = self
             .actor
@@ -815,6 +874,9 @@ pub fn reload_within(
 fn take_over(shared: &Shared, t: std::time::Instant, res: Result<Ruleset, String>) -> bool {
     match res {
         Ok(rs) => {
+            shared
+                .learned
+                .set_cap(rs.meta.profile.max_learned_entries as usize);
             shared.rules.store(Arc::new(rs));
             *shared.load_seconds.lock().expect("stats") = t.elapsed().as_secs_f64();
             shared.reloads_ok.fetch_add(1, Ordering::Relaxed);

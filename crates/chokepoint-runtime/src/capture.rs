@@ -272,6 +272,9 @@ fn with_head(reason: String, at: &[u8]) -> String {
     format!("{reason}; bytes there: {}{more}", shown.join(" "))
 }
 
+/// The path that means standard input (`replay -`).
+pub const STDIN: &str = "-";
+
 /// Read every packet record, calling `f` for each. Returns how many the
 /// file holds (skipped ones included). On a corrupt or truncated file the
 /// records before the damage have been delivered when the error comes back.
@@ -297,8 +300,14 @@ pub fn read_with(
         path: p.clone(),
         source: e,
     };
-    let len = std::fs::metadata(path).map_err(open)?.len();
     let mut st = State::default();
+    if path.as_os_str() == STDIN {
+        // Standard input is streamed, like a large file: never held whole.
+        let res = read_stream(&p, Box::new(std::io::stdin()), opts, &mut st, f);
+        *skipped = st.skipped;
+        return res;
+    }
+    let len = std::fs::metadata(path).map_err(open)?.len();
     let mapped = if len <= opts.in_memory_max {
         map(path)?
     } else {
@@ -306,7 +315,10 @@ pub fn read_with(
     };
     let res = match &mapped {
         Some(m) => parse_slice(&p, m, &mut st, f),
-        None => read_stream(path, opts, &mut st, f),
+        None => match File::open(path) {
+            Ok(file) => read_stream(&p, Box::new(file), opts, &mut st, f),
+            Err(e) => Err(open(e)),
+        },
     };
     *skipped = st.skipped;
     res
@@ -325,6 +337,9 @@ impl std::ops::Deref for Mapped {
 /// Map `path` (`None` when it cannot be mapped: not a regular file, say;
 /// it is then streamed).
 pub fn map(path: &Path) -> Result<Option<Mapped>, CaptureError> {
+    if path.as_os_str() == STDIN {
+        return Ok(None);
+    }
     let file = File::open(path).map_err(|e| CaptureError::Open {
         path: path.display().to_string(),
         source: e,
@@ -469,16 +484,13 @@ fn short_block(rem: &[u8], be: bool) -> Option<u32> {
 /// The buffer starts at 1 MiB and grows to hold a larger block, up to
 /// `opts.max_block`.
 fn read_stream(
-    path: &Path,
+    p: &str,
+    file: Box<dyn std::io::Read + Send>,
     opts: &ReadOptions,
     st: &mut State,
     f: &mut dyn FnMut(&Record<'_>),
 ) -> Result<u64, CaptureError> {
-    let p = path.display().to_string();
-    let file = File::open(path).map_err(|e| CaptureError::Open {
-        path: p.clone(),
-        source: e,
-    })?;
+    let p = p.to_string();
     let mut capacity = STREAM_BUFFER;
     let mut reader = match create_reader(capacity, file) {
         Ok(r) => r,

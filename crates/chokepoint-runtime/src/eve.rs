@@ -74,7 +74,7 @@ pub fn eve_json(
     let cid = community_id(0, e.src, e.dst, e.sport, e.dport, e.proto);
     let name = native["name"].as_str().unwrap_or_default().to_string();
     let app = app_proto(e);
-    let blocks = !matches!(e.verdict, Verdict::Pass | Verdict::Log);
+    let blocks = !matches!(e.verdict, Verdict::Pass | Verdict::Log | Verdict::Learn);
     let alert = e.rule.is_some() || blocks;
     let event_type = if alert {
         "alert"

@@ -13,6 +13,8 @@ pub mod capture_writer;
 pub mod community_id;
 pub mod eve;
 pub mod fanout;
+pub mod fetch;
+pub mod learned;
 pub mod metrics;
 pub mod port;
 pub mod privs;

@@ -142,10 +142,35 @@ pub fn render(shared: &Shared) -> String {
         "How the profile's reading knobs changed the stream: ttl_fake_ignored (segments), urgent_stripped (bytes), overlap_conflict (segments), bad_checksum (segments skipped).",
         &["event"],
     );
+    let classified = counter(
+        &reg,
+        "chokepoint_protocol_flows_total",
+        "Flows the protocol classifiers recognised, by protocol (only protocols some rule asks for are classified; TLS, QUIC, HTTP and DNS are counted as decisions).",
+        &["protocol"],
+    );
+    let learned = counter(
+        &reg,
+        "chokepoint_learned_total",
+        "Dynamic lists of learn actions, by outcome: learned (entries added), refreshed (learnt again), hit (a lookup found an active entry), blocked (flows an IP rule on a dynamic list decided), evicted (table full), expired, unstored (a learn with no table).",
+        &["outcome"],
+    );
+    let learned_held = IntGauge::new(
+        "chokepoint_learned_entries",
+        "Entries the dynamic lists hold (all lists together; bounded by max_learned_entries).",
+    )
+    .expect("metric");
+    reg.register(Box::new(learned_held.clone()))
+        .expect("unique");
     let reloads = counter(
         &reg,
         "chokepoint_reloads_total",
         "Rule reloads, by result.",
+        &["result"],
+    );
+    let fetches = counter(
+        &reg,
+        "chokepoint_artifact_fetches_total",
+        "Polls of --artifact-url, by result: updated, not_modified, error (unreachable, HTTP error), refused (signature, hash, validation or rollback).",
         &["result"],
     );
     let sends = counter(
@@ -297,10 +322,34 @@ pub fn render(shared: &Shared) -> String {
     ] {
         reading.with_label_values(&[event]).inc_by(n);
     }
+    for p in chokepoint_rules::Protocol::ALL {
+        let n = t.engine.protocols[p.index()];
+        if n > 0 {
+            classified.with_label_values(&[p.as_str()]).inc_by(n);
+        }
+    }
+    let l = &t.learned;
+    for (outcome, n) in [
+        ("learned", l.learned),
+        ("refreshed", l.refreshed),
+        ("hit", l.hits),
+        ("blocked", t.engine.learned_hits),
+        ("evicted", l.evicted),
+        ("expired", l.expired),
+        ("unstored", t.engine.learn_unstored),
+    ] {
+        learned.with_label_values(&[outcome]).inc_by(n);
+    }
+    learned_held.set(l.entries as i64);
     reloads.with_label_values(&["ok"]).inc_by(t.reloads_ok);
     reloads
         .with_label_values(&["failed"])
         .inc_by(t.reloads_failed);
+    for r in crate::bridge::FetchResult::ALL {
+        fetches
+            .with_label_values(&[r.as_str()])
+            .inc_by(shared.fetches[r as usize].load(Ordering::Relaxed));
+    }
     sends.with_label_values::<&str>(&[]).inc_by(t.send_errors);
     info.with_label_values(&[
         &chokepoint_rules::artifact::FORMAT_VERSION.to_string(),

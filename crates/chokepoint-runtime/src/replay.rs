@@ -46,6 +46,8 @@ pub struct Summary {
     pub reassembly_buffers_evicted: u64,
     /// What the actions did.
     pub actions: crate::actions::ActionCounters,
+    /// What the dynamic lists of `learn` actions did.
+    pub learned: crate::learned::LearnedStats,
 }
 
 /// Where replay writes: JSON events, and the frames that would pass (with
@@ -100,6 +102,9 @@ pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value 
     // What the profile's wire-reading knobs changed, only where one did:
     // the usual event stays as it was.
     if let Some(o) = v.as_object_mut() {
+        if let (Trigger::Protocol, Some(p)) = (e.trigger, e.protocol) {
+            o.insert("protocol".into(), p.as_str().into());
+        }
         if e.fake_ignored {
             o.insert("fake_ignored".into(), true.into());
             let mut fake = String::new();
@@ -242,25 +247,28 @@ pub fn replay_with(
 }
 
 /// Whether the policy keeps state that spans host pairs (a throttle shared
-/// by a client's flows, a residual block of a whole server or client):
+/// by a client's flows, a residual block of a whole server or client, the
+/// dynamic lists of `learn` actions):
 /// with several workers, such state is per worker, as on a live bridge
 /// with that many workers, so a replay may decide differently from one
 /// worker's.
 pub fn shares_state_across_hosts(rs: &Ruleset) -> bool {
     rs.meta.rules.iter().any(|r| {
-        matches!(
-            r.action,
-            chokepoint_rules::Action::Throttle {
-                scope: chokepoint_rules::vocab::Scope::Client,
-                ..
-            }
-        ) || r.residual.is_some_and(|x| {
-            matches!(
-                x.scope,
-                chokepoint_rules::conditions::ResidualScope::Server
-                    | chokepoint_rules::conditions::ResidualScope::Client
+        matches!(r.action, chokepoint_rules::Action::Learn { .. })
+            || matches!(
+                r.action,
+                chokepoint_rules::Action::Throttle {
+                    scope: chokepoint_rules::vocab::Scope::Client,
+                    ..
+                }
             )
-        })
+            || r.residual.is_some_and(|x| {
+                matches!(
+                    x.scope,
+                    chokepoint_rules::conditions::ResidualScope::Server
+                        | chokepoint_rules::conditions::ResidualScope::Client
+                )
+            })
     })
 }
 
@@ -348,6 +356,9 @@ impl Sink for Direct<'_> {
 struct Worker {
     rules: Arc<Ruleset>,
     engine: Engine,
+    /// The dynamic lists of `learn` actions: each worker's own, driven by
+    /// the capture's timestamps.
+    learned: Arc<crate::learned::LearnedTable>,
     actor: Actor,
     s: Summary,
     format: crate::eve::EventFormat,
@@ -356,9 +367,15 @@ struct Worker {
 
 impl Worker {
     fn new(rules: &Arc<Ruleset>, format: crate::eve::EventFormat, want: Wants) -> Worker {
+        let mut engine = Engine::new(rules.clone());
+        let learned = Arc::new(crate::learned::LearnedTable::new(
+            rules.meta.profile.max_learned_entries as usize,
+        ));
+        engine.set_learn_store(learned.clone());
         Worker {
             rules: rules.clone(),
-            engine: Engine::new(rules.clone()),
+            engine,
+            learned,
             // The actor runs on every frame, outputs or not: events report
             // what it did.
             actor: Actor::default(),
@@ -410,8 +427,10 @@ impl Worker {
     fn finish(mut self, last_ts: u64) -> Summary {
         let mut s = std::mem::take(&mut self.s);
         s.actions = self.actor.counters.clone();
-        self.engine
-            .expire(last_ts.saturating_add(3600 * 1_000_000_000));
+        let end = last_ts.saturating_add(3600 * 1_000_000_000);
+        self.engine.expire(end);
+        self.learned.expire(end);
+        s.learned = self.learned.stats();
         s.counters = self.engine.counters.clone();
         let fs = self.engine.flows().stats;
         s.flows_created = fs.created;
@@ -446,6 +465,13 @@ impl Summary {
         self.defrag.add(&o.defrag);
         self.reassembly_buffers_evicted += o.reassembly_buffers_evicted;
         self.actions.add(&o.actions);
+        let l = &mut self.learned;
+        l.learned += o.learned.learned;
+        l.refreshed += o.learned.refreshed;
+        l.hits += o.learned.hits;
+        l.evicted += o.learned.evicted;
+        l.expired += o.learned.expired;
+        l.entries += o.learned.entries;
     }
 }
 
@@ -777,6 +803,10 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
         ("urgent bytes stripped", c.urgent_bytes_stripped),
         ("overlap conflicts", c.overlap_conflicts),
         ("bad checksums skipped", c.bad_checksums),
+        ("servers learnt", c.learned),
+        ("learnt without a store", c.learn_unstored),
+        ("flows blocked by learnt", c.learned_hits),
+        ("learnt entries evicted", s.learned.evicted),
         ("IP datagrams reassembled", s.fragments_reassembled),
         ("IP fragments timed out", s.defrag.timeouts),
         ("IP fragments evicted", s.defrag.evictions),
@@ -804,6 +834,16 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
     let _ = writeln!(o, "\ninspection");
     for (label, n) in caps {
         let _ = writeln!(o, "  {label:<28} {n:>8}");
+    }
+    let classified: Vec<_> = chokepoint_rules::Protocol::ALL
+        .iter()
+        .filter(|p| c.protocols[p.index()] > 0)
+        .collect();
+    if !classified.is_empty() {
+        let _ = writeln!(o, "\nflows classified (protocols some rule asks for)");
+        for p in classified {
+            let _ = writeln!(o, "  {:<28} {:>8}", p.as_str(), c.protocols[p.index()]);
+        }
     }
     if !s.blocked_names.is_empty() {
         let _ = writeln!(o, "\ntop blocked names");

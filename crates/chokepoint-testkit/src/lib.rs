@@ -11,6 +11,8 @@
 //!   bench`, with the truth of every name it writes;
 //! - [`sample`]: the bundled sample capture behind `chokepoint sample`;
 //! - [`alloc`]: counting one thread's allocations (the no-allocation tests);
+//! - [`vpn`]: first packets of WireGuard, OpenVPN, STUN, SSH, BitTorrent
+//!   and random-looking proxies, for the protocol classifiers;
 //! - [`craft`]: hostile artifacts with a valid hash, for the loader's tests
 //!   and the lab.
 //!
@@ -24,3 +26,4 @@ pub mod craft;
 pub mod gen;
 pub mod sample;
 pub mod synth;
+pub mod vpn;

@@ -17,6 +17,7 @@ pub struct Args {
     /// Most workers; runs 1..=N unless --no-scaling.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
     workers: usize,
+    /// Run with --workers workers only, not 1, 2, ... up to it.
     #[arg(long)]
     no_scaling: bool,
     /// Passes over the capture (later passes see decided flows).
@@ -34,6 +35,7 @@ pub struct Args {
     /// Instead: N distinct TCP SYN flows (flow-table stress, see max_flows).
     #[arg(long)]
     syn_flows: Option<u32>,
+    /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
 }

@@ -19,6 +19,10 @@ pub struct Args {
     /// Print the statistics as JSON.
     #[arg(long)]
     json: bool,
+    /// Sign the artifact with this ed25519 private key (PKCS#8, as
+    /// `chokepoint keygen` writes it): OUTPUT.sig is written beside it.
+    #[arg(long, value_name = "KEY", requires = "output")]
+    sign: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -30,6 +34,16 @@ pub fn run(a: Args) -> Result<()> {
             p.display().to_string()
         });
     let bar = crate::progress::spinner(&format!("compiling {what}"));
+    // The key is read first: a bad key fails before a long compile.
+    let key = a
+        .sign
+        .as_ref()
+        .map(|k| -> Result<_> {
+            let bytes = chokepoint_rules::input::read(k)?;
+            chokepoint_rules::sign::SigningKey::parse(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", k.display()))
+        })
+        .transpose()?;
     let rs = match &a.policy {
         Some(p) => compile_file(p),
         None => compile_default(),
@@ -41,7 +55,13 @@ pub fn run(a: Args) -> Result<()> {
     let written = match &a.output {
         // `save` refuses the policy, its lists and anything not a regular
         // file, and its errors name the file.
-        Some(o) => Some((o.as_path(), artifact::save(&rs, o)?)),
+        Some(o) => Some((
+            o.as_path(),
+            match &key {
+                Some(k) => artifact::save_signed(&rs, o, k)?,
+                None => artifact::save(&rs, o)?,
+            },
+        )),
         None => None,
     };
     let elapsed = started.elapsed();

@@ -45,6 +45,7 @@ pub struct Args {
     /// Share of QUIC hellos cut over two Initial datagrams.
     #[arg(long, default_value_t = 0.5)]
     quic_split_share: f64,
+    /// Seed of the generator: the same seed and options, the same capture.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Write pcapng (nanosecond timestamps) instead of pcap.

@@ -103,9 +103,19 @@ struct Probe {
     /// One JSON object per input.
     #[arg(long)]
     json: bool,
-    /// Seconds each step (DNS, connect, TLS, HTTP) may take.
+    /// Seconds each step (DNS, connect, TLS, QUIC, HTTP) may take.
     #[arg(long, default_value_t = 5)]
     timeout: u64,
+    /// Also measure https inputs over QUIC (the probe's --quic).
+    #[arg(long)]
+    quic: bool,
+    /// The QUIC version offered, v1 or draft-29 (the probe's
+    /// --quic-version; implies --quic).
+    #[arg(long, value_name = "VERSION")]
+    quic_version: Option<String>,
+    /// The TLS hello's ECH extension: grease (the probe's --ech).
+    #[arg(long, value_name = "MODE")]
+    ech: Option<String>,
     /// URLs (http://, https://) or bare names (probed as https://NAME/).
     #[arg(required = true)]
     inputs: Vec<String>,
@@ -165,9 +175,11 @@ pub fn run(a: Args) -> Result<()> {
                 lab: s.named.name,
                 http_ports: plan::WEB_PORTS.http.to_vec(),
                 https_ports: plan::WEB_PORTS.https.to_vec(),
+                quic_ports: plan::WEB_PORTS.https.to_vec(),
                 addresses: addresses.clone(),
                 ca_out: s.ca_out,
-                dns: Some((zone, addresses)),
+                dns: Some((zone, addresses.clone())),
+                echo: addresses,
                 lifetime: Duration::from_secs(s.lifetime),
             })
         }
@@ -342,6 +354,15 @@ fn probe(p: Probe) -> Result<()> {
         .args(scenario::probe_args(&st, p.timeout));
     if p.json {
         cmd.arg("--json");
+    }
+    if p.quic {
+        cmd.arg("--quic");
+    }
+    if let Some(v) = &p.quic_version {
+        cmd.args(["--quic-version", v]);
+    }
+    if let Some(e) = &p.ech {
+        cmd.args(["--ech", e]);
     }
     let err = cmd.args(&p.inputs).exec();
     Err(err).context("running the probe")

@@ -1,11 +1,16 @@
 //! One module per subcommand, each with its clap arguments and a `run`.
 
 pub mod bench;
+pub mod check;
 pub mod collateral;
 pub mod compile;
+pub mod diff;
 pub mod explain;
+pub mod export;
 pub mod gen;
+pub mod keygen;
 pub mod lab;
+pub mod man;
 pub mod probe;
 pub mod profile;
 pub mod replay;

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chokepoint_probe::{measure, CertificateDer, Helper, Measurement, ProbeConfig, Target};
+use chokepoint_probe::{
+    measure, CertificateDer, Ech, Helper, Measurement, ProbeConfig, QuicVersion, Target,
+};
 use clap::error::ErrorKind;
 
 use crate::cmd::print_out;
@@ -34,11 +36,25 @@ pub struct ProbeArgs {
     /// One JSON object per input, one per line, as each is measured.
     #[arg(long)]
     json: bool,
-    /// Seconds the HTTP step may take (default 10); connects and TLS
-    /// handshakes wait at most the lesser of 5 and SECS, a DNS try the
+    /// Seconds the HTTP step may take (default 10); connects and TLS and
+    /// QUIC handshakes wait at most the lesser of 5 and SECS, a DNS try the
     /// lesser of 2 and SECS.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     timeout: Option<Duration>,
+    /// Also measure https inputs over QUIC: a handshake with ALPN h3 to
+    /// every address, by the probe and the helper; the verdict is then
+    /// about QUIC.
+    #[arg(long)]
+    quic: bool,
+    /// The QUIC version offered: v1 (the default) or draft-29 (ALPN
+    /// h3-29); implies --quic.
+    #[arg(long, value_name = "VERSION", value_parser = parse_quic)]
+    quic_version: Option<QuicVersion>,
+    /// Put an ECH extension in the TLS ClientHello: `grease` (a GREASE ECH
+    /// extension beside the real SNI, as browsers send without an ECH
+    /// configuration; TLS 1.3 only).
+    #[arg(long, value_name = "MODE", value_parser = parse_ech)]
+    ech: Option<Ech>,
     /// URLs (http:// or https://, with an optional port and path) or bare
     /// names, meaning https://NAME/.
     #[arg(required = true, value_name = "INPUT", value_parser = parse_input)]
@@ -68,6 +84,8 @@ pub fn run(a: ProbeArgs) -> Result<()> {
     let mut cfg = ProbeConfig::new(resolver_or_system(a.resolver));
     cfg.helper = a.helper;
     cfg.ca = a.ca.as_deref().map(load_ca).unwrap_or_default();
+    cfg.quic = a.quic_version.or(a.quic.then_some(QuicVersion::V1));
+    cfg.ech = a.ech;
     if let Some(t) = a.timeout {
         scale_timeouts(&mut cfg, t);
     }
@@ -111,6 +129,7 @@ fn scale_timeouts(cfg: &mut ProbeConfig, t: Duration) {
     limits.http = t;
     limits.connect = limits.connect.min(t);
     limits.tls = limits.tls.min(t);
+    limits.quic = limits.quic.min(t);
     limits.dns_per_try = limits.dns_per_try.min(t);
 }
 
@@ -123,6 +142,14 @@ fn parse_input(s: &str) -> Result<String, String> {
     Target::parse(s)
         .map(|_| s.to_string())
         .map_err(|e| e.why.to_string())
+}
+
+fn parse_quic(s: &str) -> Result<QuicVersion, String> {
+    QuicVersion::parse(s).ok_or_else(|| "expected v1 or draft-29".to_string())
+}
+
+fn parse_ech(s: &str) -> Result<Ech, String> {
+    Ech::parse(s).ok_or_else(|| "expected grease".to_string())
 }
 
 fn parse_resolver(s: &str) -> Result<SocketAddr, String> {

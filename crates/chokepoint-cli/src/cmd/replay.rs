@@ -15,7 +15,8 @@ use crate::source::RulesetSource;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The capture (pcap or pcapng, told apart by magic number).
+    /// The capture (pcap or pcapng, told apart by magic number); `-`
+    /// reads it from standard input (streamed, never held whole).
     capture: PathBuf,
     #[command(flatten)]
     source: RulesetSource,
@@ -72,8 +73,13 @@ pub fn run(a: Args) -> Result<()> {
     let mut pass_file = a.pass_out.as_deref().map(create).transpose()?;
     let mut drop_file = a.drop_out.as_deref().map(create).transpose()?;
     let started = Instant::now();
+    let stdin = a.capture.as_os_str() == chokepoint_runtime::capture::STDIN;
     let size = std::fs::metadata(&a.capture).map_or(0, |m| m.len());
-    let bar = crate::progress::bytes(size, &format!("replaying {}", a.capture.display()));
+    let bar = if stdin {
+        crate::progress::spinner("replaying standard input")
+    } else {
+        crate::progress::bytes(size, &format!("replaying {}", a.capture.display()))
+    };
     let mut tick = |read: u64| {
         if let Some(b) = &bar {
             b.set_position(read.min(size));
@@ -87,6 +93,8 @@ pub fn run(a: Args) -> Result<()> {
         format: a.events_format,
     };
     let workers = match a.workers {
+        // Standard input cannot be mapped: one worker reads it.
+        _ if stdin => 1,
         Some(n) => usize::from(n),
         None if replay::shares_state_across_hosts(&rules) => 1,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),

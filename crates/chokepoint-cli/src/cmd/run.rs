@@ -71,6 +71,24 @@ pub struct Args {
     /// Serve Prometheus metrics on this address (loopback by default).
     #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:9900")]
     metrics: Option<SocketAddr>,
+    /// Take the rules from a distribution server: poll this plain
+    /// `http://host[:port]/path` for a signed artifact (and PATH.sig).
+    /// --artifact, if given, is where the last verified one is kept.
+    #[arg(
+        long,
+        value_name = "URL",
+        requires = "trust",
+        conflicts_with = "policy"
+    )]
+    artifact_url: Option<String>,
+    /// An ed25519 public key (a file, or 64 hex digits) trusted to sign
+    /// artifacts; repeat for several. With it, an artifact is loaded only
+    /// when ARTIFACT.sig verifies under one of them.
+    #[arg(long, value_name = "PUBKEY")]
+    trust: Vec<String>,
+    /// Seconds between polls of --artifact-url (SIGHUP polls at once).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    poll_interval: u32,
 }
 
 /// The capture backend (`--capture`).
@@ -95,8 +113,28 @@ pub fn run(a: Args) -> Result<()> {
     }
     let workers = usize::from(a.workers);
     let started = Instant::now();
-    let rules = a.source.load()?;
-    let inputs = a.source.inputs(&rules);
+    let mut source = a.source.clone();
+    source.trusted = a
+        .trust
+        .iter()
+        .map(|t| crate::source::public_key(t))
+        .collect::<Result<_>>()?;
+    anyhow::ensure!(
+        source.trusted.is_empty() || source.artifact.is_some() || a.artifact_url.is_some(),
+        "--trust applies to artifacts: give --artifact or --artifact-url"
+    );
+    let (rules, poller) = match &a.artifact_url {
+        Some(url) => {
+            let mut p = crate::distribute::Poller::new(
+                url,
+                source.trusted.clone(),
+                source.artifact.clone(),
+            )?;
+            (p.initial()?, Some(p))
+        }
+        None => (source.load()?, None),
+    };
+    let inputs = source.inputs(&rules);
     let load_seconds = started.elapsed().as_secs_f64();
     let shared = Arc::new(Shared::new(rules, workers, load_seconds));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -147,11 +185,16 @@ pub fn run(a: Args) -> Result<()> {
             .with_context(|| format!("serving metrics on {addr}"))?;
         tracing::info!(%addr, "metrics on /metrics");
     }
-    watch_for_reloads(
-        shared.clone(),
-        a.source.clone(),
-        Duration::from_secs(a.reload_timeout.into()),
-    )?;
+    let reload_limit = Duration::from_secs(a.reload_timeout.into());
+    match poller {
+        Some(p) => {
+            let hup = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+            let interval = Duration::from_secs(a.poll_interval.into());
+            crate::distribute::spawn(p, shared.clone(), hup, interval, reload_limit);
+        }
+        None => watch_for_reloads(shared.clone(), source, reload_limit)?,
+    }
     // One line on stdout when it starts, whatever the log level: what runs,
     // on which links, under which policy, and where its metrics are.
     println!(

@@ -7,6 +7,7 @@ use chokepoint_rules::outfile::{self, Inputs};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Where to write the capture (pcap).
     output: PathBuf,
 }
 

@@ -9,7 +9,9 @@ use crate::report;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The artifact to load and describe.
     artifact: PathBuf,
+    /// Print the statistics as JSON.
     #[arg(long)]
     json: bool,
 }

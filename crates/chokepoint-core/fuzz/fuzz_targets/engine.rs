@@ -3,7 +3,8 @@
 //! sweeps fire), built from the input as raw bytes on any link type or
 //! through the testkit's synthesisers (TCP segments cut from a ClientHello,
 //! an HTTP request or a DNS query at fuzzed offsets, UDP datagrams with DNS
-//! or QUIC Initials, IPv4 fragments in fuzzed order), with explicit expiry
+//! or QUIC Initials, first packets of VPNs, proxies and calls for the
+//! protocol classifiers, IPv4 fragments in fuzzed order), with explicit expiry
 //! and `set_rules` reloads to the same or another compiled ruleset. A fresh
 //! engine per input, so every crash replays from its input alone.
 #![no_main]
@@ -13,7 +14,9 @@ use std::sync::{Arc, OnceLock};
 use arbitrary::Arbitrary;
 use chokepoint_core::{Engine, LinkType};
 use chokepoint_rules::Ruleset;
+use chokepoint_runtime::learned::LearnedTable;
 use chokepoint_testkit::synth::{self, HelloShape};
+use chokepoint_testkit::vpn;
 use libfuzzer_sys::fuzz_target;
 
 const POLICY: &str = r#"
@@ -25,6 +28,7 @@ lists:
   kw: {format: keywords, entries: [casino]}
   nets: {format: cidr, entries: [198.19.0.0/24, "fd00:198:18::66/128"]}
   slow: {format: cidr, entries: [149.154.160.0/20]}
+  vpn-servers: {format: dynamic}
 rules:
   - {name: names, match: {list: blocked}, action: reset}
   - {name: dns, match: {list: dnsnames, on: [dns_qname]}, action: {dns: {answer: 192.0.2.1}}}
@@ -32,6 +36,11 @@ rules:
   - {name: kw, match: {list: kw}, action: log}
   - {name: nets, match: {list: nets, on: [ip]}, action: drop}
   - {name: slow, match: {list: slow, on: [ip]}, action: {throttle: {kbps: 150}}}
+  - {name: vpn-servers, match: {list: vpn-servers, on: [ip]}, action: drop}
+  - {name: vpn, match: {protocols: [wireguard, openvpn]}, action: {learn: {list: vpn-servers, key: server_port, ttl: 60, delay: 5}}}
+  - {name: calls, match: {protocols: [stun], dst_ports: [3478, "50000-50100"]}, action: drop}
+  - {name: tunnels, match: {protocols: [ssh, bittorrent]}, action: log}
+  - {name: fe, match: {protocols: [fully_encrypted], probability: 0.5}, action: reset}
 "#;
 
 const PROFILES: [&str; 6] = [
@@ -93,6 +102,7 @@ enum Payload {
     Http { host: u8 },
     Dns { name: u8, qtype: u16 },
     Quic { v2: bool, dcid: [u8; 8], sni: u8, pn: u8, offset: u8 },
+    Vpn { kind: u8, seed: u8, cut: u8 },
 }
 
 impl Payload {
@@ -128,6 +138,27 @@ impl Payload {
                 let version = if v2 { 0x6b33_43cf } else { 1 };
                 synth::quic_initial(version, &dcid, &[1, 2, 3, 4], u32::from(pn), &frames, 1200)
             }
+            &Payload::Vpn { kind, seed, cut } => {
+                let seed = u64::from(seed);
+                let wrap = [vpn::OpenVpnWrap::Plain, vpn::OpenVpnWrap::TlsAuth, vpn::OpenVpnWrap::TlsCrypt];
+                let mut p = match kind % 8 {
+                    0 => vpn::wireguard_initiation(seed),
+                    1 => vpn::wireguard(2 + kind % 3, [92, 64, 48][usize::from(kind % 3)], seed),
+                    2 => vpn::openvpn_reset(wrap[usize::from(kind / 8) % 3], seed),
+                    3 => vpn::stun_binding_request(seed),
+                    4 => vpn::ssh_banner(),
+                    5 => vpn::bittorrent_handshake(seed),
+                    _ => vpn::random_bytes(usize::from(cut) + 1, seed),
+                };
+                if tcp && kind % 8 == 2 {
+                    p = vpn::openvpn_tcp(&p);
+                }
+                // A prefix: a banner or a reset cut short.
+                if kind & 0x80 != 0 {
+                    p.truncate(usize::from(cut) % (p.len() + 1));
+                }
+                p
+            }
         }
     }
 }
@@ -144,7 +175,7 @@ struct Ends {
     vlan: Option<u16>,
 }
 
-const PORTS: [u16; 6] = [443, 80, 53, 8443, 8080, 5000];
+const PORTS: [u16; 8] = [443, 80, 53, 8443, 8080, 5000, 51820, 3478];
 
 impl Ends {
     fn addrs(&self) -> (IpAddr, IpAddr, u16, u16) {
@@ -193,6 +224,7 @@ struct Input {
 fuzz_target!(|input: Input| {
     let rules = rules();
     let mut e = Engine::new(rules[usize::from(input.profile) % PROFILES.len()].clone());
+    e.set_learn_store(Arc::new(LearnedTable::new(8)));
     let mut ts: u64 = 1_700_000_000 * 1_000_000_000;
     let mut reloaded = false;
     for (dt, step) in input.steps.iter().take(64) {

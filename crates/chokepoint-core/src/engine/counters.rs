@@ -1,6 +1,6 @@
 //! What the engine counts.
 
-use chokepoint_ruleset::{Trigger, Verdict};
+use chokepoint_ruleset::{Protocol, Trigger, Verdict};
 
 use crate::decode::Problem;
 
@@ -71,6 +71,18 @@ pub struct Counters {
     pub overlap_conflicts: u64,
     /// Segments skipped for a bad TCP/UDP checksum (`checksums: verify`).
     pub bad_checksums: u64,
+    /// Flows the protocol classifiers of [`crate::classify`] recognised, by
+    /// protocol (only protocols some rule asks for are classified; TLS,
+    /// QUIC, HTTP and DNS have counters of their own).
+    pub protocols: [u64; Protocol::COUNT],
+    /// Servers `learn` actions handed to the dynamic lists.
+    pub learned: u64,
+    /// `learn` decisions with nowhere to learn to (no store was given to
+    /// the engine): the flow was forwarded, nothing was learnt.
+    pub learn_unstored: u64,
+    /// Flows an IP rule on a dynamic list decided (new flows to a learnt
+    /// server, and learnt flows once their entry blocks).
+    pub learned_hits: u64,
 }
 
 impl Counters {
@@ -105,6 +117,10 @@ impl Counters {
             urgent_bytes_stripped,
             overlap_conflicts,
             bad_checksums,
+            protocols,
+            learned,
+            learn_unstored,
+            learned_hits,
             packets_by_verdict,
             bytes_by_verdict,
             problems,
@@ -135,6 +151,12 @@ impl Counters {
         self.urgent_bytes_stripped += urgent_bytes_stripped;
         self.overlap_conflicts += overlap_conflicts;
         self.bad_checksums += bad_checksums;
+        self.learned += learned;
+        self.learn_unstored += learn_unstored;
+        self.learned_hits += learned_hits;
+        for (sum, n) in self.protocols.iter_mut().zip(protocols) {
+            *sum += n;
+        }
         for (sum, n) in self.packets_by_verdict.iter_mut().zip(packets_by_verdict) {
             *sum += n;
         }

@@ -3,13 +3,24 @@
 //! reload's re-evaluation both use it, so they cannot disagree.
 
 use chokepoint_ruleset::name::{normalize_wire, MAX_NAME_LEN};
+use chokepoint_ruleset::random::SplitMix64;
 use chokepoint_ruleset::{Facts, Hit, Match, Protocol, RuleId, Ruleset, Trigger, Verdict};
 
+use super::arm::{address_match, Arm};
 use super::{Engine, FlowCx, Output};
 use crate::event::{quirk, Decision, Event, NameBuf};
 use crate::flow::{FiveTuple, Flow, FlowDecision, Seen};
-use crate::residual::ResidualTable;
 use crate::{dns, http, tls};
+
+/// Mixed into the profile's seed for `probability` draws, so they are not
+/// the draws `freeze` and `degrade` make for the same flow.
+const PROBABILITY_SALT: u64 = 0x7072_6f62_6162_696c;
+
+/// A flow's own random draw for the rules' `probability` conditions.
+#[inline]
+pub(crate) fn flow_draw(seed: u64, serial: u64) -> u64 {
+    SplitMix64::for_flow(seed ^ PROBABILITY_SALT, serial).next_u64()
+}
 
 /// A name found in a packet, before matching.
 pub(crate) struct Found<'a> {
@@ -132,7 +143,7 @@ pub(crate) fn judge(
         m,
         verdict,
         by,
-        sticky: m.is_some() && !verdict.forwards(),
+        sticky: m.is_some() && verdict.sticks(),
     }
 }
 
@@ -190,32 +201,6 @@ fn with_quirks(mut e: Event, flow: &Flow) -> Event {
     e
 }
 
-/// Arm the residual block of the rule that just decided, if it has one.
-pub(crate) fn arm_residual(
-    table: &mut ResidualTable,
-    rules: &Ruleset,
-    j: &Judgement,
-    f: &Facts<'_>,
-    now: u64,
-) {
-    let Some(r) = j.rule().filter(|_| j.sticky) else {
-        return;
-    };
-    if let Some(x) = rules.rule(r).residual {
-        table.arm(
-            now,
-            x.scope,
-            f.proto,
-            f.client,
-            f.server,
-            f.server_port,
-            x.seconds,
-            r,
-            x.action,
-        );
-    }
-}
-
 /// What a reload needs of a sighting to decide its flow again.
 pub(crate) fn seen(found: &Found<'_>, p: &super::PacketFacts) -> Seen {
     Seen {
@@ -256,17 +241,23 @@ impl FlowCx<'_> {
             (t.dst, t.src, t.dport, t.sport)
         };
         Facts {
-            proto: t.proto,
-            client,
-            server,
-            client_port,
-            server_port,
             payload_len: self.packet.payload_len,
             first_packet: self.packet.first_data,
             quic_version: self.packet.quic_version,
-            ech: false,
-            protocol: None,
-            name: b"",
+            draw: flow_draw(self.cfg.profile.seed, self.flow.serial),
+            ..Facts::endpoints(t.proto, (client, client_port), (server, server_port))
+        }
+    }
+
+    /// What a decision leaves behind, for this flow.
+    fn arm(&mut self, j: &Judgement, facts: &Facts<'_>) {
+        let mut arm = Arm {
+            residual: self.residual,
+            learned: self.learned,
+            counters: self.counters,
+        };
+        if let Some(at) = arm.arm(&self.cfg.rules, j, facts, self.out.now) {
+            self.flow.learn_at = at;
         }
     }
 
@@ -279,7 +270,7 @@ impl FlowCx<'_> {
 
     /// Arm, count and report a judgement of `found`.
     fn report(&mut self, j: Judgement, found: &Found<'_>, facts: &Facts<'_>) -> Judgement {
-        arm_residual(self.residual, &self.cfg.rules, &j, facts, self.out.now);
+        self.arm(&j, facts);
         self.counters.decisions_by_trigger[j.by.index()] += 1;
         let e = with_quirks(event(self.out, &self.tuple, found, &j), self.flow);
         self.out.event(self.counters, e);
@@ -356,8 +347,11 @@ impl FlowCx<'_> {
         d
     }
 
-    /// A protocol classified before any name (a QUIC long header): a
-    /// protocol rule may decide the flow now. Reported only when one does.
+    /// A protocol classified, by one of the classifiers or before any name
+    /// (a QUIC long header): a protocol rule may decide the flow now.
+    /// Reported only when a protocol rule matched: a blocking one decides
+    /// the flow (returned); a `pass` or `log` one is held, and reported
+    /// once.
     pub(super) fn decide_protocol(&mut self, p: Protocol) -> Option<Decision> {
         if !self.cfg.rules.has_protocol_rules() {
             return None;
@@ -365,21 +359,32 @@ impl FlowCx<'_> {
         let found = Found::protocol(p);
         let facts = self.facts();
         let j = judge(&self.cfg.rules, self.flow.hold, Some(&found), &facts);
-        if !j.sticky || j.by != Trigger::Protocol {
+        if j.by != Trigger::Protocol || j.m.is_none() || (!j.sticky && self.flow.hold == j.m) {
             return None;
         }
-        arm_residual(self.residual, &self.cfg.rules, &j, &facts, self.out.now);
+        self.arm(&j, &facts);
         self.counters.decisions_by_trigger[j.by.index()] += 1;
         let e = with_quirks(event(self.out, &self.tuple, &found, &j), self.flow);
         self.out.event(self.counters, e);
+        self.keep_seen(&found);
+        if !j.sticky {
+            self.flow.hold = j.m;
+            return None;
+        }
         let d = FlowDecision {
             verdict: j.verdict,
             rule: j.rule(),
             by: j.by,
         };
         self.flow.decide(d, self.pool);
-        self.keep_seen(&found);
         Some(self.decision(&j))
+    }
+
+    /// A protocol a classifier recognised: counted, then
+    /// [`FlowCx::decide_protocol`].
+    pub(super) fn classified(&mut self, p: Protocol) -> Option<Decision> {
+        self.counters.protocols[p.index()] += 1;
+        self.decide_protocol(p)
     }
 
     /// Each question of a DNS message is its own decision; the packet gets
@@ -441,8 +446,12 @@ impl Engine {
             flows,
             scratch,
             counters,
+            learned,
+            out,
             ..
         } = self;
+        let learned = learned.as_deref();
+        let now = out.now;
         flows.for_each_mut(|f| {
             let seen = f.seen.as_deref().map(|s: &Seen| Found {
                 trigger: s.trigger,
@@ -458,22 +467,15 @@ impl Engine {
             let (client, client_port, server, server_port) = f.client_server();
             let kept = f.seen.as_deref();
             let facts = Facts {
-                proto: f.key.proto,
-                client,
-                server,
-                client_port,
-                server_port,
                 payload_len: kept.map_or(0, |s| s.payload_len),
                 first_packet: kept.is_some_and(|s| s.first_packet),
                 quic_version: kept.and_then(|s| s.quic_version),
-                ech: false,
-                protocol: None,
-                name: b"",
+                draw: flow_draw(cfg.profile.seed, f.serial),
+                ..Facts::endpoints(f.key.proto, (client, client_port), (server, server_port))
             };
-            let (a, b) = f.addresses();
             let j = judge(
                 &cfg.rules,
-                cfg.ip_match(a, b, &facts),
+                address_match(cfg, learned, f.addresses(), &facts, now),
                 seen.as_ref(),
                 &facts,
             );

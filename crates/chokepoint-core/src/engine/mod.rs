@@ -25,6 +25,7 @@
 //! direction, its flow, and the parts a decision writes to) is built and
 //! handed to the inspectors, instead of the packet and the engine.
 
+mod arm;
 mod counters;
 mod decide;
 mod tcp;
@@ -44,6 +45,7 @@ use crate::defrag::{Defrag, DefragStats};
 use crate::enforce::{Enforcer, Fate, Observed};
 use crate::event::{quirk, Decision, Event};
 use crate::flow::{FiveTuple, Flow, FlowDecision, FlowId, FlowKey, FlowTable, Inspect, State};
+use crate::learn::LearnStore;
 use crate::reasm::{Pool, Reassembly};
 use crate::residual::ResidualTable;
 use crate::wire::emit::transport_checksum_ok;
@@ -119,6 +121,11 @@ pub struct Engine {
     out: Output,
     /// Blocks that outlive the flows that armed them.
     residual: ResidualTable,
+    /// The dynamic lists `learn` actions fill, shared with other workers.
+    learned: Option<Arc<dyn LearnStore>>,
+    /// Whether the packet being processed came from the subscribers' side,
+    /// when the caller knows ([`Engine::process_from`]).
+    from_subscriber: Option<bool>,
     /// Everything counted so far.
     pub counters: Counters,
 }
@@ -132,6 +139,9 @@ pub(crate) struct PacketFacts {
     first_data: bool,
     /// A QUIC long header's version.
     quic_version: Option<u32>,
+    /// The client's first packet with payload (the GFW's fully encrypted
+    /// test reads it, even when the server spoke first).
+    first_client_data: bool,
 }
 
 impl PacketFacts {
@@ -151,6 +161,7 @@ impl PacketFacts {
             payload_len: payload.len() as u32,
             first_data: first_data && !payload.is_empty(),
             quic_version,
+            first_client_data: false,
         }
     }
 }
@@ -163,6 +174,7 @@ pub(crate) struct FlowCx<'e> {
     out: &'e mut Output,
     counters: &'e mut Counters,
     residual: &'e mut ResidualTable,
+    learned: Option<&'e dyn LearnStore>,
     tuple: FiveTuple,
     from_client: bool,
     packet: PacketFacts,
@@ -284,6 +296,8 @@ impl Engine {
             },
             counters: Counters::default(),
             residual: ResidualTable::new(profile.max_residual_entries as usize),
+            learned: None,
+            from_subscriber: None,
             cfg: Config { rules, profile },
         }
     }
@@ -313,6 +327,14 @@ impl Engine {
             // forwarded, so dropping them keeps every flow forwarding.
             self.flows.for_each_mut(|f| f.hold = None);
         }
+    }
+
+    /// Give the engine the dynamic lists `learn` actions fill and IP rules
+    /// on dynamic lists read (shared by workers; they outlive a reload).
+    /// Without one, a `learn` rule's flows are counted in
+    /// [`Counters::learn_unstored`] and nothing is learnt.
+    pub fn set_learn_store(&mut self, store: Arc<dyn LearnStore>) {
+        self.learned = Some(store);
     }
 
     /// The rules in force.
@@ -363,6 +385,24 @@ impl Engine {
         c.residual_hits = s.hits;
         c.residual_evicted = s.evicted;
         c.residual_expired = s.expired;
+    }
+
+    /// [`Engine::process`] for a caller that knows which side the frame
+    /// came from (a bridge's inside port faces the subscribers): a new UDP
+    /// flow's client is then the subscriber, whichever side spoke first. A
+    /// WireGuard server rekeying towards its peer, say, would otherwise be
+    /// taken for the client, and a `learn` would learn the subscriber.
+    pub fn process_from(
+        &mut self,
+        ts: u64,
+        link: LinkType,
+        frame: &[u8],
+        from_subscriber: bool,
+    ) -> Decision {
+        self.from_subscriber = Some(from_subscriber);
+        let d = self.process(ts, link, frame);
+        self.from_subscriber = None;
+        d
     }
 
     /// Run one frame through the core. `ts` is the capture or arrival time
@@ -424,19 +464,7 @@ impl Engine {
     fn ip_only(&self, addresses: Option<(IpAddr, IpAddr)>) -> Decision {
         let m = addresses.and_then(|(src, dst)| {
             // No transport header: conditions on ports and sizes see none.
-            let f = Facts {
-                proto: 0,
-                client: src,
-                server: dst,
-                client_port: 0,
-                server_port: 0,
-                payload_len: 0,
-                first_packet: false,
-                quic_version: None,
-                ech: false,
-                protocol: None,
-                name: b"",
-            };
+            let f = Facts::endpoints(0, (src, 0), (dst, 0));
             self.cfg.ip_match(src, dst, &f)
         });
         Decision {
@@ -483,8 +511,10 @@ impl Engine {
             out,
             counters,
             residual,
+            learned,
             ..
         } = self;
+        let learned = learned.as_deref();
         relieve(flows, id, &mut scratch.pool);
         let flow = flows.get_mut(id);
         flow.last_seen = out.now;
@@ -525,11 +555,19 @@ impl Engine {
             if fd.verdict.per_packet() {
                 return enforce(cfg, flow, counters, d, &observed(p, from_client));
             }
+            // A learnt flow meets the block its own detection set up.
+            if fd.verdict == Verdict::Learn && out.now >= flow.learn_at {
+                return arm::relearn(cfg, flow, &tuple, learned, out, counters, &mut scratch.pool)
+                    .unwrap_or(d);
+            }
             return d;
         }
-        let packet = PacketFacts::of(p, !flow.data_seen);
+        let mut packet = PacketFacts::of(p, !flow.data_seen);
+        let carries_data = packet.payload_len > 0;
+        packet.first_client_data = from_client && !flow.client_data_seen && packet.payload_len > 0;
         let handshake = !flow.data_seen && packet.payload_len == 0 && tuple.proto == PROTO_TCP;
         flow.data_seen |= packet.payload_len > 0;
+        flow.client_data_seen |= packet.first_client_data;
         let mut cx = FlowCx {
             cfg,
             flow,
@@ -537,6 +575,7 @@ impl Engine {
             out,
             counters,
             residual,
+            learned,
             tuple,
             from_client,
             packet,
@@ -575,6 +614,19 @@ impl Engine {
         {
             d.verdict = Verdict::Pass;
         }
+        // A DNS answer follows its question: under a blocking default (an
+        // allowlist) the reply to a query that passed must reach the
+        // client, though no rule reads the server's side.
+        if tuple.sport == 53 || tuple.dport == 53 {
+            let f = flows.get_mut(id);
+            if from_client {
+                if carries_data {
+                    f.dns_answer_passes = d.verdict.forwards();
+                }
+            } else if d.rule.is_none() && !d.verdict.forwards() && f.dns_answer_passes {
+                d.verdict = Verdict::Pass;
+            }
+        }
         // The deciding packet of a freeze/degrade flow is enforced too (a
         // degrade may drop it; it counts towards a freeze), and so is every
         // packet under a freeze/degrade default, which never sticks.
@@ -600,7 +652,7 @@ impl Engine {
         from_a: bool,
         flags: u8,
     ) -> Opened {
-        let sender_is_client = client_is_sender(tuple, flags);
+        let sender_is_client = client_is_sender(tuple, flags, self.from_subscriber);
         let client_is_a = from_a == sender_is_client;
         let state = if tuple.proto == PROTO_TCP {
             State::Syn
@@ -609,39 +661,44 @@ impl Engine {
         };
         let mut f = Flow::new(key, client_is_a, self.out.now, state);
         let packet = PacketFacts::of(p, true);
+        let draw = decide::flow_draw(self.cfg.profile.seed, self.flows.next_serial());
         let (client, server, client_port, server_port) = if sender_is_client {
             (tuple.src, tuple.dst, tuple.sport, tuple.dport)
         } else {
             (tuple.dst, tuple.src, tuple.dport, tuple.sport)
         };
         let facts = Facts {
-            proto: tuple.proto,
-            client,
-            server,
-            client_port,
-            server_port,
             payload_len: packet.payload_len,
             first_packet: packet.first_data,
             quic_version: packet.quic_version,
-            ech: false,
-            protocol: None,
-            name: b"",
+            draw,
+            ..Facts::endpoints(tuple.proto, (client, client_port), (server, server_port))
         };
         let residual = self
             .residual
             .check(self.out.now, tuple.proto, client, server, server_port)
             .map(decide::residual_judgement);
-        let ip = self.cfg.ip_match(tuple.src, tuple.dst, &facts);
+        let ip = arm::address_match(
+            &self.cfg,
+            self.learned.as_deref(),
+            (tuple.src, tuple.dst),
+            &facts,
+            self.out.now,
+        );
         let judged =
             residual.or_else(|| ip.map(|m| decide::judge(&self.cfg.rules, Some(m), None, &facts)));
         if let Some(j) = judged.filter(|j| j.by != Trigger::Residual) {
-            decide::arm_residual(
-                &mut self.residual,
-                &self.cfg.rules,
-                &j,
-                &facts,
-                self.out.now,
-            );
+            if matches!(j.m, Some(m) if matches!(m.hit, chokepoint_ruleset::Hit::Learned(_))) {
+                self.counters.learned_hits += 1;
+            }
+            let mut arm = arm::Arm {
+                residual: &mut self.residual,
+                learned: self.learned.as_deref(),
+                counters: &mut self.counters,
+            };
+            if let Some(at) = arm.arm(&self.cfg.rules, &j, &facts, self.out.now) {
+                f.learn_at = at;
+            }
         }
         match judged {
             Some(j) if j.sticky => {
@@ -790,11 +847,12 @@ fn five_tuple(p: &Packet<'_>) -> (FiveTuple, u8) {
 }
 
 /// Who opened the flow, judged from its first packet: a SYN's sender, a
-/// SYN-ACK's receiver; otherwise the sender, unless it sends from a
-/// well-known port to an ephemeral one (a capture that starts mid-flow).
-fn client_is_sender(t: &FiveTuple, flags: u8) -> bool {
+/// SYN-ACK's receiver; otherwise the subscriber when the caller says which
+/// side sent it; otherwise the sender, unless it sends from a well-known
+/// port to an ephemeral one (a capture that starts mid-flow).
+fn client_is_sender(t: &FiveTuple, flags: u8, from_subscriber: Option<bool>) -> bool {
     if t.proto == PROTO_TCP && flags & TCP_SYN != 0 {
         return flags & TCP_ACK == 0;
     }
-    !(t.sport < 1024 && t.dport >= 1024)
+    from_subscriber.unwrap_or(!(t.sport < 1024 && t.dport >= 1024))
 }

@@ -7,6 +7,7 @@ use chokepoint_ruleset::{Protocol, Trigger};
 
 use super::decide::Found;
 use super::{FlowCx, MAX_CLIENT_HELLO};
+use crate::classify::{self, StreamClass};
 use crate::event::{quirk, Decision, NameBuf};
 use crate::flow::{FlowDecision, Inspect, Inspected};
 use crate::reasm::{CapHit, Reassembly};
@@ -58,6 +59,14 @@ pub(super) fn inspect(
         }
         if payload.is_empty() {
             return cx.undecided();
+        }
+    }
+    if cx.packet.first_client_data
+        && cfg.rules.protocols_wanted() & Protocol::FullyEncrypted.bit() != 0
+        && classify::first_packet_fully_encrypted(payload)
+    {
+        if let Some(d) = cx.classified(Protocol::FullyEncrypted) {
+            return d;
         }
     }
     if p.first_segment_gate
@@ -307,8 +316,7 @@ fn read_stream(
             } else if inspected && http::looks_like_request(data) {
                 Inspect::Http
             } else {
-                cx.give_up();
-                return decision;
+                return classify_stream(cx, data).unwrap_or(decision);
             };
         }
         match cx.flow.inspect {
@@ -350,7 +358,7 @@ fn read_stream(
                 if d.rule.is_some() || d.decided_now {
                     decision = d;
                 }
-                if d.rule.is_some() && !d.verdict.forwards() {
+                if d.rule.is_some() && d.verdict.sticks() {
                     // The forged answer or reset ends the conversation; a
                     // retransmitted query must meet the same decision,
                     // not an empty stream that passes it.
@@ -366,6 +374,25 @@ fn read_stream(
                 buf.consume(used);
             }
             _ => return decision,
+        }
+    }
+}
+
+/// A stream that is neither TLS nor HTTP: one of the protocols some rule
+/// asks for, or given up. While a wanted protocol still agrees with the
+/// bytes (an SSH banner cut after `SSH-`), the stream is kept for more.
+fn classify_stream(cx: &mut FlowCx<'_>, data: &[u8]) -> Option<Decision> {
+    let wanted = cx.cfg.rules.protocols_wanted() & classify::STREAM_PROTOCOLS;
+    match classify::stream(data, wanted) {
+        StreamClass::Is(p) => {
+            let d = cx.classified(p);
+            cx.give_up_if_undecided();
+            d
+        }
+        StreamClass::NeedMore => None,
+        StreamClass::Unknown => {
+            cx.give_up();
+            None
         }
     }
 }

@@ -6,6 +6,7 @@ use chokepoint_ruleset::{Protocol, Trigger};
 
 use super::decide::Found;
 use super::{FlowCx, MAX_CLIENT_HELLO};
+use crate::classify;
 use crate::event::Decision;
 use crate::flow::Inspect;
 use crate::quic::{self, Hello};
@@ -14,6 +15,16 @@ use crate::wire::l4::Udp;
 
 /// Inspect a UDP datagram of an undecided flow.
 pub(super) fn inspect(cx: &mut FlowCx<'_>, crypt: &mut Vec<u8>, u: &Udp<'_>) -> Decision {
+    // VPNs and calls on any port, 53 and 443 included (a tunnel on a
+    // port DNS or QUIC use is the oldest trick there is).
+    let wanted = cx.cfg.rules.protocols_wanted() & classify::DATAGRAM_PROTOCOLS;
+    if wanted != 0 && cx.flow.inspect == Inspect::Start {
+        if let Some(p) = classify::datagram(u.payload, wanted) {
+            let d = cx.classified(p);
+            cx.give_up_if_undecided();
+            return d.unwrap_or_else(|| cx.undecided());
+        }
+    }
     if u.sport == 53 || u.dport == 53 {
         // DNS is decided per query and never sticks to the flow.
         let d = cx.dns_message(u.payload);

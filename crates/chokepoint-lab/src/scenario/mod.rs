@@ -7,7 +7,10 @@
 //! description: ...
 //! sources: [...]
 //! hosts: {t.me: 198.18.1.10}          # names given addresses of their own
-//! targets: [https://t.me/, https://example.com/]
+//! targets:
+//!   - https://t.me/                       # a URL, probed as the probe does by default
+//!   - {url: https://t.me/, quic: true}    # over QUIC too (v1; or quic: draft-29)
+//!   - {url: https://t.me/, ech: grease, label: t.me with ECH}
 //! stages:
 //!   - date: 2018-04-13
 //!     title: The court order; nothing blocked yet
@@ -21,7 +24,9 @@
 //!
 //! `expect` is optional; where given, `scenario run` checks the probe's
 //! `blocking` for that target against it and fails when they differ, so a
-//! scenario is also a test of the censor it describes.
+//! scenario is also a test of the censor it describes. A target is named
+//! in `expect` and in the table by its label: the URL, plus ` (quic)`,
+//! ` (quic draft-29)` or ` (ech)` for the options, unless it gives its own.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -30,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use chokepoint_probe::{Ech, QuicVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::lab::{self, PolicySource, UpOptions};
@@ -55,7 +61,7 @@ pub struct Scenario {
     #[serde(default)]
     pub hosts: BTreeMap<String, Ipv4Addr>,
     /// What to probe after each stage.
-    pub targets: Vec<String>,
+    pub targets: Vec<ScenarioTarget>,
     /// The timeline.
     pub stages: Vec<Stage>,
     /// Seconds each probe step may take (the probe's `--timeout`).
@@ -65,6 +71,151 @@ pub struct Scenario {
 
 fn default_probe_timeout() -> u64 {
     5
+}
+
+/// One thing to probe: a URL, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "serde_norway::Value")]
+pub struct ScenarioTarget {
+    /// The URL (or bare name), as the probe takes it.
+    pub url: String,
+    /// Measure it over QUIC too, offering this version (`--quic-version`).
+    pub quic: Option<QuicVersion>,
+    /// The ECH extension of the TLS hello (`--ech`).
+    pub ech: Option<Ech>,
+    /// What `expect` and the table call it.
+    pub label: String,
+    /// Whether the label was given (the table then shows it whole).
+    #[serde(skip)]
+    labelled: bool,
+}
+
+impl ScenarioTarget {
+    /// A plain URL, probed with the probe's defaults.
+    pub fn url(url: &str) -> ScenarioTarget {
+        ScenarioTarget {
+            url: url.to_string(),
+            quic: None,
+            ech: None,
+            label: url.to_string(),
+            labelled: false,
+        }
+    }
+
+    /// The probe's options for this target (before `--json` and the URL).
+    pub fn probe_options(&self) -> Vec<String> {
+        let mut args = vec![];
+        if let Some(v) = self.quic {
+            args.extend(["--quic-version".to_string(), v.to_string()]);
+        }
+        if let Some(e) = self.ech {
+            args.extend(["--ech".to_string(), e.to_string()]);
+        }
+        args
+    }
+
+    /// The options as the default label's suffix.
+    fn suffix(&self) -> String {
+        let mut s = String::new();
+        match self.quic {
+            Some(QuicVersion::V1) => s.push_str(" (quic)"),
+            Some(v) => s.push_str(&format!(" (quic {v})")),
+            None => {}
+        }
+        if self.ech.is_some() {
+            s.push_str(" (ech)");
+        }
+        s
+    }
+
+    /// The table's column head: the label when given, else the URL
+    /// without its scheme and last slash, and the options.
+    pub fn column(&self) -> String {
+        if self.labelled {
+            return self.label.clone();
+        }
+        if crate::signature::parse(&self.url).is_some() {
+            // The scheme is the protocol: keep it.
+            return self.url.trim_end_matches('/').to_string();
+        }
+        format!("{}{}", short_target(&self.url), self.suffix())
+    }
+}
+
+impl TryFrom<serde_norway::Value> for ScenarioTarget {
+    type Error = String;
+
+    fn try_from(v: serde_norway::Value) -> Result<Self, String> {
+        use serde_norway::Value as V;
+        let text = |v: &V, what: &str| match v {
+            V::String(s) => Ok(s.clone()),
+            other => Err(format!("{what} is text, not {other:?}")),
+        };
+        let map = match v {
+            V::String(url) => return checked_url(&url).map(|()| ScenarioTarget::url(&url)),
+            V::Mapping(m) => m,
+            other => {
+                return Err(format!(
+                "a target is a URL or {{url: ..., quic: ..., ech: ..., label: ...}}, not {other:?}"
+            ))
+            }
+        };
+        let mut t = ScenarioTarget::url("");
+        let mut label = None;
+        for (k, v) in &map {
+            match k.as_str().unwrap_or("") {
+                "url" => t.url = text(v, "url")?,
+                "quic" => {
+                    t.quic = match v {
+                        V::Bool(true) => Some(QuicVersion::V1),
+                        V::Bool(false) => None,
+                        V::String(s) => Some(QuicVersion::parse(s).ok_or_else(|| {
+                            format!("quic: {s:?}: use true, false, v1 or draft-29")
+                        })?),
+                        other => {
+                            return Err(format!("quic: {other:?}: use true, false, v1 or draft-29"))
+                        }
+                    }
+                }
+                "ech" => {
+                    let e = text(v, "ech")?;
+                    t.ech = Some(Ech::parse(&e).ok_or_else(|| format!("ech: {e:?}: use grease"))?);
+                }
+                "label" => label = Some(text(v, "label")?),
+                other => {
+                    return Err(format!(
+                        "target field {other:?}: the fields are url, quic, ech and label"
+                    ))
+                }
+            }
+        }
+        if t.url.is_empty() {
+            return Err("a target mapping needs a url".into());
+        }
+        checked_url(&t.url)?;
+        if crate::signature::parse(&t.url).is_some() && (t.quic.is_some() || t.ech.is_some()) {
+            return Err(format!("{}: quic and ech apply to web targets only", t.url));
+        }
+        match label {
+            Some(l) if l.trim().is_empty() => return Err("an empty label".into()),
+            Some(l) => {
+                t.label = l;
+                t.labelled = true;
+            }
+            None => t.label = format!("{}{}", t.url, t.suffix()),
+        }
+        Ok(t)
+    }
+}
+
+/// A URL the probe takes, or why not.
+fn checked_url(url: &str) -> Result<(), String> {
+    if let Some(sig) = crate::signature::parse(url) {
+        return sig.map(|_| ());
+    }
+    chokepoint_probe::Target::parse(url)
+        .map(|_| ())
+        .map_err(|e| format!("target {url:?}: {}", e.why))
 }
 
 /// One stage of a scenario.
@@ -95,6 +246,15 @@ impl Scenario {
             .with_context(|| format!("{}: not a scenario", path.display()))?;
         anyhow::ensure!(!sc.stages.is_empty(), "{}: no stages", path.display());
         anyhow::ensure!(!sc.targets.is_empty(), "{}: no targets", path.display());
+        let mut labels = std::collections::BTreeSet::new();
+        for t in &sc.targets {
+            anyhow::ensure!(
+                labels.insert(t.label.as_str()),
+                "{}: two targets are labelled {:?}: give one a label of its own",
+                path.display(),
+                t.label
+            );
+        }
         for (name, a) in &sc.hosts {
             anyhow::ensure!(
                 plan::host_address_ok(*a),
@@ -105,7 +265,7 @@ impl Scenario {
         for (i, st) in sc.stages.iter().enumerate() {
             for (target, want) in &st.expect {
                 anyhow::ensure!(
-                    sc.targets.contains(target),
+                    labels.contains(target.as_str()),
                     "{}: stage {} expects an outcome for {target}, which is not a target",
                     path.display(),
                     i + 1
@@ -144,12 +304,20 @@ fn expected_blocking(v: &serde_norway::Value) -> Result<String> {
     match v {
         serde_norway::Value::Bool(false) => Ok("false".into()),
         serde_norway::Value::String(s)
-            if ["false", "dns", "tcp_ip", "http-failure", "http-diff"].contains(&s.as_str()) =>
+            if [
+                "false",
+                "dns",
+                "tcp_ip",
+                "http-failure",
+                "http-diff",
+                "blocked",
+            ]
+            .contains(&s.as_str()) =>
         {
             Ok(s.clone())
         }
         other => {
-            bail!("expected outcome {other:?}: use false, dns, tcp_ip, http-failure or http-diff")
+            bail!("expected outcome {other:?}: use false, dns, tcp_ip, http-failure, http-diff or (for a protocol signature target) blocked")
         }
     }
 }
@@ -267,13 +435,16 @@ fn run_stages(
             .iter()
             .zip(found)
             .map(|(t, m)| {
-                let expected = stage.expect.get(t).and_then(|v| expected_blocking(v).ok());
+                let expected = stage
+                    .expect
+                    .get(&t.label)
+                    .and_then(|v| expected_blocking(v).ok());
                 let blocking = m.get("blocking").cloned().unwrap_or_default();
                 let as_expected = expected
                     .as_ref()
                     .is_none_or(|e| *e == blocking_str(&blocking));
                 Outcome {
-                    target: t.clone(),
+                    target: t.label.clone(),
                     blocking,
                     failure: m.get("failure").cloned().unwrap_or_default(),
                     analysis: m.get("analysis").cloned().unwrap_or_default(),
@@ -293,11 +464,12 @@ fn run_stages(
     Ok(results)
 }
 
-/// Probe every target at once (one probe process each, in the client
-/// namespace, against the lab's helper); one JSON object per target.
+/// Probe every target at once (one probe process each, with the target's
+/// options, in the client namespace, against the lab's helper); one JSON
+/// object per target.
 pub fn probe_all(
     st: &crate::state::LabState,
-    targets: &[String],
+    targets: &[ScenarioTarget],
     timeout: u64,
     exe: &Path,
 ) -> Result<Vec<serde_json::Value>> {
@@ -309,23 +481,33 @@ pub fn probe_all(
             let (client, exe, args, t) =
                 (client.clone(), exe.to_path_buf(), args.clone(), t.clone());
             std::thread::spawn(move || -> Result<serde_json::Value> {
+                if let Some(sig) = crate::signature::parse(&t.url) {
+                    let sig = sig.map_err(|e| anyhow::anyhow!(e))?;
+                    // An echo comes back in well under a second: 2 s a try, 3 tries on UDP.
+                    let (url, wait) = (t.url.clone(), Duration::from_secs(timeout.min(2)));
+                    return crate::netns::within(&client, move || {
+                        crate::signature::measure(&url, sig, wait)
+                    });
+                }
                 let out = std::process::Command::new("ip")
                     .args(["netns", "exec", &client])
                     .arg(&exe)
                     .args(args.iter())
+                    .args(t.probe_options())
                     .arg("--json")
-                    .arg(&t)
+                    .arg(&t.url)
                     .stdin(std::process::Stdio::null())
                     .output()
                     .context("running the probe")?;
                 let text = String::from_utf8_lossy(&out.stdout);
                 let line = text.lines().find(|l| l.starts_with('{')).with_context(|| {
                     format!(
-                        "the probe of {t} printed no result: {}",
+                        "the probe of {} printed no result: {}",
+                        t.label,
                         String::from_utf8_lossy(&out.stderr).trim()
                     )
                 })?;
-                serde_json::from_str(line).with_context(|| format!("the probe of {t}"))
+                serde_json::from_str(line).with_context(|| format!("the probe of {}", t.label))
             })
         })
         .collect();
@@ -354,8 +536,8 @@ pub fn probe_args(st: &crate::state::LabState, timeout: u64) -> Vec<String> {
 }
 
 /// The results as a table: one row per stage, one column per target.
-pub fn table(sc_targets: &[String], results: &[StageResult]) -> String {
-    let heads: Vec<String> = sc_targets.iter().map(|t| short_target(t)).collect();
+pub fn table(sc_targets: &[ScenarioTarget], results: &[StageResult]) -> String {
+    let heads: Vec<String> = sc_targets.iter().map(ScenarioTarget::column).collect();
     let mut widths: Vec<usize> = heads.iter().map(|h| h.len().max(4)).collect();
     for r in results {
         for (w, o) in widths.iter_mut().zip(&r.outcomes) {
@@ -468,7 +650,7 @@ mod tests {
                 "not a target",
             ),
             (
-                "name: s\ntitle: T\ntargets: [a]\nstages: [{date: d, title: t, policy: {}, expect: {a: blocked}}]\n",
+                "name: s\ntitle: T\ntargets: [a]\nstages: [{date: d, title: t, policy: {}, expect: {a: censored}}]\n",
                 "use false, dns",
             ),
             ("name: s\ntitle: T\ntargets: [a]\nstages: []\nextra: 1\n", "not a scenario"),
@@ -476,6 +658,89 @@ mod tests {
             let p = write(&d, "s.yaml", text);
             let e = format!("{:#}", Scenario::load(&p).unwrap_err());
             assert!(e.contains(want), "{want}: {e}");
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn targets_with_options_are_labelled_and_probed_with_them() {
+        let d = std::env::temp_dir().join(format!("cp-scn-tgt-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let path = write(
+            &d,
+            "s.yaml",
+            "name: s\ntitle: T\ntargets:\n  - https://t.me/\n  - {url: https://t.me/, quic: true}\n  - {url: https://t.me/, quic: draft-29}\n  - {url: https://cloudflare-ech.com/, ech: grease, label: CF with ECH}\n  - {url: https://t.me/, quic: false}\nstages:\n  - {date: d, title: a, policy: {version: 1, rules: [], default: pass}, expect: {https://t.me/ (quic): http-failure, CF with ECH: false, https://t.me/: false}}\n",
+        );
+        // A target with quic: false is the plain URL again: two targets of
+        // one label are refused.
+        let e = format!("{:#}", Scenario::load(&path).unwrap_err());
+        assert!(
+            e.contains("two targets are labelled \"https://t.me/\""),
+            "{e}"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("  - {url: https://t.me/, quic: false}\n", ""),
+        )
+        .unwrap();
+        let sc = Scenario::load(&path).unwrap();
+        let labels: Vec<&str> = sc.targets.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "https://t.me/",
+                "https://t.me/ (quic)",
+                "https://t.me/ (quic draft-29)",
+                "CF with ECH"
+            ]
+        );
+        let columns: Vec<String> = sc.targets.iter().map(ScenarioTarget::column).collect();
+        assert_eq!(
+            columns,
+            ["t.me", "t.me (quic)", "t.me (quic draft-29)", "CF with ECH"]
+        );
+        assert!(sc.targets[0].probe_options().is_empty());
+        assert_eq!(sc.targets[1].probe_options(), ["--quic-version", "v1"]);
+        assert_eq!(
+            sc.targets[2].probe_options(),
+            ["--quic-version", "draft-29"]
+        );
+        assert_eq!(sc.targets[3].probe_options(), ["--ech", "grease"]);
+        assert_eq!(sc.targets[3].url, "https://cloudflare-ech.com/");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn bad_targets_are_refused_with_the_reason() {
+        let d = std::env::temp_dir().join(format!("cp-scn-badtgt-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        for (target, want) in [
+            (
+                "{url: https://t.me/, quic: v2}",
+                "use true, false, v1 or draft-29",
+            ),
+            (
+                "{url: https://t.me/, quic: 3}",
+                "use true, false, v1 or draft-29",
+            ),
+            ("{url: https://t.me/, ech: real}", "use grease"),
+            (
+                "{url: https://t.me/, http3: true}",
+                "the fields are url, quic, ech and label",
+            ),
+            ("{quic: true}", "needs a url"),
+            ("{url: \"ftp://t.me/\"}", "ftp://t.me/"),
+            ("\"ftp://t.me/\"", "ftp://t.me/"),
+            ("{url: https://t.me/, label: \" \"}", "an empty label"),
+            ("[https://t.me/]", "a target is a URL or"),
+        ] {
+            let text = format!(
+                "name: s\ntitle: T\ntargets: [{target}]\nstages: [{{date: d, title: t, policy: {{}}}}]\n"
+            );
+            let p = write(&d, "s.yaml", &text);
+            let e = format!("{:#}", Scenario::load(&p).unwrap_err());
+            assert!(e.contains(want), "{target}: {e}");
         }
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -502,7 +767,7 @@ mod tests {
                 outcomes: vec![o("dns".into(), Some("http-failure"), false)],
             },
         ];
-        let t = table(&["https://t.me/".into()], &results);
+        let t = table(&[ScenarioTarget::url("https://t.me/")], &results);
         assert!(t.contains("t.me"), "{t}");
         assert!(t.lines().nth(1).unwrap().ends_with("ok"), "{t}");
         assert!(

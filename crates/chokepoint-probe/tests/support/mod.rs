@@ -1,6 +1,8 @@
 //! Local servers for the integration tests: a DNS server, web servers
 //! (plain and TLS with a CA made by rcgen), a resetter, a black hole, a
-//! freezer, a trickler and the helper. All on loopback (127.0.0.1 and
+//! freezer, a trickler, a QUIC server (quinn), a UDP black hole, a censor
+//! that reads the ClientHello (with the engine's own parser) and the
+//! helper. All on loopback (127.0.0.1 and
 //! ::1), all stopped when dropped and all ending by themselves after
 //! [`LIFETIME`] anyway.
 
@@ -36,6 +38,7 @@ pub fn timeouts() -> Timeouts {
         dns_tries: 2,
         connect: Duration::from_millis(500),
         tls: Duration::from_secs(1),
+        quic: Duration::from_secs(1),
         http: Duration::from_millis(1500),
         control: Duration::from_secs(8),
     }
@@ -74,6 +77,33 @@ impl Drop for Running {
             let _ = t.join();
         }
     }
+}
+
+impl Running {
+    /// One server thread with its stop flag.
+    fn one(addr: SocketAddr, stop: Arc<AtomicBool>, thread: JoinHandle<()>) -> Running {
+        Running {
+            addr,
+            stop,
+            threads: vec![thread],
+            helper: None,
+            _held: vec![],
+        }
+    }
+}
+
+/// The verdict a row expects: blocking, failure and analysis keys.
+#[track_caller]
+pub fn expect(
+    m: &chokepoint_probe::Measurement,
+    blocking: Option<chokepoint_probe::Blocking>,
+    failure: Option<&str>,
+    analysis: &[&str],
+) {
+    let json = serde_json::to_string_pretty(m).unwrap();
+    assert_eq!(m.blocking, blocking, "blocking in {json}");
+    assert_eq!(m.failure.as_deref(), failure, "failure in {json}");
+    assert_eq!(m.analysis, analysis, "analysis in {json}");
 }
 
 /// True until stopped or past the lifetime.
@@ -224,13 +254,7 @@ pub fn serve(
     let addr = listener.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let thread = accept_loop(listener, Arc::clone(&stop), Instant::now(), handle);
-    Running {
-        addr,
-        stop,
-        threads: vec![thread],
-        helper: None,
-        _held: vec![],
-    }
+    Running::one(addr, stop, thread)
 }
 
 /// Binds `[::1]:0` and then `127.0.0.1` on the same port, so one URL
@@ -366,17 +390,20 @@ pub fn http_server(listener: TcpListener, r: Reply) -> Running {
 /// A TLS web server with `pki`'s certificate.
 pub fn https_server(listener: TcpListener, pki: &Pki, r: Reply) -> Running {
     let config = Arc::clone(&pki.server);
-    serve(listener, move |s, stop| {
-        let Ok(conn) = ServerConnection::new(Arc::clone(&config)) else {
-            return;
-        };
-        let mut tls = StreamOwned::new(conn, s);
-        if read_head(&mut tls) {
-            reply(&mut tls, &r, stop);
-            tls.conn.send_close_notify();
-            let _ = tls.flush();
-        }
-    })
+    serve(listener, move |s, stop| serve_tls(s, &config, &r, stop))
+}
+
+/// One TLS connection: the handshake, a request, the reply.
+fn serve_tls(s: TcpStream, config: &Arc<ServerConfig>, r: &Reply, stop: &AtomicBool) {
+    let Ok(conn) = ServerConnection::new(Arc::clone(config)) else {
+        return;
+    };
+    let mut tls = StreamOwned::new(conn, s);
+    if read_head(&mut tls) {
+        reply(&mut tls, r, stop);
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
 }
 
 /// A TLS server whose response is one big record sent a few bytes at a
@@ -478,4 +505,127 @@ pub fn helper(resolver: SocketAddr, ca: &[CertificateDer<'static>]) -> Running {
         helper: Some(stop_handle),
         _held: vec![],
     }
+}
+
+/// A QUIC server (quinn) on `socket` with `pki`'s certificate, ALPN `h3`
+/// and `h3-29`, taking v1 and draft-29: it completes handshakes and
+/// holds each connection until the client closes it.
+pub fn quic_server(socket: UdpSocket, pki: &Pki) -> Running {
+    let addr = socket.local_addr().unwrap();
+    let mut tls = (*pki.server).clone();
+    tls.alpn_protocols = vec![b"h3".to_vec(), b"h3-29".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
+    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = std::thread::spawn({
+        let stop = Arc::clone(&stop);
+        let born = Instant::now();
+        move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let runtime = quinn::default_runtime().unwrap();
+                let endpoint = quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    Some(config),
+                    socket,
+                    runtime,
+                )
+                .unwrap();
+                let mut served = 0;
+                while alive(&stop, born) && served < MAX_CONNECTIONS {
+                    let Ok(Some(incoming)) =
+                        tokio::time::timeout(POLL * 5, endpoint.accept()).await
+                    else {
+                        continue;
+                    };
+                    served += 1;
+                    tokio::spawn(async move {
+                        if let Ok(conn) = incoming.await {
+                            let _ = tokio::time::timeout(LIFETIME, conn.closed()).await;
+                        }
+                    });
+                }
+                endpoint.close(0u32.into(), b"");
+            });
+        }
+    });
+    Running::one(addr, stop, thread)
+}
+
+/// A UDP socket that reads and answers nothing: datagrams to it vanish,
+/// as a censor dropping them makes them.
+pub fn udp_black_hole(socket: UdpSocket) -> Running {
+    let addr = socket.local_addr().unwrap();
+    socket.set_read_timeout(Some(POLL)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = std::thread::spawn({
+        let stop = Arc::clone(&stop);
+        let born = Instant::now();
+        move || {
+            let mut buf = [0u8; 2048];
+            while alive(&stop, born) {
+                let _ = socket.recv_from(&mut buf);
+            }
+        }
+    });
+    Running::one(addr, stop, thread)
+}
+
+/// What a ClientHello carried, as the engine's parser reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hello {
+    pub sni: Option<String>,
+    pub ech: bool,
+}
+
+/// Peeks at the first TLS record of `s` (leaving it to be read) and
+/// parses the ClientHello in it with chokepoint-core's parser.
+pub fn peek_hello(s: &TcpStream) -> Option<Hello> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let born = Instant::now();
+    // The hello can arrive in pieces: peek until the record is whole.
+    while born.elapsed() < Duration::from_secs(2) {
+        let n = s.peek(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(record) = chokepoint_core::tls::first_record(&buf[..n]) {
+            let ch = chokepoint_core::tls::handshake(record)?;
+            return Some(Hello {
+                sni: ch.sni.map(|n| String::from_utf8_lossy(n).into_owned()),
+                ech: ch.ech,
+            });
+        }
+        std::thread::sleep(POLL);
+    }
+    None
+}
+
+/// A TLS web server that reads each ClientHello first, with the engine's
+/// parser, and sends what it saw on `seen`. With `reset_ech` it is also a
+/// censor: hellos with an ECH extension are reset (SO_LINGER 0), as a DPI
+/// box blocking ECH does; the rest are served.
+pub fn hello_reader(
+    listener: TcpListener,
+    pki: &Pki,
+    r: Reply,
+    seen: std::sync::mpsc::Sender<Hello>,
+    reset_ech: bool,
+) -> Running {
+    let config = Arc::clone(&pki.server);
+    let seen = std::sync::Mutex::new(seen);
+    serve(listener, move |s, stop| {
+        let Some(hello) = peek_hello(&s) else {
+            return;
+        };
+        let _ = seen.lock().unwrap().send(hello.clone());
+        if reset_ech && hello.ech {
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            return;
+        }
+        serve_tls(s, &config, &r, stop);
+    })
 }

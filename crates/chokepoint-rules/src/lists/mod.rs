@@ -213,6 +213,8 @@ pub fn parse_list(spec: &ListSpec, label: &str, text: ListText<'_>) -> Result<Pa
         ListFormat::Cidr => cidr::parse(&mut ctx, &lines)?,
         ListFormat::Keywords => keywords::parse(&mut ctx, &lines)?,
         ListFormat::Registry => registry::parse(&mut ctx, &lines)?,
+        // Filled at run time: the compiler has nothing to read.
+        ListFormat::Dynamic => {}
     }
     Ok(ctx.out)
 }
