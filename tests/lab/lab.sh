@@ -7,13 +7,17 @@
 #      fd00:198:18::1/64            inside      outside                fd00:198:18::2/64
 #
 #   tests/lab/lab.sh up POLICY    build it and start the bridge with POLICY
+#                                 (CAPTURE=ring|ring-v3|socket, default ring;
+#                                 WORKERS=N, default 1)
 #   tests/lab/lab.sh up-kernel    the same topology bridged by the kernel (for comparison)
 #   tests/lab/lab.sh up-tap POLICY kernel hub + chokepoint --tap on a third port
 #   tests/lab/lab.sh check        run the checks (curl, dig) against the lab policy
 #   tests/lab/lab.sh up-hard      an artifact-fed bridge, 2 workers, 8 MiB reassembly budget
 #   tests/lab/lab.sh check-hard   privileges, crafted artifact under traffic, flood
 #   tests/lab/lab.sh down         tear everything down (also done on any exit of `test`)
-#   tests/lab/lab.sh test         up + check + down: what the test suite runs
+#   tests/lab/lab.sh test         up + check (ring backend, 2 workers; then the
+#                                 socket backend) + the other phases + down:
+#                                 what the test suite runs
 #
 # Needs root (ip netns), iproute2, ethtool, curl, openssl, dnsutils, dnsmasq,
 # python3. Only the addresses above are used; every server and wait has a
@@ -52,7 +56,8 @@ up() {
   cp "$policy" "$LAB/policy.yaml"
   # Events are appended: each bridge starts from none, so checks see its own.
   rm -f "$LAB/events.jsonl"
-  start chokepoint $K 300 "$CP" run --inside c1 --outside s1 --policy "$LAB/policy.yaml" --events "$LAB/events.jsonl" --metrics 127.0.0.1:9900
+  start chokepoint $K 300 "$CP" run --inside c1 --outside s1 --policy "$LAB/policy.yaml" --events "$LAB/events.jsonl" --metrics 127.0.0.1:9900 \
+    --capture "${CAPTURE:-ring}" --workers "${WORKERS:-1}"
   wait_bridge
 }
 
@@ -334,6 +339,19 @@ check() {
   else
     bad "metrics: promtool check metrics" "$(head -5 "$LAB/promtool.txt")"
   fi
+  # The ring backend: the kernel's counters of every worker's rings are
+  # exported, frames were offered, none dropped with a ring full.
+  if [ "${CAPTURE:-ring}" != socket ]; then
+    local offered drops
+    offered=$(awk '/^chokepoint_kernel_packets_total/ { s += $2 } END { print s + 0 }' "$LAB/metrics.txt")
+    drops=$(awk '/^chokepoint_kernel_drops_total/ { s += $2 } END { print s + 0 }' "$LAB/metrics.txt")
+    if grep -qF "capture ${CAPTURE:-ring}," "$LAB/chokepoint.log" && [ "$offered" -gt 0 ] && [ "$drops" = 0 ] \
+      && [ "$(grep -c '^chokepoint_kernel_packets_total' "$LAB/metrics.txt")" = $((2 * ${WORKERS:-1})) ]; then
+      ok "rings: ${WORKERS:-1} worker(s), $offered frames offered by the kernel, none dropped"
+    else
+      bad "rings" "offered $offered, dropped $drops; $(head -2 "$LAB/chokepoint.log")"
+    fi
+  fi
   grep -qE '^chokepoint_decisions_total\{action="reset",rule="reset-sni",trigger="tls_sni"\} [1-9]' "$LAB/metrics.txt" \
     && grep -qE '^chokepoint_injected_packets_total\{kind="rst"\} [1-9]' "$LAB/metrics.txt" \
     && grep -qE '^chokepoint_injected_packets_total\{kind="dns"\} [1-9]' "$LAB/metrics.txt" \
@@ -367,8 +385,14 @@ case "${1:-}" in
   check) check;;
   test)
     trap down EXIT
-    up tests/lab/policy.yaml
-    check
+    # The ring backend with two workers: every check needs both ways of
+    # its flows on one worker (the kernel's fanout program places them).
+    CAPTURE=ring WORKERS=2 up tests/lab/policy.yaml
+    CAPTURE=ring WORKERS=2 check
+    PASS=0; FAIL=0
+    # The per-frame socket backend, kept as the fallback.
+    CAPTURE=socket up tests/lab/policy.yaml
+    CAPTURE=socket check
     PASS=0; FAIL=0
     up_tap tests/lab/policy.yaml
     check_tap

@@ -31,9 +31,15 @@ fn live_bridge_enforces_every_action_on_real_clients() {
         "test",
         &[("LAB_DIR", lab_dir.as_os_str())],
     );
+    // The inline bridge twice: the ring backend with two workers (one
+    // check more: the kernel's ring counters), then the socket backend.
+    assert!(
+        text.contains("lab: 19 passed, 0 failed"),
+        "inline bridge, ring backend: {text}"
+    );
     assert!(
         text.contains("lab: 18 passed, 0 failed"),
-        "inline bridge: {text}"
+        "inline bridge, socket backend: {text}"
     );
     assert_eq!(
         text.matches("lab: 4 passed, 0 failed").count(),

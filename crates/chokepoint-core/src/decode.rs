@@ -400,16 +400,12 @@ fn upper<'a>(
     }
 }
 
-/// Which worker owns a frame: a hash of the innermost IP header's two
-/// addresses (in a fixed order, so both directions agree) and the
-/// VLAN/tunnel context. Ports and protocol are left out on purpose: IP
-/// fragments after the first carry no ports, and every packet of a flow,
-/// fragments included, must reach the worker that holds the flow. The cost
-/// is coarser balancing (all flows between two hosts share a worker), the
-/// trade symmetric RSS makes too. Tunnelled traffic whose *outer* header is
-/// fragmented is keyed by the outer addresses until reassembled, so such a
-/// flow can be split; inner fragmentation is handled. Frames that do not
-/// decode hash to 0.
+/// A flow key for per-host-pair state (the actions' throttle buckets): a
+/// hash of the innermost IP header's two addresses (in a fixed order, so
+/// both directions agree) and the VLAN/tunnel context. Ports and protocol
+/// are left out: IP fragments after the first carry none. Frames that do
+/// not decode hash to 0. (Workers are chosen by [`worker_for`], which a
+/// kernel fanout program can compute.)
 pub fn shard_key(link: LinkType, frame: &[u8]) -> u64 {
     let (ctx, a, b) = match decode(link, frame) {
         Decoded::Packet(p) => (p.ctx, p.src, p.dst),
@@ -425,10 +421,127 @@ pub fn shard_key(link: LinkType, frame: &[u8]) -> u64 {
     h
 }
 
-/// The worker (of `workers`) that owns a frame, from its [`shard_key`].
-/// The live bridge and `bench` both spread frames this way.
+/// The worker (of `workers`) that owns a frame: [`fanout_hash`] modulo
+/// `workers`. The live bridge (whose kernel fanout program computes the
+/// same function, `chokepoint_runtime::fanout`), `bench` and `replay` all
+/// spread frames this way.
 pub fn worker_for(link: LinkType, frame: &[u8], workers: usize) -> usize {
-    let h = shard_key(link, frame);
-    // High bits of a multiplicative hash spread better than `% n`.
-    ((u128::from(h.wrapping_mul(0x9e37_79b9_7f4a_7c15)) * workers.max(1) as u128) >> 64) as usize
+    (fanout_hash(link, frame) % workers.max(1) as u32) as usize
+}
+
+const FANOUT_K1: u32 = 0x9e37_79b1;
+const FANOUT_K2: u32 = 0x85eb_ca6b;
+
+/// The shard hash: a symmetric hash of the *outermost* IP header's two
+/// addresses, so both directions of a flow and every fragment of a
+/// datagram (which carry no ports) land on one worker, and so does all
+/// traffic of a tunnel (whose flows the engine keys by the tunnel's
+/// endpoints too): outer fragmentation cannot split a tunnelled flow.
+/// Balancing is per host pair (per tunnel for tunnelled traffic).
+///
+/// It is written as the classic BPF program of the ring backend's
+/// `PACKET_FANOUT_CBPF` computes it, load by load (a load past the frame's
+/// end makes the program, and this function, return 0):
+///
+/// * link layer: Ethernet with up to two VLAN tags (802.1Q or 802.1ad),
+///   then a PPPoE session (PPP IPv4 or IPv6) or an MPLS stack of up to 8
+///   labels (IPv4 or IPv6 after the bottom label), then IPv4 or IPv6;
+///   other link types start from their own header (Linux SLL, NULL, PPP,
+///   raw IP);
+/// * IPv4: each address is its 32-bit word; IPv6: each address is folded
+///   `((w0·K1 ⊕ w1)·K1 ⊕ w2)·K1 ⊕ w3` (32-bit wrapping arithmetic);
+/// * `lo, hi` = the smaller and larger folded address; `h = (lo·K2 ⊕ hi)·K1`;
+///   the hash is `h ⊕ (h >> 16)`;
+/// * anything else (ARP, other ethertypes, a third VLAN tag, MPLS deeper
+///   than 8 labels, PPP that is not IP) hashes to 0: worker 0.
+pub fn fanout_hash(link: LinkType, frame: &[u8]) -> u32 {
+    let (et, net) = match link {
+        LinkType::Ethernet => match frame.get(12..14) {
+            Some(t) => (u16::from_be_bytes([t[0], t[1]]), &frame[14..]),
+            None => return 0,
+        },
+        LinkType::Raw | LinkType::Ipv4 | LinkType::Ipv6 => match frame.first().map(|b| b >> 4) {
+            Some(4) => (ETH_IPV4, frame),
+            Some(6) => (ETH_IPV6, frame),
+            _ => return 0,
+        },
+        LinkType::LinuxSll => match link::sll(frame) {
+            Some((et, r)) => (et, r),
+            None => return 0,
+        },
+        LinkType::LinuxSll2 => match link::sll2(frame) {
+            Some((et, r)) => (et, r),
+            None => return 0,
+        },
+        LinkType::Null | LinkType::Loop => match link::null(frame, link == LinkType::Loop) {
+            Some((et, r)) => (et, r),
+            None => return 0,
+        },
+        LinkType::Ppp | LinkType::PppHdlc => match link::ppp(frame) {
+            Some((et, r)) => (et, r),
+            None => return 0,
+        },
+        LinkType::Other(_) => return 0,
+    };
+    fanout_from(et, net).unwrap_or(0)
+}
+
+/// [`fanout_hash`] from an ethertype and the bytes after it: `None` where
+/// the program returns 0.
+fn fanout_from(mut et: u16, net: &[u8]) -> Option<u32> {
+    let ld8 = |off: usize| net.get(off).copied();
+    let ld16 = |off: usize| Some(u16::from_be_bytes(net.get(off..off + 2)?.try_into().ok()?));
+    let ld32 = |off: usize| Some(u32::from_be_bytes(net.get(off..off + 4)?.try_into().ok()?));
+    const VLAN: [u16; 2] = [0x8100, 0x88a8];
+    let mut off = 0;
+    // The kernel takes the outer tag off before the program runs; the
+    // program skips one more.
+    for _ in 0..2 {
+        if VLAN.contains(&et) {
+            et = ld16(off + 2)?;
+            off += 4;
+        }
+    }
+    if et == ETH_PPPOE_SESSION {
+        et = match ld16(off + 6)? {
+            0x0021 => ETH_IPV4,
+            0x0057 => ETH_IPV6,
+            _ => return None,
+        };
+        off += 8;
+    } else if et == ETH_MPLS || et == ETH_MPLS_MC {
+        let mut bottom = false;
+        for _ in 0..8 {
+            let s = ld8(off + 2)? & 1;
+            off += 4;
+            if s == 1 {
+                bottom = true;
+                break;
+            }
+        }
+        if !bottom {
+            return None;
+        }
+        et = match ld8(off)? >> 4 {
+            4 => ETH_IPV4,
+            6 => ETH_IPV6,
+            _ => return None,
+        };
+    }
+    let (a, b) = match et {
+        ETH_IPV4 => (ld32(off + 12)?, ld32(off + 16)?),
+        ETH_IPV6 => {
+            let fold = |at: usize| -> Option<u32> {
+                let mut acc = ld32(at)?.wrapping_mul(FANOUT_K1);
+                acc = (acc ^ ld32(at + 4)?).wrapping_mul(FANOUT_K1);
+                acc = (acc ^ ld32(at + 8)?).wrapping_mul(FANOUT_K1);
+                Some(acc ^ ld32(at + 12)?)
+            };
+            (fold(off + 8)?, fold(off + 24)?)
+        }
+        _ => return None,
+    };
+    let (lo, hi) = if a > b { (b, a) } else { (a, b) };
+    let h = (lo.wrapping_mul(FANOUT_K2) ^ hi).wrapping_mul(FANOUT_K1);
+    Some(h ^ (h >> 16))
 }

@@ -6,9 +6,15 @@
 //!  outside (Internet)  ──► rx thread ─┘   (bounded   └─► injected frames out the
 //!                                          queues)        side they are meant for
 //! ```
-//! Frames are spread over workers by the symmetric flow hash, so both
-//! directions of a flow meet one engine (as TSPU's balancer does); a full
-//! worker queue drops the frame and counts it. In tap mode nothing is
+//! That is the socket backend ([`run`]). The ring backend ([`run_rings`],
+//! the default) has no receive threads and no queues: the kernel's fanout
+//! program writes each frame into the ring of the worker that owns it, and
+//! the worker sends in `sendmmsg` batches (see [`crate::ring`]).
+//!
+//! Frames are spread over workers by the symmetric flow hash
+//! ([`worker_for`]), so both directions of a flow meet one engine (as
+//! TSPU's balancer does); a full worker queue (or ring) drops the frame and
+//! counts it. In tap mode nothing is
 //! forwarded and injections go out the tap interface, like an on-path
 //! censor. Each worker publishes its counters in its own [`WorkerStats`];
 //! readers sum them, so the packet path never contends on shared counters.
@@ -75,6 +81,17 @@ pub struct WorkerStats {
     pub buffers_evicted: AtomicU64,
     /// What this worker's IP defragmenter did.
     pub defrag: Mutex<DefragStats>,
+    /// Ring backend, by side: frames the kernel offered this worker's
+    /// socket (`PACKET_STATISTICS` `tp_packets`, drops included).
+    pub kernel_packets: [AtomicU64; 2],
+    /// Ring backend, by side: frames the kernel dropped because this
+    /// worker's ring was full (`tp_drops`).
+    pub kernel_drops: [AtomicU64; 2],
+    /// Ring backend (TPACKET_V3), by side: times the ring froze full
+    /// (`tp_freeze_q_cnt`).
+    pub kernel_freeze_q: [AtomicU64; 2],
+    /// Ring backend: frames cut short by their ring slot, not forwarded.
+    pub ring_truncated: AtomicU64,
 }
 
 /// Shared state of a running bridge. Built by [`Shared::new`] only.
@@ -207,6 +224,13 @@ impl Shared {
             t.actions
                 .add(&w.actions.lock().unwrap_or_else(|p| p.into_inner()));
             t.queue_drops.push(w.queue_drops.load(Ordering::Relaxed));
+            let load = |a: &[AtomicU64; 2]| [0, 1].map(|i| a[i].load(Ordering::Relaxed));
+            t.kernel.push(WorkerKernel {
+                packets: load(&w.kernel_packets),
+                drops: load(&w.kernel_drops),
+                freeze_q: load(&w.kernel_freeze_q),
+                truncated: w.ring_truncated.load(Ordering::Relaxed),
+            });
             t.flows += w.flows.load(Ordering::Relaxed);
             t.flows_evicted += w.flows_evicted.load(Ordering::Relaxed);
             t.flows_expired += w.flows_expired.load(Ordering::Relaxed);
@@ -235,6 +259,8 @@ pub struct Totals {
     pub actions: ActionCounters,
     /// Queue drops per worker, in worker order.
     pub queue_drops: Vec<u64>,
+    /// The kernel's counters of each worker's rings, in worker order.
+    pub kernel: Vec<WorkerKernel>,
     /// Flows in the flow tables.
     pub flows: u64,
     /// Flows dropped from full tables.
@@ -249,6 +275,19 @@ pub struct Totals {
     pub send_errors: u64,
     /// What the dynamic lists of `learn` actions did.
     pub learned: crate::learned::LearnedStats,
+}
+
+/// The kernel's counters of one worker's rings, by side (ring backend).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerKernel {
+    /// Frames offered to the worker's sockets (drops included).
+    pub packets: [u64; 2],
+    /// Frames dropped because a ring was full.
+    pub drops: [u64; 2],
+    /// TPACKET_V3: times a ring froze full.
+    pub freeze_q: [u64; 2],
+    /// Frames cut short by their slot, not forwarded.
+    pub truncated: u64,
 }
 
 /// How a bridge runs.
@@ -353,15 +392,21 @@ pub fn run(
         }
         // The receive threads are gone, so every queue is disconnected and
         // each worker ends once it has drained its own.
-        for (k, w) in workers.into_iter().enumerate() {
-            if let Err(panic) = w.join() {
-                let e = died(&format!("worker {k}"), &*panic);
-                tracing::error!(error = %e, "a worker died; stopping the bridge");
-                res = Err(e);
-            }
-        }
-        res
+        join_workers(workers).and(res)
     })
+}
+
+/// Wait for every worker; the error of the last that died, if any did.
+fn join_workers(workers: Vec<std::thread::ScopedJoinHandle<'_, ()>>) -> std::io::Result<()> {
+    let mut res = Ok(());
+    for (k, w) in workers.into_iter().enumerate() {
+        if let Err(panic) = w.join() {
+            let e = died(&format!("worker {k}"), &*panic);
+            tracing::error!(error = %e, "a worker died; stopping the bridge");
+            res = Err(e);
+        }
+    }
+    res
 }
 
 /// Stops the whole bridge when the thread holding it unwinds: a dead
@@ -389,6 +434,235 @@ fn died(who: &str, panic: &(dyn std::any::Any + Send)) -> std::io::Error {
     std::io::Error::other(format!("{who} panicked: {msg}"))
 }
 
+/// Where a worker's frames go: out one side or the other. The socket
+/// backend sends at once; the ring backend stages them for `sendmmsg`.
+trait Emit<'b> {
+    /// Send a frame that outlives the emitter's batch.
+    fn frame(&mut self, to: Side, f: &'b [u8]);
+    /// Send a frame made here (an injected one).
+    fn owned(&mut self, to: Side, f: Vec<u8>);
+}
+
+/// The socket backend's emitter: one `send` per frame.
+struct PortEmit<'p> {
+    inside: &'p dyn Port,
+    outside: Option<&'p dyn Port>,
+    errors: &'p AtomicU64,
+}
+
+impl<'b> Emit<'b> for PortEmit<'_> {
+    fn frame(&mut self, to: Side, f: &'b [u8]) {
+        let port = match to {
+            Side::Inside => Some(self.inside),
+            Side::Outside => self.outside,
+        };
+        if let Some(p) = port {
+            if p.send(f).is_err() {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    fn owned(&mut self, to: Side, f: Vec<u8>) {
+        self.frame(to, &f);
+    }
+}
+
+impl<'b> Emit<'b> for crate::ring::Stage<'b, '_> {
+    fn frame(&mut self, to: Side, f: &'b [u8]) {
+        self.push(to as usize, f);
+    }
+    fn owned(&mut self, to: Side, f: Vec<u8>) {
+        self.push_owned(to as usize, f);
+    }
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::Inside => Side::Outside,
+            Side::Outside => Side::Inside,
+        }
+    }
+}
+
+/// One worker's engine, actor and bookkeeping, whatever feeds it frames.
+struct WorkerCore<'s> {
+    shared: &'s Shared,
+    stats: &'s WorkerStats,
+    rules: Arc<Ruleset>,
+    engine: Engine,
+    actor: Actor,
+    forward: bool,
+    events: &'s Mutex<Option<Box<dyn Write + Send>>>,
+    format: crate::eve::EventFormat,
+    /// Interface names, inside then outside, for the events.
+    names: [Option<String>; 2],
+    since_publish: u32,
+    events_failing: bool,
+    last_expire: u64,
+}
+
+impl<'s> WorkerCore<'s> {
+    fn new(
+        k: usize,
+        shared: &'s Shared,
+        forward: bool,
+        (events, format): (
+            &'s Mutex<Option<Box<dyn Write + Send>>>,
+            crate::eve::EventFormat,
+        ),
+        names: [Option<String>; 2],
+    ) -> WorkerCore<'s> {
+        let rules = shared.rules.load_full();
+        let mut engine = Engine::new(rules.clone());
+        engine.set_learn_store(shared.learned.clone());
+        WorkerCore {
+            shared,
+            stats: &shared.workers[k],
+            engine,
+            rules,
+            actor: if forward {
+                Actor::default()
+            } else {
+                Actor::tap()
+            },
+            forward,
+            events,
+            format,
+            names,
+            since_publish: 0,
+            events_failing: false,
+            last_expire: 0,
+        }
+    }
+
+    /// Hot reload: pick up a new ruleset between packets.
+    fn reload(&mut self) {
+        let current = self.shared.rules.load();
+        if !Arc::ptr_eq(&current, &self.rules) {
+            self.rules = current.clone();
+            self.engine.set_rules(self.rules.clone());
+        }
+    }
+
+    /// One frame, arrived at `ts` (ns since the epoch).
+    fn handle<'b>(&mut self, ts: u64, side: Side, frame: &'b [u8], out: &mut dyn Emit<'b>) {
+        // A tap sees both ways on one port: no side to tell.
+        let d = if self.forward {
+            self.engine
+                .process_from(ts, LinkType::Ethernet, frame, side == Side::Inside)
+        } else {
+            self.engine.process(ts, LinkType::Ethernet, frame)
+        };
+        let (engine, rules) = (&self.engine, &self.rules);
+        let o = self
+            .actor
+            .act(rules, LinkType::Ethernet, frame, ts, &d, engine.events());
+        if o.forward && self.forward {
+            out.frame(side.other(), frame);
+        }
+        // Injected frames addressed to this frame's sender go back out
+        // the side it came from; the rest go the other way (in tap mode
+        // everything goes out the tap).
+        if !o.inject.is_empty() {
+            let src = chokepoint_core::inject::trigger(LinkType::Ethernet, frame).map(|t| t.src);
+            for f in &o.inject {
+                let to_sender =
+                    chokepoint_core::inject::trigger(LinkType::Ethernet, f).map(|t| t.dst) == src;
+                let to = if !self.forward || to_sender {
+                    if self.forward {
+                        side
+                    } else {
+                        Side::Inside
+                    }
+                } else {
+                    side.other()
+                };
+                out.owned(to, f.clone());
+            }
+        }
+        let stats = self.stats;
+        let si = (side == Side::Outside) as usize;
+        let v = d.verdict as usize;
+        stats.packets[si][v].fetch_add(1, Ordering::Relaxed);
+        stats.bytes[si][v].fetch_add(frame.len() as u64, Ordering::Relaxed);
+        if !self.engine.events().is_empty() {
+            let mut dec = stats.decisions.lock().expect("stats");
+            for e in self.engine.events() {
+                *dec.entry((e.rule, e.trigger.as_str(), e.verdict.as_str()))
+                    .or_default() += 1;
+            }
+            drop(dec);
+            if let Some(w) = self.events.lock().expect("events").as_mut() {
+                let iface = self.names[si].as_deref();
+                let written = self
+                    .engine
+                    .events()
+                    .iter()
+                    .try_for_each(|e| {
+                        writeln!(w, "{}", self.format.json(&self.rules, e, &o, iface))
+                    })
+                    .and_then(|()| w.flush());
+                // Forwarding goes on without the events; said once
+                // per outage, not once per event.
+                match written {
+                    Err(e) if !self.events_failing => {
+                        tracing::error!(error = %e, "events not written");
+                        self.events_failing = true;
+                    }
+                    Err(_) => {}
+                    Ok(()) => self.events_failing = false,
+                }
+            }
+        }
+        self.since_publish += 1;
+    }
+
+    /// A quiet worker frees flows, fragments and residual blocks past
+    /// their time, at most once a second (a busy one expires a flow it
+    /// looks up, and sweeps a few slots per packet).
+    fn idle(&mut self) {
+        let now = now_ns();
+        if now.saturating_sub(self.last_expire) >= 1_000_000_000 {
+            self.engine.expire(now);
+            self.last_expire = now;
+            // What it freed shows in the counters published next.
+            self.since_publish += 1;
+        }
+    }
+
+    /// Publish every 256 frames, and when idle, so a quiet link still
+    /// shows fresh counters. Returns whether it published.
+    fn publish(&mut self, idle: bool) -> bool {
+        if !(self.since_publish >= 256 || (idle && self.since_publish > 0)) {
+            return false;
+        }
+        let stats = self.stats;
+        *stats.engine.lock().expect("stats") = self.engine.counters.clone();
+        *stats.actions.lock().expect("stats") = self.actor.counters.clone();
+        let fs = self.engine.flows().stats;
+        stats
+            .flows
+            .store(self.engine.flows().len() as u64, Ordering::Relaxed);
+        stats.flows_evicted.store(fs.evicted, Ordering::Relaxed);
+        stats.flows_expired.store(fs.expired, Ordering::Relaxed);
+        stats
+            .buffers_evicted
+            .store(fs.buffers_evicted, Ordering::Relaxed);
+        *stats.defrag.lock().expect("stats") = self.engine.defrag_stats();
+        self.since_publish = 0;
+        true
+    }
+
+    fn finish(&mut self) {
+        let stats = self.stats;
+        *stats.engine.lock().expect("stats") = self.engine.counters.clone();
+        *stats.actions.lock().expect("stats") = self.actor.counters.clone();
+        *stats.defrag.lock().expect("stats") = self.engine.defrag_stats();
+    }
+}
+
+/// The socket backend's worker: frames from its queue, sent one by one.
 fn worker(
     k: usize,
     rx: Receiver<Job>,
@@ -396,151 +670,159 @@ fn worker(
     inside: Arc<dyn Port>,
     outside: Option<Arc<dyn Port>>,
     forward: bool,
-    (events, format): (
+    events: (
         &Mutex<Option<Box<dyn Write + Send>>>,
         crate::eve::EventFormat,
     ),
 ) {
-    let mut rules = shared.rules.load_full();
-    let mut engine = Engine::new(rules.clone());
-    engine.set_learn_store(shared.learned.clone());
-    let mut actor = if forward {
-        Actor::default()
-    } else {
-        Actor::tap()
+    let names = [
+        Some(inside.name().to_string()),
+        outside.as_ref().map(|p| p.name().to_string()),
+    ];
+    let mut core = WorkerCore::new(k, shared, forward, events, names);
+    let mut out = PortEmit {
+        inside: &*inside,
+        outside: outside.as_deref(),
+        errors: &shared.send_errors,
     };
-    let stats = &shared.workers[k];
-    let mut since_publish = 0u32;
-    let mut events_failing = false;
-    let mut last_expire = 0u64;
     loop {
         let job = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(j) => Some(j),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        // Hot reload: pick up a new ruleset between packets.
-        let current = shared.rules.load();
-        if !Arc::ptr_eq(&current, &rules) {
-            rules = current.clone();
-            engine.set_rules(rules.clone());
-        }
+        core.reload();
         let idle = job.is_none();
         if let Some((side, frame)) = job {
-            let ts = now_ns();
-            // A tap sees both ways on one port: no side to tell.
-            let d = if forward {
-                engine.process_from(ts, LinkType::Ethernet, &frame, side == Side::Inside)
-            } else {
-                engine.process(ts, LinkType::Ethernet, &frame)
-            };
-            let o = actor.act(&rules, LinkType::Ethernet, &frame, ts, &d, engine.events());
-            let (same, other) = match side {
-                Side::Inside => (Some(&inside), outside.as_ref()),
-                Side::Outside => (outside.as_ref(), Some(&inside)),
-            };
-            if o.forward && forward {
-                if let Some(p) = other {
-                    if p.send(&frame).is_err() {
-                        shared.send_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            // Injected frames addressed to this frame's sender go back out
-            // the side it came from; the rest go the other way (in tap
-            // mode everything goes out the tap).
-            if !o.inject.is_empty() {
-                let src =
-                    chokepoint_core::inject::trigger(LinkType::Ethernet, &frame).map(|t| t.src);
-                for f in &o.inject {
-                    let to_sender = chokepoint_core::inject::trigger(LinkType::Ethernet, f)
-                        .map(|t| t.dst)
-                        == src;
-                    let port = if !forward {
-                        Some(&inside)
-                    } else if to_sender {
-                        same
-                    } else {
-                        other
-                    };
-                    if let Some(p) = port {
-                        if p.send(f).is_err() {
-                            shared.send_errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            }
-            let si = (side == Side::Outside) as usize;
-            let v = d.verdict as usize;
-            stats.packets[si][v].fetch_add(1, Ordering::Relaxed);
-            stats.bytes[si][v].fetch_add(frame.len() as u64, Ordering::Relaxed);
-            if !engine.events().is_empty() {
-                let mut dec = stats.decisions.lock().expect("stats");
-                for e in engine.events() {
-                    *dec.entry((e.rule, e.trigger.as_str(), e.verdict.as_str()))
-                        .or_default() += 1;
-                }
-                drop(dec);
-                if let Some(w) = events.lock().expect("events").as_mut() {
-                    let iface = match side {
-                        Side::Inside => Some(inside.name()),
-                        Side::Outside => outside.as_ref().map(|p| p.name()),
-                    };
-                    let written = engine
-                        .events()
-                        .iter()
-                        .try_for_each(|e| writeln!(w, "{}", format.json(&rules, e, &o, iface)))
-                        .and_then(|()| w.flush());
-                    // Forwarding goes on without the events; said once
-                    // per outage, not once per event.
-                    match written {
-                        Err(e) if !events_failing => {
-                            tracing::error!(error = %e, "events not written");
-                            events_failing = true;
-                        }
-                        Err(_) => {}
-                        Ok(()) => events_failing = false,
-                    }
-                }
-            }
-            since_publish += 1;
+            core.handle(now_ns(), side, &frame, &mut out);
         }
-        // A quiet worker frees flows, fragments and residual blocks past
-        // their time, at most once a second (a busy one expires a flow it
-        // looks up, and sweeps a few slots per packet).
         if idle {
-            let now = now_ns();
-            if now.saturating_sub(last_expire) >= 1_000_000_000 {
-                engine.expire(now);
-                last_expire = now;
-                // What it freed shows in the counters published below.
-                since_publish += 1;
+            core.idle();
+        }
+        core.publish(idle);
+    }
+    core.finish();
+}
+
+/// Frames a ring worker takes from one ring before turning to the other.
+const RING_BATCH: usize = 64;
+
+/// Run the ring backend until `shared.stop` is set: each worker reads its
+/// own rings (the kernel's fanout program put its flows there) and sends
+/// with `sendmmsg`. Returns the error of a worker that died.
+pub fn run_rings(
+    shared: Arc<Shared>,
+    rings: crate::ring::RingSet,
+    cfg: Config,
+) -> std::io::Result<()> {
+    let events: Mutex<Option<Box<dyn Write + Send>>> = Mutex::new(cfg.events);
+    let (forward, format) = (cfg.forward, cfg.events_format);
+    std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        let spin = rings.spin;
+        for (k, mut w) in rings.workers.into_iter().enumerate() {
+            let (shared, events) = (&*shared, &events);
+            handles.push(s.spawn(move || {
+                let _watch = DeathWatch(shared);
+                let names = [
+                    Some(w.inside.name().to_string()),
+                    w.outside.as_ref().map(|o| o.name().to_string()),
+                ];
+                let mut core = WorkerCore::new(k, shared, forward, (events, format), names);
+                ring_worker(&mut core, &mut w, spin);
+                core.finish();
+            }));
+        }
+        join_workers(handles)
+    })
+}
+
+fn ring_worker(core: &mut WorkerCore<'_>, w: &mut crate::ring::WorkerRings, spin: Duration) {
+    let shared = core.shared;
+    let stats = core.stats;
+    let mut tx = crate::ring::Tx::new(w.inside.fd(), w.outside.as_ref().map(|o| o.fd()));
+    let mut fds: Vec<libc::pollfd> = [Some(w.inside.fd()), w.outside.as_ref().map(|o| o.fd())]
+        .into_iter()
+        .flatten()
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let mut errors_seen = 0;
+    let mut kernel_read = std::time::Instant::now();
+    while !shared.stop.load(Ordering::Relaxed) {
+        core.reload();
+        let mut got = 0;
+        for side in [Side::Inside, Side::Outside] {
+            let sock = match side {
+                Side::Inside => &mut w.inside,
+                Side::Outside => match &mut w.outside {
+                    Some(o) => o,
+                    None => continue,
+                },
+            };
+            let batch = sock.rx.batch(RING_BATCH);
+            if batch.is_empty() {
+                continue;
+            }
+            got += batch.len();
+            // One clock read per batch: its frames arrived together.
+            let ts = now_ns();
+            tx.stage(|st| {
+                for f in batch.frames() {
+                    if f.truncated {
+                        // Cut short by its slot (an MTU above the ring's,
+                        // or GRO left on): it cannot be forwarded whole.
+                        stats.ring_truncated.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    core.handle(ts, side, f.data, st);
+                }
+            });
+        }
+        if tx.errors != errors_seen {
+            shared
+                .send_errors
+                .fetch_add(tx.errors - errors_seen, Ordering::Relaxed);
+            errors_seen = tx.errors;
+        }
+        let mut idle = false;
+        if got == 0 && !spin.is_zero() {
+            // Look again for a while before sleeping: a frame that comes
+            // now is taken without a wake-up.
+            let t = std::time::Instant::now();
+            let ready = |w: &crate::ring::WorkerRings| {
+                w.inside.rx.ready() || w.outside.as_ref().is_some_and(|o| o.rx.ready())
+            };
+            while !ready(w) && t.elapsed() < spin {
+                std::hint::spin_loop();
+            }
+            got = usize::from(ready(w));
+        }
+        if got == 0 {
+            // SAFETY: `fds` is a valid array of its length.
+            let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+            if r == 0 {
+                idle = true;
+                core.idle();
             }
         }
-        // Publish every 256 frames, and when idle, so a quiet link still
-        // shows fresh counters.
-        if since_publish >= 256 || (idle && since_publish > 0) {
-            *stats.engine.lock().expect("stats") = engine.counters.clone();
-            *stats.actions.lock().expect("stats") = actor.counters.clone();
-            stats
-                .flows
-                .store(engine.flows().len() as u64, Ordering::Relaxed);
-            stats
-                .flows_evicted
-                .store(engine.flows().stats.evicted, Ordering::Relaxed);
-            stats
-                .flows_expired
-                .store(engine.flows().stats.expired, Ordering::Relaxed);
-            stats
-                .buffers_evicted
-                .store(engine.flows().stats.buffers_evicted, Ordering::Relaxed);
-            *stats.defrag.lock().expect("stats") = engine.defrag_stats();
-            since_publish = 0;
+        if (core.publish(idle) || idle) && kernel_read.elapsed() >= Duration::from_millis(500) {
+            kernel_read = std::time::Instant::now();
+            for (si, sock) in [Some(&w.inside), w.outside.as_ref()]
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(Ok(k)) = sock.map(|s| s.stats()) {
+                    stats.kernel_packets[si].fetch_add(k.packets, Ordering::Relaxed);
+                    stats.kernel_drops[si].fetch_add(k.drops, Ordering::Relaxed);
+                    stats.kernel_freeze_q[si].fetch_add(k.freeze_q, Ordering::Relaxed);
+                }
+            }
         }
     }
-    *stats.engine.lock().expect("stats") = engine.counters.clone();
-    *stats.actions.lock().expect("stats") = actor.counters.clone();
-    *stats.defrag.lock().expect("stats") = engine.defrag_stats();
 }
 
 /// Load a new ruleset off the packet path and swap it in atomically; on

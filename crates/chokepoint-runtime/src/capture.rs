@@ -14,6 +14,7 @@ use pcap_parser::{create_reader, PcapBlockOwned, PcapError};
 pub use crate::capture_writer::{Format, Writer};
 
 /// One packet record.
+#[derive(Clone, Copy, Debug)]
 pub struct Record<'a> {
     /// 1-based index among packet records.
     pub index: u64,
@@ -116,7 +117,7 @@ struct State {
 }
 
 impl State {
-    fn block(&mut self, block: PcapBlockOwned<'_>, f: &mut dyn FnMut(&Record<'_>)) {
+    fn block<'a>(&mut self, block: PcapBlockOwned<'a>, f: &mut dyn FnMut(&Record<'a>)) {
         match block {
             PcapBlockOwned::LegacyHeader(h) => {
                 self.legacy = Some((
@@ -194,11 +195,11 @@ impl State {
 /// a corrupt length field must not make the reader take gigabytes.
 pub const MAX_BLOCK: usize = 64 << 20;
 
-/// Captures up to this size are read whole and parsed in place, with exact
-/// error offsets; larger ones are streamed through a 1 MiB buffer (for a
-/// 124 MB capture, reading it whole cost as much in page faults as it saved
-/// in copying).
-pub const IN_MEMORY: u64 = 8 << 20;
+/// Captures up to this size are memory-mapped and parsed in place, with
+/// exact error offsets and no copy (the default: every file that can be
+/// mapped); larger ones, and what cannot be mapped (a pipe, stdin), are
+/// streamed through a buffer of 1 MiB that grows for larger blocks.
+pub const IN_MEMORY: u64 = u64::MAX;
 
 /// The streaming reader's first buffer; it grows for bigger blocks.
 const STREAM_BUFFER: usize = 1 << 20;
@@ -211,9 +212,9 @@ pub const MAX_REASON: usize = 200;
 /// How [`read_with`] reads a capture; [`read`] uses the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadOptions {
-    /// Files up to this size are read whole, larger ones streamed
-    /// (default [`IN_MEMORY`]; 0 streams every file, as tests do to take
-    /// the streaming path without writing a large file).
+    /// Files up to this size are memory-mapped, larger ones streamed
+    /// (default [`IN_MEMORY`]: every file; 0 streams every file, as tests
+    /// do to take the streaming path).
     pub in_memory_max: u64,
     /// The largest block the streaming reader holds (default
     /// [`MAX_BLOCK`]); a larger one is [`CaptureError::BlockTooLarge`].
@@ -307,17 +308,71 @@ pub fn read_with(
         return res;
     }
     let len = std::fs::metadata(path).map_err(open)?.len();
-    let res = if len > opts.in_memory_max {
-        match File::open(path) {
+    let mapped = if len <= opts.in_memory_max {
+        map(path)?
+    } else {
+        None
+    };
+    let res = match &mapped {
+        Some(m) => parse_slice(&p, m, &mut st, f),
+        None => match File::open(path) {
             Ok(file) => read_stream(&p, Box::new(file), opts, &mut st, f),
             Err(e) => Err(open(e)),
-        }
-    } else {
-        match std::fs::read(path) {
-            Ok(data) => parse_slice(&p, &data, &mut st, f),
-            Err(e) => Err(open(e)),
-        }
+        },
     };
+    *skipped = st.skipped;
+    res
+}
+
+/// A capture file mapped into memory, read in place.
+pub struct Mapped(memmap2::Mmap);
+
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Map `path` (`None` when it cannot be mapped: not a regular file, say;
+/// it is then streamed).
+pub fn map(path: &Path) -> Result<Option<Mapped>, CaptureError> {
+    if path.as_os_str() == STDIN {
+        return Ok(None);
+    }
+    let file = File::open(path).map_err(|e| CaptureError::Open {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Ok(None);
+    }
+    // SAFETY: the mapping is only read. A capture truncated or rewritten
+    // by another process while it is read would show changed bytes, or
+    // fault (SIGBUS) past a truncation, as with any mmap reader; captures
+    // are not files being written when they are replayed.
+    // Populated up front: one pass over the page tables instead of a
+    // fault per few pages while parsing.
+    match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+        Ok(m) => {
+            let _ = m.advise(memmap2::Advice::Sequential);
+            Ok(Some(Mapped(m)))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// [`read_with`] over a capture already in memory (a [`Mapped`] file):
+/// each record's bytes borrow `data` itself, so they may be kept (and
+/// handed to other threads) for as long as `data` lives.
+pub fn read_in_place<'a>(
+    p: &str,
+    data: &'a [u8],
+    skipped: &mut Skipped,
+    f: &mut dyn FnMut(&Record<'a>),
+) -> Result<u64, CaptureError> {
+    let mut st = State::default();
+    let res = parse_slice(p, data, &mut st, f);
     *skipped = st.skipped;
     res
 }
@@ -331,11 +386,11 @@ pub fn read_slice(
     parse_slice(p, data, &mut State::default(), f)
 }
 
-fn parse_slice(
+fn parse_slice<'a>(
     p: &str,
-    data: &[u8],
+    data: &'a [u8],
     st: &mut State,
-    f: &mut dyn FnMut(&Record<'_>),
+    f: &mut dyn FnMut(&Record<'a>),
 ) -> Result<u64, CaptureError> {
     let corrupt = |st: &State, rem: &[u8], reason: String| CaptureError::Corrupt {
         path: p.to_string(),

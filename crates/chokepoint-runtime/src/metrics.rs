@@ -94,6 +94,30 @@ pub fn render(shared: &Shared) -> String {
         "Frames dropped because a worker's queue was full.",
         &["worker"],
     );
+    let kpackets = counter(
+        &reg,
+        "chokepoint_kernel_packets_total",
+        "Ring backend: frames the kernel offered each worker's socket (PACKET_STATISTICS tp_packets, drops included), by worker and side.",
+        &["worker", "direction"],
+    );
+    let kdrops = counter(
+        &reg,
+        "chokepoint_kernel_drops_total",
+        "Ring backend: frames the kernel dropped because a worker's ring was full (tp_drops), by worker and side.",
+        &["worker", "direction"],
+    );
+    let kfreeze = counter(
+        &reg,
+        "chokepoint_kernel_freeze_queue_total",
+        "Ring backend, TPACKET_V3: times a worker's ring froze full (tp_freeze_q_cnt), by worker and side.",
+        &["worker", "direction"],
+    );
+    let truncated = counter(
+        &reg,
+        "chokepoint_ring_truncated_total",
+        "Ring backend: frames longer than a ring slot (an MTU above the ring's, or GRO on), not forwarded, by worker.",
+        &["worker"],
+    );
     let flows_ev = counter(
         &reg,
         "chokepoint_flow_evictions_total",
@@ -259,6 +283,21 @@ pub fn render(shared: &Shared) -> String {
         .inc_by(a.buckets_evicted);
     for (k, n) in t.queue_drops.iter().enumerate() {
         queue.with_label_values(&[&k.to_string()]).inc_by(*n);
+    }
+    for (k, w) in t.kernel.iter().enumerate() {
+        let k = k.to_string();
+        for (si, side) in ["inside", "outside"].iter().enumerate() {
+            kpackets
+                .with_label_values(&[k.as_str(), side])
+                .inc_by(w.packets[si]);
+            kdrops
+                .with_label_values(&[k.as_str(), side])
+                .inc_by(w.drops[si]);
+            kfreeze
+                .with_label_values(&[k.as_str(), side])
+                .inc_by(w.freeze_q[si]);
+        }
+        truncated.with_label_values(&[&k]).inc_by(w.truncated);
     }
     flows_ev
         .with_label_values::<&str>(&[])

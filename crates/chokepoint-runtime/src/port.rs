@@ -4,9 +4,10 @@
 //! one: a raw `AF_PACKET` socket bound to one interface, in promiscuous
 //! mode, that ignores the frames it sends itself (`PACKET_IGNORE_OUTGOING`,
 //! Linux ≥ 4.20: without it a bridge re-reads and re-forwards every frame
-//! it transmits). One `recv` per frame: fine for a lab bridge, not for line
-//! rate (a ring-based backend such as `PACKET_MMAP` or AF_XDP can implement
-//! the same trait).
+//! it transmits). One `recv` per frame, through a receive thread and a
+//! queue: `--capture socket`, the fallback for interfaces without packet
+//! rings. The default backend is [`crate::ring`]: per-worker rings, kernel
+//! fanout, batched transmit.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use chokepoint_core::decode::worker_for;
 use chokepoint_core::{Counters, Engine, Event, Verdict};
 use chokepoint_rules::{Ruleset, Trigger};
 
@@ -128,71 +129,278 @@ pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value 
     v
 }
 
-/// Replay a capture. Events go to `events` as JSON lines. The summary is
-/// complete for every record read, also when the capture turns out to be
-/// damaged (the error is returned beside it). The first write error of
-/// any output is returned too ([`CaptureError::Output`]), so no output is
-/// taken for complete when it is not; the summary is still made.
+/// Replay a capture with one worker. Events go to `events` as JSON lines.
+/// The summary is complete for every record read, also when the capture
+/// turns out to be damaged (the error is returned beside it). The first
+/// write error of any output is returned too ([`CaptureError::Output`]),
+/// so no output is taken for complete when it is not; the summary is still
+/// made.
 pub fn replay(
     rules: Arc<Ruleset>,
     path: &Path,
     out: Outputs<'_>,
 ) -> (Summary, Result<(), CaptureError>) {
-    let mut engine = Engine::new(rules.clone());
-    // One replay is one worker: its dynamic lists are its own, driven by
-    // the capture's timestamps.
-    let learned = Arc::new(crate::learned::LearnedTable::new(
-        rules.meta.profile.max_learned_entries as usize,
-    ));
-    engine.set_learn_store(learned.clone());
-    let mut s = Summary::default();
-    let mut last_ts = 0;
-    let mut write_err: Option<std::io::Error> = None;
+    replay_with(rules, path, out, 1)
+}
+
+/// [`replay`] with `workers` engines, frames spread over them by
+/// [`worker_for`] as the live bridge's fanout spreads them, and every
+/// output merged back into frame order: events, pass and drop captures are
+/// byte for byte those of one worker, and the summary's counters are the
+/// workers' sums. (A policy whose state spans host pairs, a per-client
+/// throttle or a residual block of a whole server or client, then decides
+/// as a live bridge with that many workers would, which may differ from one
+/// worker: see [`shares_state_across_hosts`].) A capture that cannot be
+/// memory-mapped (a pipe) is replayed by one worker.
+pub fn replay_with(
+    rules: Arc<Ruleset>,
+    path: &Path,
+    out: Outputs<'_>,
+    workers: usize,
+) -> (Summary, Result<(), CaptureError>) {
+    let opts = capture::ReadOptions::default();
+    let mapped = if workers > 1 {
+        match capture::map(path) {
+            Ok(m) => m,
+            Err(e) => return (Summary::default(), Err(e)),
+        }
+    } else {
+        None
+    };
     let Outputs {
-        mut events,
+        events,
         pass,
         drop,
-        mut progress,
+        progress,
         format,
     } = out;
-    let mut bytes_read: u64 = 0;
-    let mut pass = pass.map(|w| capture::Writer::new(w, capture::Format::PcapNanos));
-    let mut drop = drop.map(|w| capture::Writer::new(w, capture::Format::PcapNanos));
-    // The actor runs on every frame, outputs or not: events report what
-    // it did.
-    let mut actor = Actor::default();
+    let mut sink = Direct {
+        // An event is written in many small pieces: gather them here
+        // rather than hand each to the writer.
+        events: events.map(|w| std::io::BufWriter::with_capacity(1 << 16, w)),
+        pass: pass.map(|w| capture::Writer::new(w, capture::Format::PcapNanos)),
+        drop: drop.map(|w| capture::Writer::new(w, capture::Format::PcapNanos)),
+        err: None,
+    };
+    let want = Wants {
+        frames: sink.pass.is_some() || sink.drop.is_some(),
+        events: sink.events.is_some(),
+    };
+    let mut reader = Reader {
+        progress,
+        bytes_read: 0,
+        seq: 0,
+        last_ts: 0,
+        records: 0,
+    };
     let mut skipped = capture::Skipped::default();
-    let opts = capture::ReadOptions::default();
-    let res = capture::read_with(path, &opts, &mut skipped, &mut |rec| {
-        s.records = rec.index;
-        last_ts = rec.ts;
-        bytes_read += rec.data.len() as u64 + 16;
+    let (mut s, res) = match &mapped {
+        Some(data) => sharded(
+            &rules,
+            path,
+            data,
+            workers,
+            format,
+            want,
+            &mut reader,
+            &mut skipped,
+            &mut sink,
+        ),
+        None => {
+            let mut w = Worker::new(&rules, format, want);
+            let res = capture::read_with(path, &opts, &mut skipped, &mut |rec| {
+                let seq = reader.next(rec);
+                w.frame(seq, rec, &mut sink);
+            });
+            (w.finish(reader.last_ts), res)
+        }
+    };
+    let mut write_err = sink.err.take();
+    let flushed = sink.events.as_mut().map(|w| w.flush());
+    for w in [
+        flushed,
+        sink.pass.map(|p| p.finish().map(|_| ())),
+        sink.drop.map(|d| d.finish().map(|_| ())),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let (Err(e), None) = (w, &write_err) {
+            write_err = Some(e);
+        }
+    }
+    s.skipped = skipped;
+    s.records = reader.records;
+    match &res {
+        Ok(n) => s.records = *n,
+        Err(
+            CaptureError::Corrupt { records, .. } | CaptureError::BlockTooLarge { records, .. },
+        ) => s.records = *records,
+        Err(_) => {}
+    }
+    let res = match (res, write_err) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Some(e)) => Err(CaptureError::Output { source: e }),
+        (Ok(_), None) => Ok(()),
+    };
+    (s, res)
+}
+
+/// Whether the policy keeps state that spans host pairs (a throttle shared
+/// by a client's flows, a residual block of a whole server or client, the
+/// dynamic lists of `learn` actions):
+/// with several workers, such state is per worker, as on a live bridge
+/// with that many workers, so a replay may decide differently from one
+/// worker's.
+pub fn shares_state_across_hosts(rs: &Ruleset) -> bool {
+    rs.meta.rules.iter().any(|r| {
+        matches!(r.action, chokepoint_rules::Action::Learn { .. })
+            || matches!(
+                r.action,
+                chokepoint_rules::Action::Throttle {
+                    scope: chokepoint_rules::vocab::Scope::Client,
+                    ..
+                }
+            )
+            || r.residual.is_some_and(|x| {
+                matches!(
+                    x.scope,
+                    chokepoint_rules::conditions::ResidualScope::Server
+                        | chokepoint_rules::conditions::ResidualScope::Client
+                )
+            })
+    })
+}
+
+/// What the outputs need from each frame.
+#[derive(Clone, Copy)]
+struct Wants {
+    frames: bool,
+    events: bool,
+}
+
+/// The reading side: record numbers, progress, the last timestamp.
+struct Reader<'p> {
+    progress: Option<&'p mut dyn FnMut(u64)>,
+    bytes_read: u64,
+    /// Records delivered so far: the engine's packet number of the next.
+    seq: u64,
+    last_ts: u64,
+    records: u64,
+}
+
+impl Reader<'_> {
+    /// Count a record; returns its packet number (1-based among the
+    /// records the engine sees, as one engine numbers them).
+    fn next(&mut self, rec: &capture::Record<'_>) -> u64 {
+        self.records = rec.index;
+        self.last_ts = rec.ts;
+        self.bytes_read += rec.data.len() as u64 + 16;
         if rec.index % PROGRESS_EVERY == 0 {
-            if let Some(p) = progress.as_deref_mut() {
-                p(bytes_read);
+            if let Some(p) = self.progress.as_deref_mut() {
+                p(self.bytes_read);
             }
         }
-        let d = engine.process(rec.ts, rec.link, rec.data);
-        let o = actor.act(&rules, rec.link, rec.data, rec.ts, &d, engine.events());
-        if pass.is_some() || drop.is_some() {
-            let r = (|| -> std::io::Result<()> {
-                match (o.forward, &mut pass, &mut drop) {
-                    (true, Some(p), _) => p.write(rec.link, rec.ts, rec.data)?,
-                    (false, _, Some(dw)) => dw.write(rec.link, rec.ts, rec.data)?,
-                    _ => {}
+        self.seq += 1;
+        self.seq
+    }
+}
+
+/// Where one frame's outputs go.
+trait Sink {
+    /// The frame passes (`forward`) or is dropped; `inject` are the frames
+    /// sent for it.
+    fn frame(&mut self, rec: &capture::Record<'_>, forward: bool, inject: &[Vec<u8>]);
+    /// One event line (without its newline).
+    fn event(&mut self, line: &dyn std::fmt::Display);
+}
+
+/// One worker's outputs, written as they come.
+struct Direct<'a> {
+    events: Option<std::io::BufWriter<&'a mut dyn Write>>,
+    pass: Option<capture::Writer<&'a mut dyn Write>>,
+    drop: Option<capture::Writer<&'a mut dyn Write>>,
+    /// The first write error.
+    err: Option<std::io::Error>,
+}
+
+impl Sink for Direct<'_> {
+    fn frame(&mut self, rec: &capture::Record<'_>, forward: bool, inject: &[Vec<u8>]) {
+        let r = (|| -> std::io::Result<()> {
+            match (forward, &mut self.pass, &mut self.drop) {
+                (true, Some(p), _) => p.write(rec.link, rec.ts, rec.data)?,
+                (false, _, Some(dw)) => dw.write(rec.link, rec.ts, rec.data)?,
+                _ => {}
+            }
+            if let Some(p) = &mut self.pass {
+                for f in inject {
+                    p.write(rec.link, rec.ts, f)?;
                 }
-                if let Some(p) = &mut pass {
-                    for f in &o.inject {
-                        p.write(rec.link, rec.ts, f)?;
-                    }
-                }
-                Ok(())
-            })();
-            if let (Err(e), None) = (r, &write_err) {
-                write_err = Some(e);
+            }
+            Ok(())
+        })();
+        if let (Err(e), None) = (r, &self.err) {
+            self.err = Some(e);
+        }
+    }
+    fn event(&mut self, line: &dyn std::fmt::Display) {
+        if let (Some(w), None) = (self.events.as_mut(), &self.err) {
+            if let Err(e) = writeln!(w, "{line}") {
+                self.err = Some(e);
             }
         }
-        for e in engine.events() {
+    }
+}
+
+/// An engine and an actor, and what they saw.
+struct Worker {
+    rules: Arc<Ruleset>,
+    engine: Engine,
+    /// The dynamic lists of `learn` actions: each worker's own, driven by
+    /// the capture's timestamps.
+    learned: Arc<crate::learned::LearnedTable>,
+    actor: Actor,
+    s: Summary,
+    format: crate::eve::EventFormat,
+    want: Wants,
+}
+
+impl Worker {
+    fn new(rules: &Arc<Ruleset>, format: crate::eve::EventFormat, want: Wants) -> Worker {
+        let mut engine = Engine::new(rules.clone());
+        let learned = Arc::new(crate::learned::LearnedTable::new(
+            rules.meta.profile.max_learned_entries as usize,
+        ));
+        engine.set_learn_store(learned.clone());
+        Worker {
+            rules: rules.clone(),
+            engine,
+            learned,
+            // The actor runs on every frame, outputs or not: events report
+            // what it did.
+            actor: Actor::default(),
+            s: Summary::default(),
+            format,
+            want,
+        }
+    }
+
+    /// Run one record; `seq` is its packet number in the whole capture.
+    fn frame(&mut self, seq: u64, rec: &capture::Record<'_>, sink: &mut dyn Sink) {
+        let d = self.engine.process(rec.ts, rec.link, rec.data);
+        let o = self.actor.act(
+            &self.rules,
+            rec.link,
+            rec.data,
+            rec.ts,
+            &d,
+            self.engine.events(),
+        );
+        if self.want.frames {
+            sink.frame(rec, o.forward, &o.inject);
+        }
+        let s = &mut self.s;
+        for e in self.engine.events() {
             s.events += 1;
             *s.by_rule.entry((e.rule, e.trigger)).or_default() += 1;
             let v = e.verdict as usize;
@@ -206,53 +414,287 @@ pub fn replay(
                     .entry(String::from_utf8_lossy(e.name.as_bytes()).into_owned())
                     .or_default() += 1;
             }
-            if let Some(w) = events.as_deref_mut() {
-                if write_err.is_none() {
-                    if let Err(err) = writeln!(w, "{}", format.json(&rules, e, &o, None)) {
-                        write_err = Some(err);
-                    }
-                }
+            if self.want.events {
+                // Numbered in the whole capture, not in this engine's share.
+                let mut e = *e;
+                e.packet = seq;
+                sink.event(&self.format.json(&self.rules, &e, &o, None));
             }
         }
-    });
-    for w in [
-        pass.map(|p| p.finish().map(|_| ())),
-        drop.map(|d| d.finish().map(|_| ())),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let (Err(e), None) = (w, &write_err) {
-            write_err = Some(e);
+    }
+
+    /// The summary's share of this worker, its flows expired at the end.
+    fn finish(mut self, last_ts: u64) -> Summary {
+        let mut s = std::mem::take(&mut self.s);
+        s.actions = self.actor.counters.clone();
+        let end = last_ts.saturating_add(3600 * 1_000_000_000);
+        self.engine.expire(end);
+        self.learned.expire(end);
+        s.learned = self.learned.stats();
+        s.counters = self.engine.counters.clone();
+        let fs = self.engine.flows().stats;
+        s.flows_created = fs.created;
+        s.flows_expired = fs.expired;
+        s.flows_evicted = fs.evicted;
+        s.fragments_reassembled = self.engine.defrag_stats().datagrams;
+        s.defrag = self.engine.defrag_stats();
+        s.reassembly_buffers_evicted = fs.buffers_evicted;
+        s
+    }
+}
+
+impl Summary {
+    /// Add another worker's share.
+    fn add(&mut self, o: &Summary) {
+        self.counters.add(&o.counters);
+        self.flows_created += o.flows_created;
+        self.flows_expired += o.flows_expired;
+        self.flows_evicted += o.flows_evicted;
+        for v in 0..Verdict::COUNT {
+            self.flows_by_verdict[v] += o.flows_by_verdict[v];
+            self.dns_by_verdict[v] += o.dns_by_verdict[v];
+        }
+        for (k, n) in &o.by_rule {
+            *self.by_rule.entry(*k).or_default() += n;
+        }
+        for (k, n) in &o.blocked_names {
+            *self.blocked_names.entry(k.clone()).or_default() += n;
+        }
+        self.events += o.events;
+        self.fragments_reassembled += o.fragments_reassembled;
+        self.defrag.add(&o.defrag);
+        self.reassembly_buffers_evicted += o.reassembly_buffers_evicted;
+        self.actions.add(&o.actions);
+        let l = &mut self.learned;
+        l.learned += o.learned.learned;
+        l.refreshed += o.learned.refreshed;
+        l.hits += o.learned.hits;
+        l.evicted += o.learned.evicted;
+        l.expired += o.learned.expired;
+        l.entries += o.learned.entries;
+    }
+}
+
+/// Records per chunk: the unit the reader hands out and the merge puts
+/// back in order.
+const CHUNK: usize = 512;
+/// Chunks read ahead of the merge.
+const IN_FLIGHT: usize = 32;
+
+/// One record for a worker: its place in the chunk and in the capture.
+struct Rec<'a> {
+    pos: u32,
+    seq: u64,
+    ts: u64,
+    link: chokepoint_core::LinkType,
+    data: &'a [u8],
+}
+
+enum Job<'a> {
+    Chunk(Vec<Rec<'a>>),
+    /// The capture's last timestamp: finish.
+    End(u64),
+}
+
+/// A worker's outputs for its share of one chunk, in its order.
+#[derive(Default)]
+struct ChunkOut {
+    /// (position in the chunk, forwarded) per record, when frames are wanted.
+    frames: Vec<(u32, bool)>,
+    /// (position, frame) of injected frames.
+    inject: Vec<(u32, Vec<u8>)>,
+    /// Event lines, and (position, end in `text`) of each.
+    text: String,
+    events: Vec<(u32, usize)>,
+}
+
+/// Collects a worker's outputs for the merge.
+struct Collect<'o> {
+    out: &'o mut ChunkOut,
+    pos: u32,
+}
+
+impl Sink for Collect<'_> {
+    fn frame(&mut self, _rec: &capture::Record<'_>, forward: bool, inject: &[Vec<u8>]) {
+        self.out.frames.push((self.pos, forward));
+        for f in inject {
+            self.out.inject.push((self.pos, f.clone()));
         }
     }
-    s.skipped = skipped;
-    match &res {
-        Ok(n) => s.records = *n,
-        Err(
-            CaptureError::Corrupt { records, .. } | CaptureError::BlockTooLarge { records, .. },
-        ) => s.records = *records,
-        Err(_) => {}
+    fn event(&mut self, line: &dyn std::fmt::Display) {
+        use std::fmt::Write as _;
+        let _ = writeln!(self.out.text, "{line}");
+        self.out.events.push((self.pos, self.out.text.len()));
     }
-    s.actions = actor.counters.clone();
-    let end = last_ts.saturating_add(3600 * 1_000_000_000);
-    engine.expire(end);
-    learned.expire(end);
-    s.learned = learned.stats();
-    s.counters = engine.counters.clone();
-    let fs = engine.flows().stats;
-    s.flows_created = fs.created;
-    s.flows_expired = fs.expired;
-    s.flows_evicted = fs.evicted;
-    s.fragments_reassembled = engine.defrag_stats().datagrams;
-    s.defrag = engine.defrag_stats();
-    s.reassembly_buffers_evicted = fs.buffers_evicted;
-    let res = match (res, write_err) {
-        (Err(e), _) => Err(e),
-        (Ok(_), Some(e)) => Err(CaptureError::Output { source: e }),
-        (Ok(_), None) => Ok(()),
-    };
-    (s, res)
+}
+
+/// Start loading the first bytes of `b` into the cache.
+#[inline]
+fn prefetch(b: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it never faults and reads nothing into
+    // the program, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(b.as_ptr() as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(b.as_ptr().wrapping_add(64) as *const i8);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = b;
+}
+
+/// Replay a mapped capture over `n` workers (see [`replay_with`]).
+#[allow(clippy::too_many_arguments)]
+fn sharded<'a>(
+    rules: &Arc<Ruleset>,
+    path: &Path,
+    data: &'a [u8],
+    n: usize,
+    format: crate::eve::EventFormat,
+    want: Wants,
+    reader: &mut Reader<'_>,
+    skipped: &mut capture::Skipped,
+    sink: &mut Direct<'_>,
+) -> (Summary, Result<u64, CaptureError>) {
+    use std::sync::mpsc::{channel, sync_channel};
+    std::thread::scope(|sc| {
+        let mut jobs = Vec::new();
+        let mut results = Vec::new();
+        let mut handles = Vec::new();
+        for _ in 0..n {
+            let (jtx, jrx) = sync_channel::<Job<'a>>(2);
+            let (rtx, rrx) = channel::<ChunkOut>();
+            jobs.push(jtx);
+            results.push(rrx);
+            let rules = rules.clone();
+            handles.push(sc.spawn(move || {
+                let mut w = Worker::new(&rules, format, want);
+                while let Ok(job) = jrx.recv() {
+                    match job {
+                        Job::Chunk(recs) => {
+                            let mut out = ChunkOut::default();
+                            for (i, r) in recs.iter().enumerate() {
+                                // The reader touched these bytes a while
+                                // ago, on another core: ask for them early.
+                                if let Some(ahead) = recs.get(i + 4) {
+                                    prefetch(ahead.data);
+                                }
+                                let rec = capture::Record {
+                                    index: 0,
+                                    ts: r.ts,
+                                    link: r.link,
+                                    data: r.data,
+                                    orig_len: r.data.len() as u32,
+                                };
+                                let mut c = Collect {
+                                    out: &mut out,
+                                    pos: r.pos,
+                                };
+                                w.frame(r.seq, &rec, &mut c);
+                            }
+                            if rtx.send(out).is_err() {
+                                break;
+                            }
+                        }
+                        Job::End(last_ts) => return w.finish(last_ts),
+                    }
+                }
+                w.finish(0)
+            }));
+        }
+        // Chunks handed out and not merged yet: each record's worker and
+        // the record itself, in capture order.
+        let mut pending: std::collections::VecDeque<Vec<(u16, capture::Record<'a>)>> =
+            std::collections::VecDeque::new();
+        let mut shares: Vec<Vec<Rec<'a>>> = (0..n).map(|_| Vec::new()).collect();
+        let mut order: Vec<(u16, capture::Record<'a>)> = Vec::with_capacity(CHUNK);
+        let merge = |pending: &mut std::collections::VecDeque<Vec<(u16, capture::Record<'a>)>>,
+                     sink: &mut Direct<'_>| {
+            let Some(chunk) = pending.pop_front() else {
+                return;
+            };
+            let outs: Vec<ChunkOut> = results
+                .iter()
+                .map(|r| r.recv().unwrap_or_default())
+                .collect();
+            merge_chunk(&chunk, &outs, sink);
+        };
+        let dispatch = |order: &mut Vec<(u16, capture::Record<'a>)>,
+                        shares: &mut Vec<Vec<Rec<'a>>>,
+                        pending: &mut std::collections::VecDeque<_>,
+                        sink: &mut Direct<'_>| {
+            if pending.len() >= IN_FLIGHT {
+                merge(pending, sink);
+            }
+            for (k, share) in shares.iter_mut().enumerate() {
+                // A worker that is gone (it panicked) shows when joined.
+                let _ = jobs[k].send(Job::Chunk(std::mem::take(share)));
+            }
+            pending.push_back(std::mem::replace(order, Vec::with_capacity(CHUNK)));
+        };
+        let p = path.display().to_string();
+        let res = capture::read_in_place(&p, data, skipped, &mut |rec| {
+            let seq = reader.next(rec);
+            let k = worker_for(rec.link, rec.data, n);
+            shares[k].push(Rec {
+                pos: order.len() as u32,
+                seq,
+                ts: rec.ts,
+                link: rec.link,
+                data: rec.data,
+            });
+            order.push((k as u16, *rec));
+            if order.len() == CHUNK {
+                dispatch(&mut order, &mut shares, &mut pending, sink);
+            }
+        });
+        if !order.is_empty() {
+            dispatch(&mut order, &mut shares, &mut pending, sink);
+        }
+        while !pending.is_empty() {
+            merge(&mut pending, sink);
+        }
+        for j in &jobs {
+            let _ = j.send(Job::End(reader.last_ts));
+        }
+        drop(jobs);
+        let mut s = Summary::default();
+        for h in handles {
+            match h.join() {
+                Ok(part) => s.add(&part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        (s, res)
+    })
+}
+
+/// Write one chunk's outputs in capture order.
+fn merge_chunk(chunk: &[(u16, capture::Record<'_>)], outs: &[ChunkOut], sink: &mut Direct<'_>) {
+    let mut at: Vec<(usize, usize, usize, usize)> = vec![(0, 0, 0, 0); outs.len()];
+    for (pos, (k, rec)) in chunk.iter().enumerate() {
+        let (k, pos) = (usize::from(*k), pos as u32);
+        let o = &outs[k];
+        let (fi, ii, ei, ti) = &mut at[k];
+        if o.frames.get(*fi).is_some_and(|f| f.0 == pos) {
+            let forward = o.frames[*fi].1;
+            *fi += 1;
+            let from = *ii;
+            while o.inject.get(*ii).is_some_and(|f| f.0 == pos) {
+                *ii += 1;
+            }
+            let inject: Vec<Vec<u8>> = o.inject[from..*ii].iter().map(|f| f.1.clone()).collect();
+            sink.frame(rec, forward, &inject);
+        }
+        while o.events.get(*ei).is_some_and(|e| e.0 == pos) {
+            let end = o.events[*ei].1;
+            // Each line was written with its newline; the sink adds one.
+            let line = &o.text[*ti..end - 1];
+            sink.event(&line);
+            *ti = end;
+            *ei += 1;
+        }
+    }
 }
 
 /// Which policy ran: its file (as compiled, also when loaded from an
@@ -322,7 +764,13 @@ pub fn summary_text(rs: &Ruleset, s: &Summary) -> String {
         "\ndecisions by rule and trigger (dns_qname rows count queries, not packets)"
     );
     let mut rows: Vec<_> = s.by_rule.iter().collect();
-    rows.sort_by(|a, b| b.1.cmp(a.1).then(a.0 .0.cmp(&b.0 .0)));
+    // Ties in rule then trigger order: the same summary from run to run
+    // (and from one worker or several).
+    rows.sort_by(|a, b| {
+        b.1.cmp(a.1)
+            .then(a.0 .0.cmp(&b.0 .0))
+            .then(a.0 .1.as_str().cmp(b.0 .1.as_str()))
+    });
     for ((rule, trig), n) in rows {
         let name = rule.map_or("(no rule)".to_string(), |r| rs.rule(r).name.clone());
         let _ = writeln!(o, "  {:<28} {:<10} {:>8}", name, trig.as_str(), n);

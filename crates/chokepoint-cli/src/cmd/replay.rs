@@ -34,6 +34,14 @@ pub struct Args {
     /// (Suricata's EVE JSON, with community_id).
     #[arg(long, default_value = "native", value_parser = super::parse_event_format)]
     events_format: chokepoint_runtime::eve::EventFormat,
+    /// Engines to spread the capture over, 1..=256, as the live bridge
+    /// spreads flows (by host pair); outputs are merged back into frame
+    /// order, identical to one worker's. Default: the machine's cores, or
+    /// 1 when the policy keeps state across host pairs (a per-client
+    /// throttle, a server- or client-wide residual block), where more
+    /// workers would decide as a live bridge with that many does.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -84,7 +92,14 @@ pub fn run(a: Args) -> Result<()> {
         progress: Some(&mut tick),
         format: a.events_format,
     };
-    let (summary, mut res) = replay::replay(rules.clone(), &a.capture, outputs);
+    let workers = match a.workers {
+        // Standard input cannot be mapped: one worker reads it.
+        _ if stdin => 1,
+        Some(n) => usize::from(n),
+        None if replay::shares_state_across_hosts(&rules) => 1,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let (summary, mut res) = replay::replay_with(rules.clone(), &a.capture, outputs, workers);
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -108,7 +123,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let out = replay::summary_text(&rules, &summary);
     let timing = format!(
-        "\ntime      {:.3} s, {:.0} packets/s\n",
+        "\ntime      {:.3} s, {:.0} packets/s, {workers} worker(s)\n",
         secs,
         summary.counters.packets as f64 / secs.max(1e-9)
     );

@@ -11,6 +11,7 @@ use chokepoint_rules::outfile::AppendLog;
 use chokepoint_runtime::bridge::{self, Shared, Totals};
 use chokepoint_runtime::eve::EventFormat;
 use chokepoint_runtime::port::{AfPacket, Port};
+use chokepoint_runtime::ring::{self, RingSet};
 
 use crate::source::RulesetSource;
 
@@ -37,9 +38,26 @@ pub struct Args {
     /// (Suricata's EVE JSON, with community_id and the interface).
     #[arg(long, default_value = "native", value_parser = super::parse_event_format)]
     events_format: EventFormat,
-    /// Frames queued per worker before drops, 16..=262144. Each queued
-    /// frame holds its own buffer (up to 64 KiB), so the cap bounds the
-    /// memory a stalled worker can pin.
+    /// How frames are read and sent: `ring` (the default: a mmap'd
+    /// TPACKET_V2 ring per worker and interface, the kernel's fanout
+    /// placing each flow, `sendmmsg` batches), `ring-v3` (TPACKET_V3
+    /// blocks: fewer wake-ups, up to a millisecond more latency on a quiet
+    /// link) or `socket` (one `recv` and one `send` per frame, a receive
+    /// thread per interface handing frames to the workers). Without the
+    /// flag, a ring that cannot be set up falls back to `socket`.
+    #[arg(long, value_enum)]
+    capture: Option<Capture>,
+    /// Ring backend: microseconds a worker keeps looking at its rings after
+    /// the last frame before it sleeps, 0..=10000. A frame arriving
+    /// meanwhile is taken without a wake-up, which on a virtual machine
+    /// costs tens of microseconds per frame; spinning costs that much CPU
+    /// per quiet spell.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    spin_us: u32,
+    /// Frames buffered per worker before drops, 16..=262144: ring slots
+    /// per interface (`ring`), or queued frames (`socket`, where each
+    /// holds its own buffer of up to 64 KiB, so the cap bounds the memory
+    /// a stalled worker can pin).
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=262_144))]
     queue: u32,
     /// After opening the interfaces, switch to this user (and its primary
@@ -71,6 +89,17 @@ pub struct Args {
     /// Seconds between polls of --artifact-url (SIGHUP polls at once).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=86_400))]
     poll_interval: u32,
+}
+
+/// The capture backend (`--capture`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Capture {
+    /// TPACKET_V2 rings, fanout, sendmmsg.
+    Ring,
+    /// TPACKET_V3 block rings, fanout, sendmmsg.
+    RingV3,
+    /// One recv and one send per frame.
+    Socket,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -111,7 +140,22 @@ pub fn run(a: Args) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, shared.stop.clone())?;
     }
-    let (inside, outside) = open_ports(&a)?;
+    let ports = open_ports(&a, workers)?;
+    let (inside_name, outside_name, capture) = match &ports {
+        Opened::Socket(i, o) => (
+            i.name().to_string(),
+            o.as_ref().map(|o| o.name().to_string()),
+            "socket",
+        ),
+        Opened::Ring(set, v3) => (
+            set.workers[0].inside.name().to_string(),
+            set.workers[0]
+                .outside
+                .as_ref()
+                .map(|o| o.name().to_string()),
+            if *v3 { "ring-v3" } else { "ring" },
+        ),
+    };
     // Events are appended, and reopened by path on SIGUSR1 (SIGHUP is
     // reload) after logrotate moved the file. A write error does not stop
     // the bridge; the first is kept and fails the exit.
@@ -156,9 +200,10 @@ pub fn run(a: Args) -> Result<()> {
     println!(
         "{}",
         start_line(
-            inside.name(),
-            outside.as_ref().map(|o| o.name()),
+            &inside_name,
+            outside_name.as_deref(),
             workers,
+            capture,
             &chokepoint_runtime::replay::policy_line(&shared.rules.load()),
             a.metrics,
         )
@@ -170,7 +215,10 @@ pub fn run(a: Args) -> Result<()> {
         events_format: a.events_format,
         queue: a.queue as usize,
     };
-    let res = bridge::run(shared.clone(), inside, outside, cfg);
+    let res = match ports {
+        Opened::Socket(inside, outside) => bridge::run(shared.clone(), inside, outside, cfg),
+        Opened::Ring(set, _) => bridge::run_rings(shared.clone(), set, cfg),
+    };
 
     shared.stop.store(true, Ordering::Relaxed);
     print!("{}", final_counters(&shared.totals()));
@@ -181,22 +229,52 @@ pub fn run(a: Args) -> Result<()> {
     }
 }
 
-/// The inside port (the tap, in tap mode) and the outside one, if any.
-type Ports = (Arc<dyn Port>, Option<Arc<dyn Port>>);
+/// The interfaces, opened for one backend or the other.
+enum Opened {
+    /// The inside port (the tap, in tap mode) and the outside one, if any.
+    Socket(Arc<dyn Port>, Option<Arc<dyn Port>>),
+    /// Every worker's rings (and whether they are TPACKET_V3).
+    Ring(RingSet, bool),
+}
 
-/// The inside and outside ports, or the tap alone (no outside).
-fn open_ports(a: &Args) -> Result<Ports> {
+/// Open the interfaces (or the tap) for the chosen backend; without
+/// `--capture`, fall back from rings to sockets if rings cannot be had.
+fn open_ports(a: &Args, workers: usize) -> Result<Opened> {
+    let (inside, outside) = match (&a.tap, &a.inside, &a.outside) {
+        (Some(t), _, _) => (t.as_str(), None),
+        (None, Some(i), Some(o)) => (i.as_str(), Some(o.as_str())),
+        _ => anyhow::bail!("give --inside and --outside, or --tap"),
+    };
+    let capture = a.capture.unwrap_or(Capture::Ring);
+    if capture != Capture::Socket {
+        let opts = ring::Options {
+            version: if capture == Capture::RingV3 {
+                ring::Version::V3
+            } else {
+                ring::Version::V2
+            },
+            frames: a.queue as usize,
+            spin_us: a.spin_us,
+            ..ring::Options::default()
+        };
+        match RingSet::open(inside, outside, workers, &opts) {
+            Ok(set) => return Ok(Opened::Ring(set, capture == Capture::RingV3)),
+            Err(e) if a.capture.is_none() => {
+                tracing::warn!(error = %e, "no packet ring on these interfaces; falling back to --capture socket");
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("opening the packet rings")),
+        }
+    }
     let timeout = Duration::from_millis(100);
     let open = |name: &str| -> Result<Arc<dyn Port>> {
         Ok(Arc::new(
             AfPacket::open(name, timeout).with_context(|| format!("opening {name}"))?,
         ))
     };
-    match (&a.tap, &a.inside, &a.outside) {
-        (Some(t), _, _) => Ok((open(t)?, None)),
-        (None, Some(i), Some(o)) => Ok((open(i)?, Some(open(o)?))),
-        _ => anyhow::bail!("give --inside and --outside, or --tap"),
-    }
+    Ok(Opened::Socket(
+        open(inside)?,
+        outside.map(open).transpose()?,
+    ))
 }
 
 /// Hot reload on SIGHUP, or when the policy/artifact file changes: polled
@@ -236,6 +314,7 @@ fn start_line(
     inside: &str,
     outside: Option<&str>,
     workers: usize,
+    capture: &str,
     policy: &str,
     metrics: Option<SocketAddr>,
 ) -> String {
@@ -247,7 +326,7 @@ fn start_line(
     let metrics = metrics.map_or("no metrics".to_string(), |m| {
         format!("metrics http://{m}/metrics")
     });
-    format!("chokepoint run: {links}, {workers} worker(s), policy {policy}, {metrics}")
+    format!("chokepoint run: {links}, {workers} worker(s), policy {policy}, capture {capture}, {metrics}")
 }
 
 /// What the bridge did, printed when it stops.
@@ -277,6 +356,15 @@ fn final_counters(t: &Totals) -> String {
         a.degraded,
         t.queue_drops.iter().sum::<u64>()
     );
+    let offered: u64 = t.kernel.iter().map(|k| k.packets[0] + k.packets[1]).sum();
+    if offered > 0 {
+        let drops: u64 = t.kernel.iter().map(|k| k.drops[0] + k.drops[1]).sum();
+        let cut: u64 = t.kernel.iter().map(|k| k.truncated).sum();
+        let _ = writeln!(
+            o,
+            "  rings: {offered} frames offered by the kernel, {drops} dropped with a ring full, {cut} too long for a slot"
+        );
+    }
     if a.observed > 0 {
         // A tap stops nothing: say how much it would have.
         let _ = writeln!(o, "  observed on the tap (not stopped) {}", a.observed);
