@@ -12,6 +12,7 @@ lists:
   subscribers: {format: cidr, entries: [198.18.0.0/16]}
   allow-sites: {format: domains, entries: [ok.example]}
   allow-nets: {format: cidr, entries: [203.0.113.77/32]}
+  vpn-servers: {format: dynamic}
 rules:
   - name: example
 "#;
