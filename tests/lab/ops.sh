@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Operations labs in network namespaces of their own (prefix cpops-), on
-# 198.18.20.0/24 - 198.18.23.0/24 and fd00:198:20::/48 - fd00:198:23::/48.
+# 198.18.20.0/24 - 198.18.23.0/24 and fd00:198:18::22:0/112 and fd00:198:18::23:0/112 (inside fd00:198:18::/64).
 #
 # dist: a fleet node taking signed artifacts from a distribution server.
 #
@@ -250,14 +250,14 @@ nft_lab() {
   down $NFT_NS
   rm -rf "$LAB"; mkdir -p "$LAB/site"; echo hello > "$LAB/site/index.html"
   mkns cpops-nclient cpops-router cpops-nserver
-  link cpops-nclient n0 198.18.22.1/24 cpops-router n1 198.18.22.254/24 fd00:198:22::1/64 fd00:198:22::fe/64
-  link cpops-router r1 198.18.23.254/24 cpops-nserver v0 198.18.23.2/24 fd00:198:23::fe/64 fd00:198:23::2/64
+  link cpops-nclient n0 198.18.22.1/24 cpops-router n1 198.18.22.254/24 fd00:198:18::22:1/112 fd00:198:18::22:fe/112
+  link cpops-router r1 198.18.23.254/24 cpops-nserver v0 198.18.23.2/24 fd00:198:18::23:fe/112 fd00:198:18::23:2/112
   for a in 198.18.23.3/24 198.18.23.130/24 198.18.23.200/24; do nsx cpops-nserver ip addr add $a dev v0; done
-  nsx cpops-nserver ip addr add fd00:198:23::200/64 dev v0 nodad
+  nsx cpops-nserver ip addr add fd00:198:18::23:200/112 dev v0 nodad
   nsx cpops-nclient ip route add default via 198.18.22.254
-  nsx cpops-nclient ip -6 route add default via fd00:198:22::fe
+  nsx cpops-nclient ip -6 route add default via fd00:198:18::22:fe
   nsx cpops-nserver ip route add default via 198.18.23.254
-  nsx cpops-nserver ip -6 route add default via fd00:198:23::fe
+  nsx cpops-nserver ip -6 route add default via fd00:198:18::23:fe
   nsx cpops-router sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
   start web cpops-nserver 300 python3 -m http.server 80 --bind :: --directory "$LAB/site"
   for _ in $(seq 1 50); do [ "$(tcp 198.18.23.2)" = 0 ] && break; sleep 0.2; done
@@ -271,12 +271,12 @@ nft_lab() {
 
   local rc
   rc=$(tcp 198.18.23.2); [ "$rc" = 0 ] && ok "allowed address: answered" || bad "allowed address" "curl $rc"
-  rc=$(tcp '[fd00:198:23::2]'); [ "$rc" = 0 ] && ok "allowed IPv6 address: answered" || bad "allowed IPv6" "curl $rc"
+  rc=$(tcp '[fd00:198:18::23:2]'); [ "$rc" = 0 ] && ok "allowed IPv6 address: answered" || bad "allowed IPv6" "curl $rc"
   rc=$(tcp 198.18.23.200)
   if [ "$rc" = 28 ] && [ "$(counter block drop)" -gt 0 ]; then
     ok "blocked prefix: dropped by the kernel (timeout, drop counter $(counter block drop))"
   else bad "blocked prefix" "curl $rc, counter '$(counter block drop)'"; fi
-  rc=$(tcp '[fd00:198:23::200]')
+  rc=$(tcp '[fd00:198:18::23:200]')
   [ "$rc" = 28 ] && ok "blocked IPv6 prefix: dropped (timeout)" || bad "blocked IPv6" "curl $rc"
   rc=$(tcp 198.18.23.130)
   if [ "$rc" = 0 ] && [ "$(counter pass-one accept)" -gt 0 ]; then
@@ -291,7 +291,7 @@ nft_lab() {
   else bad "ping" "unexpected"; fi
   # The engine agrees with the kernel on each address.
   local want got all=1
-  for pair in 198.18.23.2:pass 198.18.23.130:pass 198.18.23.200:drop 198.18.23.3:reset fd00:198:23::200:drop; do
+  for pair in 198.18.23.2:pass 198.18.23.130:pass 198.18.23.200:drop 198.18.23.3:reset fd00:198:18::23:200:drop; do
     want=${pair##*:}; a=${pair%:*}
     got=$("$CP" explain --policy tests/lab/ops-nft.yaml --json "$a" | python3 -c 'import json,sys; print(json.load(sys.stdin)["verdict"])')
     case $got in "$want"*) ;; *) all=0; echo "  explain $a: $got, kernel did $want";; esac

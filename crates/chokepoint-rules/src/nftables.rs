@@ -374,7 +374,7 @@ mod tests {
 version: 1
 lists:
   ok: {format: cidr, entries: [198.18.23.130/32]}
-  bad: {format: cidr, entries: [198.18.23.128/25, 198.18.23.0/25, "fd00:198:23::/64"]}
+  bad: {format: cidr, entries: [198.18.23.128/25, 198.18.23.0/25, "fd00:198:18::23:0/112"]}
   rst: {format: cidr, entries: [198.18.22.0/24]}
   web: {format: cidr, entries: [198.18.21.0/24]}
   slow: {format: cidr, entries: [198.18.20.0/24]}
@@ -395,7 +395,7 @@ rules:
         let t = &x.text;
         // The two /25s merge into one /24 element.
         assert!(t.contains("198.18.23.0/24\n"), "{t}");
-        assert!(t.contains("fd00:198:23::/64"), "{t}");
+        assert!(t.contains("fd00:198:18::23:0/112"), "{t}");
         let pos = |s: &str| t.find(s).unwrap_or_else(|| panic!("{s} not in {t}"));
         assert!(pos("ip daddr @r0_v4 counter accept") < pos("ip daddr @r1_v4 counter drop"));
         assert!(t.contains("ip6 saddr @r1_v6 counter drop"));
