@@ -347,7 +347,7 @@ pub fn run(
         receivers.push(rx);
     }
     std::thread::scope(|s| {
-        let events = events_writer(s, &shared, cfg.events, n);
+        let (events, writer) = events_writer(s, &shared, cfg.events, n);
         let mut workers = Vec::new();
         for ((k, rx), events) in receivers.into_iter().enumerate().zip(events) {
             let shared = shared.clone();
@@ -410,20 +410,26 @@ pub fn run(
         }
         // The receive threads are gone, so every queue is disconnected and
         // each worker ends once it has drained its own.
-        join_workers(workers).and(res)
+        let workers = join_workers(workers);
+        join_writer(writer).and(workers).and(res)
     })
 }
 
 /// Start the events writer (when there is an output) in the bridge's scope;
 /// one sender per worker. It ends, having flushed, once every worker has.
+/// A writer that dies stops the bridge as a dead worker does: events lost
+/// without end while forwarding looked healthy is no state to run in.
 fn events_writer<'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     out: Option<Box<dyn Write + Send>>,
     workers: usize,
-) -> Vec<Option<crate::events::EventSender>> {
+) -> (
+    Vec<Option<crate::events::EventSender>>,
+    Option<std::thread::ScopedJoinHandle<'scope, ()>>,
+) {
     let Some(out) = out else {
-        return (0..workers).map(|_| None).collect();
+        return ((0..workers).map(|_| None).collect(), None);
     };
     let (senders, writer) = crate::events::channel(
         out,
@@ -431,8 +437,25 @@ fn events_writer<'scope>(
         crate::events::QUEUE_LINES,
         shared.events.clone(),
     );
-    s.spawn(move || writer.run());
-    senders.into_iter().map(Some).collect()
+    let shared = shared.clone();
+    let handle = s.spawn(move || {
+        let _watch = DeathWatch(&shared);
+        writer.run()
+    });
+    (senders.into_iter().map(Some).collect(), Some(handle))
+}
+
+/// Wait for the events writer (after the workers, whose senders it waits
+/// for); the error it died with, if it did.
+fn join_writer(writer: Option<std::thread::ScopedJoinHandle<'_, ()>>) -> std::io::Result<()> {
+    match writer.map(|w| w.join()) {
+        Some(Err(panic)) => {
+            let e = died("the events writer", &*panic);
+            tracing::error!(error = %e, "the events writer died; stopping the bridge");
+            Err(e)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Wait for every worker; the error of the last that died, if any did.
@@ -761,7 +784,7 @@ pub fn run_rings(
     std::thread::scope(|s| {
         let mut handles = Vec::new();
         let spin = rings.spin;
-        let events = events_writer(s, &shared, cfg.events, rings.workers.len());
+        let (events, writer) = events_writer(s, &shared, cfg.events, rings.workers.len());
         for ((k, mut w), events) in rings.workers.into_iter().enumerate().zip(events) {
             let shared = &*shared;
             handles.push(s.spawn(move || {
@@ -775,7 +798,8 @@ pub fn run_rings(
                 core.finish();
             }));
         }
-        join_workers(handles)
+        let workers = join_workers(handles);
+        join_writer(writer).and(workers)
     })
 }
 
