@@ -28,7 +28,7 @@ PACKAGES=(
   dnsmasq-base
   python3
   python3-venv  # the venv below (community-id and JSON Schema oracles)
-  prometheus    # promtool check metrics
+  prometheus    # promtool check metrics; a real Prometheus for the dashboard lab (tests/lab/grafana.sh)
   wireguard-go  # the protocol lab (tests/lab/protocols.sh): real clients
   wireguard-tools
   openvpn

@@ -29,24 +29,7 @@ CP=${CHOKEPOINT:-target/debug/chokepoint}
 C=cp-client; K=cp-censor; S=cp-server
 PASS=0; FAIL=0
 
-nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-
-down() {
-  for f in "$LAB"/*.pid; do
-    [ -e "$f" ] || continue
-    pid=$(cat "$f"); kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$f"
-  done
-  for ns in $C $K $S; do ip netns del "$ns" 2>/dev/null || true; done
-}
-
-start() { # name ns timeout cmd...: run in background under a timeout, record the PID
-  local name=$1 ns=$2 t=$3; shift 3
-  ip netns exec "$ns" timeout "$t" "$@" > "$LAB/$name.log" 2>&1 &
-  echo $! > "$LAB/$name.pid"
-}
+. tests/lab/lib.sh
 
 up() {
   local policy=$1
@@ -234,21 +217,12 @@ check_behaviour() {
 topology() {
   down
   mkdir -p "$LAB"
-  for ns in $C $K $S; do ip netns add "$ns"; nsx "$ns" ip link set lo up; done
-  ip link add c0 netns $C type veth peer name c1 netns $K
-  ip link add s0 netns $S type veth peer name s1 netns $K
+  link_three
   nsx $C ip addr add 198.18.0.1/24 dev c0
   nsx $C ip addr add fd00:198:18::1/64 dev c0 nodad
   nsx $S ip addr add 198.18.0.2/24 dev s0
   nsx $S ip addr add 198.18.0.3/24 dev s0
   nsx $S ip addr add fd00:198:18::2/64 dev s0 nodad
-  for x in "$C c0" "$K c1" "$K s1" "$S s0"; do
-    set -- $x
-    nsx "$1" ip link set "$2" up
-    # The bridge reads and writes whole frames: no offloads (a TSO'd or
-    # checksum-less frame would be forwarded as such and refused).
-    nsx "$1" ethtool -K "$2" tx off rx off gso off tso off gro off >/dev/null 2>&1 || true
-  done
 }
 
 start_servers() {
@@ -283,10 +257,10 @@ wait_bridge() {
   echo "lab: bridge did not come up"; cat "$LAB/chokepoint.log"; return 1
 }
 
-ok() { echo "PASS  $1"; PASS=$((PASS+1)); }
-# event_action NAME ACTION: the bridge logged an event for NAME with ACTION.
-event_action() { grep -F "\"name\":\"$1\"" "$LAB/events.jsonl" | grep -qF "\"action\":\"$2\""; }
-bad() { echo "FAIL  $1: $2"; FAIL=$((FAIL+1)); }
+# event_action NAME ACTION: the bridge logged an event for NAME with ACTION
+# (its writer flushes every 200 ms: given up to 2 s to come).
+logged() { grep -F "\"name\":\"$1\"" "$LAB/events.jsonl" | grep -qF "\"action\":\"$2\""; }
+event_action() { wait_for 10 logged "$1" "$2"; }
 
 check() {
   local out rc

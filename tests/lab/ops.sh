@@ -260,7 +260,10 @@ nft_lab() {
   nsx cpops-nserver ip -6 route add default via fd00:198:18::23:fe
   nsx cpops-router sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
   start web cpops-nserver 300 python3 -m http.server 80 --bind :: --directory "$LAB/site"
+  # Both families answer before the table goes in (IPv6 neighbours and
+  # the server's listener can take a moment on new links).
   for _ in $(seq 1 50); do [ "$(tcp 198.18.23.2)" = 0 ] && break; sleep 0.2; done
+  for _ in $(seq 1 50); do [ "$(tcp '[fd00:198:18::23:2]')" = 0 ] && break; sleep 0.2; done
 
   "$CP" export nftables tests/lab/ops-nft.yaml -o "$LAB/ops.nft" 2> "$LAB/export.txt"
   if nsx cpops-router nft -f "$LAB/ops.nft" 2> "$LAB/nft.txt"; then

@@ -172,7 +172,16 @@ bridge() { # policy-file: (re)start the bridge with that policy
 
 # Did the bridge report PROTOCOL for a flow to PORT (the deciding packet's
 # destination)?
-classified() { grep -F "\"protocol\":\"$1\"" "$LAB/events.jsonl" 2>/dev/null | grep -qF "\"dport\":$2"; }
+# (The bridge's events writer flushes every 200 ms: an event is given up
+# to a second to come.)
+classified() {
+  local i
+  for i in 1 2 3 4 5; do
+    grep -F "\"protocol\":\"$1\"" "$LAB/events.jsonl" 2>/dev/null | grep -qF "\"dport\":$2" && return 0
+    sleep 0.2
+  done
+  return 1
+}
 
 # Each client, once: 0 when it got through. Each is bounded in time.
 try_wireguard() {
@@ -251,6 +260,8 @@ controls() { # phase: HTTPS, DNS and plain HTTP get through, and none is classif
   [ "$out" = $SERVER ] && ok "$1: DNS with dig passes" || bad "$1: DNS" "got '$out'"
   out=$(nsx $C curl -s -m 4 -o /dev/null -w '%{http_code}' http://$SERVER/ || true)
   [ "$out" = 200 ] && ok "$1: plain HTTP passes" || bad "$1: HTTP" "got '$out'"
+  # Let the events writer flush (every 200 ms) before looking for none.
+  sleep 0.5
   if grep -E '"dport":(443|53|80)[,}]' "$LAB/events.jsonl" 2>/dev/null | grep -q '"protocol"'; then
     bad "$1: controls" "classified: $(grep -E '"dport":(443|53|80)[,}]' "$LAB/events.jsonl" | grep '"protocol"' | head -2)"
   else

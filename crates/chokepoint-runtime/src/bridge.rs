@@ -52,9 +52,11 @@ impl Side {
     }
 }
 
-/// Decisions by (rule, trigger, verdict).
+/// Decisions by (rule name, trigger, verdict); `None`: the policy default.
+/// Keyed by the rule's name, not its index, so that a reload that reorders
+/// or removes rules leaves past counts on the rule that made them.
 pub type DecisionCounts =
-    std::collections::HashMap<(Option<chokepoint_rules::RuleId>, &'static str, &'static str), u64>;
+    std::collections::HashMap<(Option<Arc<str>>, &'static str, &'static str), u64>;
 
 /// One worker's published counters (written by that worker only).
 #[derive(Default)]
@@ -63,7 +65,7 @@ pub struct WorkerStats {
     pub engine: Mutex<Counters>,
     /// What its actor did, as of its last publication.
     pub actions: Mutex<ActionCounters>,
-    /// (rule, trigger, verdict) → decisions.
+    /// (rule name, trigger, verdict) → decisions.
     pub decisions: Mutex<DecisionCounts>,
     /// [side][verdict] packets.
     pub packets: [[AtomicU64; Verdict::COUNT]; 2],
@@ -73,6 +75,10 @@ pub struct WorkerStats {
     pub queue_drops: AtomicU64,
     /// Flows in this worker's table.
     pub flows: AtomicU64,
+    /// Flows its table can hold (the profile's `max_flows`).
+    pub flows_capacity: AtomicU64,
+    /// Flows created.
+    pub flows_created: AtomicU64,
     /// Flows dropped from a full table.
     pub flows_evicted: AtomicU64,
     /// Flows expired after their idle timeout.
@@ -124,6 +130,8 @@ pub struct Shared {
     pub learned: Arc<crate::learned::LearnedTable>,
     /// Polls of `--artifact-url`, by [`FetchResult`].
     pub fetches: [AtomicU64; FetchResult::ALL.len()],
+    /// What the events writer did.
+    pub events: Arc<crate::events::EventCounters>,
 }
 
 /// What a poll of `--artifact-url` came to.
@@ -188,6 +196,7 @@ impl Shared {
             worker_failures: AtomicU64::new(0),
             reload_in_flight: AtomicBool::new(false),
             fetches: Default::default(),
+            events: Arc::default(),
         }
     }
 
@@ -204,6 +213,7 @@ impl Shared {
             reloads_failed: self.reloads_failed.load(Ordering::Relaxed),
             send_errors: self.send_errors.load(Ordering::Relaxed),
             learned: self.learned.stats(),
+            events: self.events.load(),
             ..Totals::default()
         };
         for w in &self.workers {
@@ -219,7 +229,7 @@ impl Shared {
             t.defrag
                 .add(&w.defrag.lock().unwrap_or_else(|p| p.into_inner()));
             for (k, n) in w.decisions.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                *t.decisions.entry(*k).or_default() += n;
+                *t.decisions.entry(k.clone()).or_default() += n;
             }
             t.actions
                 .add(&w.actions.lock().unwrap_or_else(|p| p.into_inner()));
@@ -232,6 +242,8 @@ impl Shared {
                 truncated: w.ring_truncated.load(Ordering::Relaxed),
             });
             t.flows += w.flows.load(Ordering::Relaxed);
+            t.flows_capacity += w.flows_capacity.load(Ordering::Relaxed);
+            t.flows_created += w.flows_created.load(Ordering::Relaxed);
             t.flows_evicted += w.flows_evicted.load(Ordering::Relaxed);
             t.flows_expired += w.flows_expired.load(Ordering::Relaxed);
         }
@@ -253,7 +265,7 @@ pub struct Totals {
     pub reassembly_buffers_evicted: u64,
     /// What the IP defragmenters did.
     pub defrag: DefragStats,
-    /// (rule, trigger, verdict) → decisions.
+    /// (rule name, trigger, verdict) → decisions.
     pub decisions: DecisionCounts,
     /// What the actors did.
     pub actions: ActionCounters,
@@ -263,6 +275,10 @@ pub struct Totals {
     pub kernel: Vec<WorkerKernel>,
     /// Flows in the flow tables.
     pub flows: u64,
+    /// Flows the flow tables can hold.
+    pub flows_capacity: u64,
+    /// Flows created.
+    pub flows_created: u64,
     /// Flows dropped from full tables.
     pub flows_evicted: u64,
     /// Flows expired after their idle timeout.
@@ -275,6 +291,8 @@ pub struct Totals {
     pub send_errors: u64,
     /// What the dynamic lists of `learn` actions did.
     pub learned: crate::learned::LearnedStats,
+    /// What the events writer did.
+    pub events: crate::events::EventStats,
 }
 
 /// The kernel's counters of one worker's rings, by side (ring backend).
@@ -296,7 +314,8 @@ pub struct Config {
     pub workers: usize,
     /// Forward between the two ports (bridge) or only observe (tap).
     pub forward: bool,
-    /// Where to write one JSON line per decision.
+    /// Where to write one JSON line per decision (by a writer thread of
+    /// its own, see [`crate::events`]).
     pub events: Option<Box<dyn Write + Send>>,
     /// The events' format.
     pub events_format: crate::eve::EventFormat,
@@ -320,7 +339,6 @@ pub fn run(
     cfg: Config,
 ) -> std::io::Result<()> {
     let n = cfg.workers.max(1);
-    let events: Arc<Mutex<Option<Box<dyn Write + Send>>>> = Arc::new(Mutex::new(cfg.events));
     let mut senders: Vec<SyncSender<Job>> = Vec::new();
     let mut receivers: Vec<Receiver<Job>> = Vec::new();
     for _ in 0..n {
@@ -329,16 +347,16 @@ pub fn run(
         receivers.push(rx);
     }
     std::thread::scope(|s| {
+        let (events, writer) = events_writer(s, &shared, cfg.events, n);
         let mut workers = Vec::new();
-        for (k, rx) in receivers.into_iter().enumerate() {
+        for ((k, rx), events) in receivers.into_iter().enumerate().zip(events) {
             let shared = shared.clone();
             let (inside, outside) = (inside.clone(), outside.clone());
-            let events = events.clone();
             let forward = cfg.forward;
             let format = cfg.events_format;
             workers.push(s.spawn(move || {
                 let _watch = DeathWatch(&shared);
-                worker(k, rx, &shared, inside, outside, forward, (&events, format))
+                worker(k, rx, &shared, inside, outside, forward, (events, format))
             }));
         }
         let mut rx_threads = Vec::new();
@@ -392,8 +410,52 @@ pub fn run(
         }
         // The receive threads are gone, so every queue is disconnected and
         // each worker ends once it has drained its own.
-        join_workers(workers).and(res)
+        let workers = join_workers(workers);
+        join_writer(writer).and(workers).and(res)
     })
+}
+
+/// Start the events writer (when there is an output) in the bridge's scope;
+/// one sender per worker. It ends, having flushed, once every worker has.
+/// A writer that dies stops the bridge as a dead worker does: events lost
+/// without end while forwarding looked healthy is no state to run in.
+fn events_writer<'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    shared: &Arc<Shared>,
+    out: Option<Box<dyn Write + Send>>,
+    workers: usize,
+) -> (
+    Vec<Option<crate::events::EventSender>>,
+    Option<std::thread::ScopedJoinHandle<'scope, ()>>,
+) {
+    let Some(out) = out else {
+        return ((0..workers).map(|_| None).collect(), None);
+    };
+    let (senders, writer) = crate::events::channel(
+        out,
+        workers,
+        crate::events::QUEUE_LINES,
+        shared.events.clone(),
+    );
+    let shared = shared.clone();
+    let handle = s.spawn(move || {
+        let _watch = DeathWatch(&shared);
+        writer.run()
+    });
+    (senders.into_iter().map(Some).collect(), Some(handle))
+}
+
+/// Wait for the events writer (after the workers, whose senders it waits
+/// for); the error it died with, if it did.
+fn join_writer(writer: Option<std::thread::ScopedJoinHandle<'_, ()>>) -> std::io::Result<()> {
+    match writer.map(|w| w.join()) {
+        Some(Err(panic)) => {
+            let e = died("the events writer", &*panic);
+            tracing::error!(error = %e, "the events writer died; stopping the bridge");
+            Err(e)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Wait for every worker; the error of the last that died, if any did.
@@ -493,13 +555,26 @@ struct WorkerCore<'s> {
     engine: Engine,
     actor: Actor,
     forward: bool,
-    events: &'s Mutex<Option<Box<dyn Write + Send>>>,
+    /// The rules' names, by index, from the ruleset in force: what
+    /// decisions are counted by.
+    rule_names: Vec<Arc<str>>,
+    events: Option<crate::events::EventSender>,
     format: crate::eve::EventFormat,
     /// Interface names, inside then outside, for the events.
     names: [Option<String>; 2],
     since_publish: u32,
-    events_failing: bool,
     last_expire: u64,
+}
+
+/// Every rule's name, by index (one allocation per rule per reload, none
+/// per decision).
+fn rule_names(rules: &Ruleset) -> Vec<Arc<str>> {
+    rules
+        .meta
+        .rules
+        .iter()
+        .map(|r| Arc::from(r.name.as_str()))
+        .collect()
 }
 
 impl<'s> WorkerCore<'s> {
@@ -507,10 +582,7 @@ impl<'s> WorkerCore<'s> {
         k: usize,
         shared: &'s Shared,
         forward: bool,
-        (events, format): (
-            &'s Mutex<Option<Box<dyn Write + Send>>>,
-            crate::eve::EventFormat,
-        ),
+        (events, format): (Option<crate::events::EventSender>, crate::eve::EventFormat),
         names: [Option<String>; 2],
     ) -> WorkerCore<'s> {
         let rules = shared.rules.load_full();
@@ -520,6 +592,7 @@ impl<'s> WorkerCore<'s> {
             shared,
             stats: &shared.workers[k],
             engine,
+            rule_names: rule_names(&rules),
             rules,
             actor: if forward {
                 Actor::default()
@@ -531,7 +604,6 @@ impl<'s> WorkerCore<'s> {
             format,
             names,
             since_publish: 0,
-            events_failing: false,
             last_expire: 0,
         }
     }
@@ -541,6 +613,7 @@ impl<'s> WorkerCore<'s> {
         let current = self.shared.rules.load();
         if !Arc::ptr_eq(&current, &self.rules) {
             self.rules = current.clone();
+            self.rule_names = rule_names(&self.rules);
             self.engine.set_rules(self.rules.clone());
         }
     }
@@ -589,29 +662,20 @@ impl<'s> WorkerCore<'s> {
         if !self.engine.events().is_empty() {
             let mut dec = stats.decisions.lock().expect("stats");
             for e in self.engine.events() {
-                *dec.entry((e.rule, e.trigger.as_str(), e.verdict.as_str()))
+                // The engine decided under `self.rules`: its names.
+                let rule = e.rule.and_then(|r| self.rule_names.get(r.index()).cloned());
+                *dec.entry((rule, e.trigger.as_str(), e.verdict.as_str()))
                     .or_default() += 1;
             }
             drop(dec);
-            if let Some(w) = self.events.lock().expect("events").as_mut() {
+            // Formatted here, written by the events writer: a full queue
+            // drops the line (counted) rather than stall forwarding.
+            if let Some(q) = &self.events {
                 let iface = self.names[si].as_deref();
-                let written = self
-                    .engine
-                    .events()
-                    .iter()
-                    .try_for_each(|e| {
-                        writeln!(w, "{}", self.format.json(&self.rules, e, &o, iface))
-                    })
-                    .and_then(|()| w.flush());
-                // Forwarding goes on without the events; said once
-                // per outage, not once per event.
-                match written {
-                    Err(e) if !self.events_failing => {
-                        tracing::error!(error = %e, "events not written");
-                        self.events_failing = true;
-                    }
-                    Err(_) => {}
-                    Ok(()) => self.events_failing = false,
+                for e in self.engine.events() {
+                    let mut line = self.format.json(&self.rules, e, &o, iface).to_string();
+                    line.push('\n');
+                    q.send(line);
                 }
             }
         }
@@ -644,6 +708,10 @@ impl<'s> WorkerCore<'s> {
         stats
             .flows
             .store(self.engine.flows().len() as u64, Ordering::Relaxed);
+        stats
+            .flows_capacity
+            .store(self.engine.flows().capacity() as u64, Ordering::Relaxed);
+        stats.flows_created.store(fs.created, Ordering::Relaxed);
         stats.flows_evicted.store(fs.evicted, Ordering::Relaxed);
         stats.flows_expired.store(fs.expired, Ordering::Relaxed);
         stats
@@ -670,10 +738,7 @@ fn worker(
     inside: Arc<dyn Port>,
     outside: Option<Arc<dyn Port>>,
     forward: bool,
-    events: (
-        &Mutex<Option<Box<dyn Write + Send>>>,
-        crate::eve::EventFormat,
-    ),
+    events: (Option<crate::events::EventSender>, crate::eve::EventFormat),
 ) {
     let names = [
         Some(inside.name().to_string()),
@@ -715,13 +780,13 @@ pub fn run_rings(
     rings: crate::ring::RingSet,
     cfg: Config,
 ) -> std::io::Result<()> {
-    let events: Mutex<Option<Box<dyn Write + Send>>> = Mutex::new(cfg.events);
     let (forward, format) = (cfg.forward, cfg.events_format);
     std::thread::scope(|s| {
         let mut handles = Vec::new();
         let spin = rings.spin;
-        for (k, mut w) in rings.workers.into_iter().enumerate() {
-            let (shared, events) = (&*shared, &events);
+        let (events, writer) = events_writer(s, &shared, cfg.events, rings.workers.len());
+        for ((k, mut w), events) in rings.workers.into_iter().enumerate().zip(events) {
+            let shared = &*shared;
             handles.push(s.spawn(move || {
                 let _watch = DeathWatch(shared);
                 let names = [
@@ -733,7 +798,8 @@ pub fn run_rings(
                 core.finish();
             }));
         }
-        join_workers(handles)
+        let workers = join_workers(handles);
+        join_writer(writer).and(workers)
     })
 }
 
@@ -920,7 +986,7 @@ mod tests {
             w.decisions
                 .lock()
                 .unwrap()
-                .insert((chokepoint_rules::RuleId::new(0), "tls_sni", "reset"), n);
+                .insert((Some(Arc::from("r")), "tls_sni", "reset"), n);
         }
         sh.send_errors.store(7, Ordering::Relaxed);
         let t = sh.totals();
@@ -930,10 +996,74 @@ mod tests {
         assert_eq!(t.flows, 30);
         assert_eq!(t.actions.injected_rst, 3);
         assert_eq!(t.engine.reassembly_cap_bytes, 3);
-        assert_eq!(
-            t.decisions[&(chokepoint_rules::RuleId::new(0), "tls_sni", "reset")],
-            3
-        );
+        assert_eq!(t.decisions[&(Some(Arc::from("r")), "tls_sni", "reset")], 3);
         assert_eq!(t.send_errors, 7);
+    }
+
+    /// Frames sent nowhere.
+    struct Discard;
+
+    impl<'b> Emit<'b> for Discard {
+        fn frame(&mut self, _: Side, _: &'b [u8]) {}
+        fn owned(&mut self, _: Side, _: Vec<u8>) {}
+    }
+
+    /// Two rules on two lists, in `order`.
+    fn two_rules(order: [(&str, &str, &str); 2]) -> Ruleset {
+        let rules: String = order
+            .iter()
+            .map(|(name, list, action)| {
+                format!("  - {{name: {name}, match: {{list: {list}}}, action: {action}}}\n")
+            })
+            .collect();
+        let y = format!(
+            "version: 1\nlists:\n  a: {{format: domains, entries: [a.test]}}\n  b: {{format: domains, entries: [b.test]}}\nrules:\n{rules}"
+        );
+        chokepoint_rules::compile_str(&y, "t.yaml", std::path::Path::new(".")).unwrap()
+    }
+
+    fn dns_query(name: &str, id: u16) -> Vec<u8> {
+        use chokepoint_testkit::synth;
+        let (src, dst) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
+        let udp = synth::udp_datagram(src, dst, 40000 + id, 53, &synth::dns_query(id, name, 1));
+        synth::ethernet(&synth::ip_packet(src, dst, 17, &udp), &[])
+    }
+
+    /// The decisions row of `rule` (DNS, under `action`) says `n`.
+    fn assert_decisions(sh: &Shared, rule: &str, action: &str, n: u64) {
+        let row = format!(
+            "chokepoint_decisions_total{{action=\"{action}\",rule=\"{rule}\",trigger=\"dns_qname\"}} {n}"
+        );
+        let text = crate::metrics::render(sh);
+        assert!(text.lines().any(|l| l == row), "{row} not in\n{text}");
+    }
+
+    #[test]
+    fn decisions_stay_on_their_rule_when_a_reload_reorders_rules() {
+        let first = ("first", "a", "drop");
+        let second = ("second", "b", "reset");
+        let sh = Shared::new(two_rules([first, second]), 1, 0.0);
+        let mut core = WorkerCore::new(0, &sh, true, (None, Default::default()), [None, None]);
+        core.handle(1_000, Side::Inside, &dns_query("a.test", 1), &mut Discard);
+        core.handle(2_000, Side::Inside, &dns_query("a.test", 2), &mut Discard);
+        assert_decisions(&sh, "first", "drop", 2);
+        // The same rules in the other order: `second` is now rule 0.
+        assert!(reload(&sh, || Ok(two_rules([second, first]))));
+        core.reload();
+        assert_decisions(&sh, "first", "drop", 2);
+        assert_decisions(&sh, "second", "reset", 0);
+        // New decisions land on their rule under the new order.
+        core.handle(3_000, Side::Inside, &dns_query("b.test", 3), &mut Discard);
+        core.handle(4_000, Side::Inside, &dns_query("a.test", 4), &mut Discard);
+        assert_decisions(&sh, "first", "drop", 3);
+        assert_decisions(&sh, "second", "reset", 1);
+        // A rule the policy dropped keeps its past count.
+        assert!(reload(&sh, || Ok(two_rules([
+            second,
+            ("third", "a", "drop")
+        ]))));
+        core.reload();
+        assert_decisions(&sh, "first", "drop", 3);
+        assert_decisions(&sh, "third", "drop", 0);
     }
 }

@@ -12,6 +12,7 @@ pub mod capture;
 pub mod capture_writer;
 pub mod community_id;
 pub mod eve;
+pub mod events;
 pub mod fanout;
 pub mod fetch;
 pub mod learned;

@@ -1,11 +1,15 @@
-//! The metrics text: labels that cannot collide with rule names, and what
-//! the last reload did.
+//! The metrics text: labels that cannot collide with rule names, series
+//! from 0, both formats, what the last reload did, and the HTTP server.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use chokepoint_rules::{compile_str, RuleId};
+use chokepoint_rules::compile_str;
 use chokepoint_runtime::bridge::{reload, Shared};
-use chokepoint_runtime::metrics::render;
+use chokepoint_runtime::metrics::{render, render_as, serve_listener, BuildInfo, Format};
 
 fn rules() -> chokepoint_rules::Ruleset {
     let y = "version: 1\nlists:\n  l: {format: domains, entries: [a.test]}\nrules:\n  - {name: none, match: {list: l}, action: drop}\n";
@@ -21,21 +25,138 @@ fn no_rule_does_not_share_a_label_with_a_rule_named_none() {
     let sh = Shared::new(rules(), 1, 0.0);
     {
         let mut d = sh.workers[0].decisions.lock().unwrap();
-        d.insert((RuleId::new(0), "tls_sni", "drop"), 5);
+        d.insert((Some(Arc::from("none")), "tls_sni", "drop"), 5);
         d.insert((None, "tls_sni", "drop"), 7);
     }
     let text = render(&sh);
     let rows = line(&text, "chokepoint_decisions_total{");
-    assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(
-        rows.iter()
-            .any(|l| l.contains("rule=\"none\"") && l.ends_with(" 5")),
+        rows.contains(
+            &r#"chokepoint_decisions_total{action="drop",rule="none",trigger="tls_sni"} 5"#
+        ),
         "{rows:?}"
     );
     assert!(
-        rows.iter()
-            .any(|l| l.contains("rule=\"\"") && l.ends_with(" 7")),
+        rows.contains(&r#"chokepoint_decisions_total{action="drop",rule="",trigger="tls_sni"} 7"#),
         "{rows:?}"
+    );
+}
+
+#[test]
+fn known_label_sets_start_at_zero() {
+    let sh = Shared::new(rules(), 2, 0.0);
+    let text = render(&sh);
+    // Every side and verdict, every parse problem, every worker's rings.
+    assert_eq!(line(&text, "chokepoint_packets_total{").len(), 2 * 10);
+    assert_eq!(line(&text, "chokepoint_bytes_total{").len(), 2 * 10);
+    assert_eq!(
+        line(&text, "chokepoint_parse_problems_total{").len(),
+        chokepoint_core::decode::Problem::ALL.len()
+    );
+    assert_eq!(line(&text, "chokepoint_kernel_drops_total{").len(), 2 * 2);
+    assert_eq!(line(&text, "chokepoint_worker_queue_drops_total{").len(), 2);
+    // The policy's rule under each trigger it applies to, with its action,
+    // and the default (rule "") under each name trigger.
+    let decisions = line(&text, "chokepoint_decisions_total{");
+    for t in ["tls_sni", "quic_sni", "http_host", "dns_qname"] {
+        for rule in [r#"action="drop",rule="none""#, r#"action="pass",rule="""#] {
+            let row = format!("chokepoint_decisions_total{{{rule},trigger=\"{t}\"}} 0");
+            assert!(decisions.contains(&row.as_str()), "{row} in {decisions:?}");
+        }
+    }
+    for m in [
+        "chokepoint_events_dropped_total{reason=\"queue_full\"} 0",
+        "chokepoint_events_written_total 0",
+        "chokepoint_flows_created_total 0",
+        "chokepoint_artifact_fetches_total{result=\"refused\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == m), "{m} missing");
+    }
+    let build = line(&text, "chokepoint_build_info{");
+    assert_eq!(build.len(), 1, "{build:?}");
+    assert!(build[0].contains(&format!(
+        "artifact_format=\"{}\"",
+        chokepoint_rules::artifact::FORMAT_VERSION
+    )));
+    for m in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert_eq!(line(&text, m).len(), 1, "{m}");
+    }
+}
+
+#[test]
+fn openmetrics_names_match_the_prometheus_text() {
+    let sh = Shared::new(rules(), 1, 0.0);
+    let om = render_as(&sh, &BuildInfo::default(), Format::OpenMetrics);
+    assert!(om.ends_with("# EOF\n"), "{om}");
+    assert!(om.contains("# TYPE chokepoint_packets counter\n"));
+    assert!(om.contains("# TYPE chokepoint_build info\n"));
+    // The same series, whichever the format.
+    let series = |t: &str| -> Vec<String> {
+        let mut v: Vec<String> = t
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit_once(' ').unwrap().0.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(series(&om), series(&render(&sh)));
+}
+
+/// One request, its whole answer.
+fn get(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn the_metrics_server_answers_get_metrics_only() {
+    let sh = Arc::new(Shared::new(rules(), 1, 0.0));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = serve_listener(sh.clone(), listener, BuildInfo::default()).unwrap();
+    let r = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+    assert!(r.contains("Content-Type: text/plain; version=0.0.4"), "{r}");
+    assert!(r.contains("Connection: close\r\n"), "{r}");
+    assert!(r.contains("\nchokepoint_build_info{"), "{r}");
+    let r = get(
+        addr,
+        "GET /metrics HTTP/1.0\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n",
+    );
+    assert!(
+        r.contains("Content-Type: application/openmetrics-text; version=1.0.0"),
+        "{r}"
+    );
+    assert!(r.ends_with("# EOF\n"), "{r}");
+    assert!(get(addr, "GET / HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    assert!(get(addr, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
+    assert!(get(addr, "nonsense\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000));
+    assert!(get(addr, &huge).starts_with("HTTP/1.1 431 "));
+    // A client that never sends its request holds the one thread for at
+    // most the time bound; the next scrape is answered after it.
+    let stalled = TcpStream::connect(addr).unwrap();
+    let t = Instant::now();
+    let r = get(addr, "GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 200 OK"), "{r}");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    drop(stalled);
+    sh.stop.store(true, Ordering::Relaxed);
+    let t = Instant::now();
+    server.join().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the server did not stop with the bridge"
     );
 }
 

@@ -218,7 +218,8 @@ fn kernel_fanout_puts_each_flow_with_its_worker_on_both_interfaces() {
     assert_eq!(drops, 0, "{stats:?}");
 }
 
-/// An events file whose write kills the worker writing it.
+/// An events file whose write kills the thread writing it (the events
+/// writer, which a dead thread of the bridge's takes down with it).
 struct Boom;
 
 impl std::io::Write for Boom {
@@ -231,7 +232,7 @@ impl std::io::Write for Boom {
 }
 
 #[test]
-fn a_dead_ring_worker_stops_the_bridge_with_an_error() {
+fn a_dead_ring_bridge_thread_stops_the_bridge_with_an_error() {
     use chokepoint_runtime::bridge::{self, Shared};
     use std::sync::Arc;
     let Some(ns) = Netns::new("death") else {
@@ -261,7 +262,7 @@ fn a_dead_ring_worker_stops_the_bridge_with_an_error() {
             bridge::run_rings(sh, set, cfg)
         });
         let a0 = AfPacket::open("a0", Duration::from_millis(10)).unwrap();
-        // A blocked flow: its worker writes an event, and dies.
+        // A blocked flow: its worker queues an event; the writer writes it, and dies.
         let (c, s) = (ip("198.18.24.10"), ip("198.18.25.20"));
         let syn = synth::ip_packet(
             c,
@@ -280,7 +281,7 @@ fn a_dead_ring_worker_stops_the_bridge_with_an_error() {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             let t = shared.totals();
             panic!(
-                "the bridge went on with a dead worker: packets {:?}, decisions {:?}, kernel {:?}",
+                "the bridge went on with a dead thread: packets {:?}, decisions {:?}, kernel {:?}",
                 t.packets, t.decisions, t.kernel
             );
         }
@@ -294,7 +295,10 @@ fn a_dead_ring_worker_stops_the_bridge_with_an_error() {
     .join()
     .unwrap();
     let (res, failures) = res;
-    let err = res.expect_err("a dead worker is an error");
-    assert!(err.to_string().contains("injected fault"), "{err}");
+    let err = res.expect_err("a dead thread is an error");
+    assert!(
+        err.to_string().contains("events writer") && err.to_string().contains("injected fault"),
+        "{err}"
+    );
     assert_eq!(failures, 1);
 }

@@ -181,7 +181,11 @@ pub fn run(a: Args) -> Result<()> {
         "privileges dropped: no capabilities left"
     );
     if let Some(addr) = a.metrics {
-        chokepoint_runtime::metrics::serve(shared.clone(), addr)
+        let build = chokepoint_runtime::metrics::BuildInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            git_revision: env!("CHOKEPOINT_GIT_REV").to_string(),
+        };
+        chokepoint_runtime::metrics::serve(shared.clone(), addr, build)
             .with_context(|| format!("serving metrics on {addr}"))?;
         tracing::info!(%addr, "metrics on /metrics");
     }
