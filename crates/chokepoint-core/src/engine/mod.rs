@@ -44,7 +44,9 @@ use crate::decode::{decode, resume_ip, Decoded, Fragment, Packet, L4};
 use crate::defrag::{Defrag, DefragStats};
 use crate::enforce::{Enforcer, Fate, Observed};
 use crate::event::{quirk, Decision, Event};
-use crate::flow::{FiveTuple, Flow, FlowDecision, FlowId, FlowKey, FlowTable, Inspect, State};
+use crate::flow::{
+    FiveTuple, Flow, FlowDecision, FlowId, FlowKey, FlowTable, Inspect, Inspections, State,
+};
 use crate::learn::LearnStore;
 use crate::reasm::{Pool, Reassembly};
 use crate::residual::ResidualTable;
@@ -170,6 +172,8 @@ impl PacketFacts {
 pub(crate) struct FlowCx<'e> {
     cfg: &'e Config,
     flow: &'e mut Flow,
+    /// The slab the flow's inspection is lent from.
+    insp: &'e mut Inspections,
     pool: &'e mut Pool,
     out: &'e mut Output,
     counters: &'e mut Counters,
@@ -206,20 +210,26 @@ impl FlowCx<'_> {
     /// Charge a data packet to the flow's inspection budget; false once spent.
     fn budget(&mut self, len: usize) -> bool {
         let p = &self.cfg.profile;
-        let f = &mut *self.flow;
-        if f.inspected_packets >= p.max_inspect_packets || f.inspected_bytes >= p.max_inspect_bytes
-        {
-            f.stop_inspecting(self.pool);
+        let ins = self.flow.inspection(self.insp);
+        if ins.packets >= p.max_inspect_packets || ins.bytes >= p.max_inspect_bytes {
+            self.flow.stop_inspecting(self.insp, self.pool);
             self.counters.inspection_budget_exhausted += 1;
             return false;
         }
-        f.inspected_packets += 1;
-        f.inspected_bytes = f.inspected_bytes.saturating_add(len as u32);
+        ins.packets += 1;
+        ins.bytes = ins.bytes.saturating_add(len as u32);
         true
     }
 
+    /// Does the flow hold a reassembly buffer?
+    fn buf_held(&mut self) -> bool {
+        self.flow
+            .inspection_held(self.insp)
+            .is_some_and(|i| i.buf.is_some())
+    }
+
     fn give_up(&mut self) {
-        self.flow.stop_inspecting(self.pool);
+        self.flow.stop_inspecting(self.insp, self.pool);
     }
 
     fn give_up_if_undecided(&mut self) {
@@ -408,24 +418,23 @@ impl Engine {
     /// Run one frame through the core. `ts` is the capture or arrival time
     /// in nanoseconds; it is the only clock the core knows.
     pub fn process(&mut self, ts: u64, link: LinkType, frame: &[u8]) -> Decision {
+        self.run(ts, frame.len(), decode(link, frame), None)
+    }
+
+    /// One frame, decoded (and in a burst its flow key hashed).
+    #[inline]
+    fn run(&mut self, ts: u64, len: usize, decoded: Decoded<'_>, hash: Option<u64>) -> Decision {
         self.out.index += 1;
         self.out.now = self.out.now.max(ts);
         self.out.events.clear();
         self.counters.packets += 1;
-        self.counters.bytes += frame.len() as u64;
+        self.counters.bytes += len as u64;
         self.flows.sweep(self.out.now, &mut self.scratch.pool);
-        let d = match decode(link, frame) {
-            Decoded::Packet(p) => self.packet(&p),
+        let d = match decoded {
+            Decoded::Packet(p) => self.packet(&p, hash),
             Decoded::NotIp => {
                 self.counters.not_ip += 1;
-                Decision {
-                    verdict: Verdict::Pass,
-                    rule: None,
-                    decided_now: false,
-                    flow: None,
-                    client: None,
-                    dropped: false,
-                }
+                Decision::PASS
             }
             Decoded::Malformed(problem) => {
                 self.counters.problems[problem as usize] += 1;
@@ -436,7 +445,7 @@ impl Engine {
         self.count_residual();
         let v = d.verdict as usize;
         self.counters.packets_by_verdict[v] += 1;
-        self.counters.bytes_by_verdict[v] += frame.len() as u64;
+        self.counters.bytes_by_verdict[v] += len as u64;
         d
     }
 
@@ -449,7 +458,7 @@ impl Engine {
         // The datagram is read while the engine is borrowed: lend it out.
         let datagram = std::mem::take(&mut self.scratch.datagram);
         let d = match resume_ip(f, &datagram) {
-            Decoded::Packet(p) => self.packet(&p),
+            Decoded::Packet(p) => self.packet(&p, None),
             Decoded::Malformed(problem) => {
                 self.counters.problems[problem as usize] += 1;
                 self.ip_only(Some((f.src, f.dst)))
@@ -477,23 +486,26 @@ impl Engine {
         }
     }
 
-    fn packet(&mut self, p: &Packet<'_>) -> Decision {
+    /// A packet with addresses: find or open its flow, then decide.
+    /// `hash` is the flow key's hash when a burst computed it already.
+    fn packet(&mut self, p: &Packet<'_>, hash: Option<u64>) -> Decision {
         if let Some(problem) = p.problem {
             self.counters.problems[problem as usize] += 1;
         }
         let (tuple, flags) = five_tuple(p);
         let (key, from_a) = FlowKey::new(p.ctx, &tuple);
+        let hash = hash.unwrap_or_else(|| self.flows.hash(&key));
         // A flow idle past its timeout is gone: this packet opens a new one.
         let id = match self
             .flows
-            .find_live(&key, self.out.now, &mut self.scratch.pool)
+            .find_live_hashed(&key, hash, self.out.now, &mut self.scratch.pool)
         {
             Some(id) => id,
-            None => match self.open(p, &tuple, key, from_a, flags) {
+            None => match self.open(p, &tuple, (key, hash), from_a, flags) {
                 Opened::Decided(d) if d.verdict.per_packet() => {
                     // An address rule froze or degraded the flow on its
                     // first packet, which counts too.
-                    let Some(id) = self.flows.find(&key) else {
+                    let Some(id) = self.flows.find_hashed(&key, hash) else {
                         return d;
                     };
                     let flow = self.flows.get_mut(id);
@@ -516,7 +528,7 @@ impl Engine {
         } = self;
         let learned = learned.as_deref();
         relieve(flows, id, &mut scratch.pool);
-        let flow = flows.get_mut(id);
+        let (flow, insp) = flows.get_with_inspections(id);
         flow.last_seen = out.now;
         if tuple.proto == PROTO_TCP {
             flow.track_tcp(flags);
@@ -525,15 +537,15 @@ impl Engine {
         // Rare flags only: the data path pays one test here.
         if flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 && flow.decision.is_none() {
             if let L4::Tcp(t) = p.l4 {
-                tcb(&cfg.profile, flow, &mut scratch.pool, &t, from_client);
+                tcb(&cfg.profile, flow, insp, &mut scratch.pool, &t, from_client);
             }
         }
-        if flow.inspected.is_some() && from_client {
-            if let (Some(ins), L4::Tcp(t)) = (&flow.inspected, p.l4) {
+        if from_client {
+            if let (Some(ins), L4::Tcp(t)) = (flow.inspected(), p.l4) {
                 if tcp::disagrees(ins, &t) {
                     // `overlap: reinspect`: the hello the flow was decided
                     // on came again with other bytes; read it afresh.
-                    flow.inspected = None;
+                    flow.set_inspected(None);
                     flow.decision = None;
                     flow.enforce = None;
                     flow.inspect = Inspect::Start;
@@ -556,21 +568,30 @@ impl Engine {
                 return enforce(cfg, flow, counters, d, &observed(p, from_client));
             }
             // A learnt flow meets the block its own detection set up.
-            if fd.verdict == Verdict::Learn && out.now >= flow.learn_at {
-                return arm::relearn(cfg, flow, &tuple, learned, out, counters, &mut scratch.pool)
-                    .unwrap_or(d);
+            if fd.verdict == Verdict::Learn && out.now >= flow.learn_at() {
+                return arm::relearn(
+                    cfg,
+                    flow,
+                    &tuple,
+                    learned,
+                    out,
+                    counters,
+                    (insp, &mut scratch.pool),
+                )
+                .unwrap_or(d);
             }
             return d;
         }
-        let mut packet = PacketFacts::of(p, !flow.data_seen);
+        let mut packet = PacketFacts::of(p, !flow.data_seen());
         let carries_data = packet.payload_len > 0;
-        packet.first_client_data = from_client && !flow.client_data_seen && packet.payload_len > 0;
-        let handshake = !flow.data_seen && packet.payload_len == 0 && tuple.proto == PROTO_TCP;
-        flow.data_seen |= packet.payload_len > 0;
-        flow.client_data_seen |= packet.first_client_data;
+        packet.first_client_data =
+            from_client && !flow.client_data_seen() && packet.payload_len > 0;
+        let handshake = !flow.data_seen() && packet.payload_len == 0 && tuple.proto == PROTO_TCP;
+        flow.note_data(carries_data, packet.first_client_data);
         let mut cx = FlowCx {
             cfg,
             flow,
+            insp,
             pool: &mut scratch.pool,
             out,
             counters,
@@ -603,6 +624,8 @@ impl Engine {
                 L4::Other(_) => cx.undecided(),
             }
         };
+        // An inspection that ended with this packet goes back to the slab.
+        cx.flow.settle(cx.insp, cx.pool);
         // `default_at: first_data`: a flow no rule has matched meets a
         // blocking default at its first data packet; the TCP handshake
         // before it passes (Russia's 2025 mobile allowlists: the SYN gets
@@ -621,9 +644,9 @@ impl Engine {
             let f = flows.get_mut(id);
             if from_client {
                 if carries_data {
-                    f.dns_answer_passes = d.verdict.forwards();
+                    f.set_dns_answer_passes(d.verdict.forwards());
                 }
-            } else if d.rule.is_none() && !d.verdict.forwards() && f.dns_answer_passes {
+            } else if d.rule.is_none() && !d.verdict.forwards() && f.dns_answer_passes() {
                 d.verdict = Verdict::Pass;
             }
         }
@@ -648,7 +671,7 @@ impl Engine {
         &mut self,
         p: &Packet<'_>,
         tuple: &FiveTuple,
-        key: FlowKey,
+        (key, hash): (FlowKey, u64),
         from_a: bool,
         flags: u8,
     ) -> Opened {
@@ -697,7 +720,7 @@ impl Engine {
                 counters: &mut self.counters,
             };
             if let Some(at) = arm.arm(&self.cfg.rules, &j, &facts, self.out.now) {
-                f.learn_at = at;
+                f.set_learn_at(at);
             }
         }
         match judged {
@@ -710,12 +733,12 @@ impl Engine {
                 f.inspect = Inspect::Done;
                 if j.by == Trigger::Ip && self.cfg.profile.reevaluate_on_reload {
                     // The packet an IP rule's conditions saw, for a reload.
-                    f.seen = Some(Box::new(decide::seen(&decide::Found::IP, &packet)));
+                    f.set_seen(decide::seen(&decide::Found::IP, &packet));
                 }
             }
             _ => f.hold = ip,
         }
-        let id = self.flows.insert(f, &mut self.scratch.pool);
+        let id = self.flows.insert_hashed(f, hash, &mut self.scratch.pool);
         let flow = self.flows.get_mut(id);
         match (judged, flow.decision) {
             (Some(j), Some(fd)) => {
@@ -795,25 +818,32 @@ fn enforce(
 /// The packet's five-tuple and TCP flags.
 #[inline]
 /// The TCB knobs on a SYN, FIN or RST of an undecided flow.
-fn tcb(profile: &Profile, flow: &mut Flow, pool: &mut Pool, t: &Tcp<'_>, from_client: bool) {
+fn tcb(
+    profile: &Profile,
+    flow: &mut Flow,
+    insp: &mut Inspections,
+    pool: &mut Pool,
+    t: &Tcp<'_>,
+    from_client: bool,
+) {
     if t.flags & (TCP_FIN | TCP_RST) != 0 && profile.teardown_on_rst {
         // Geneva's mock censors forget the connection here, whichever side
         // closed it (and whether or not the server believed it).
-        flow.stop_inspecting(pool);
+        flow.stop_inspecting(insp, pool);
     }
     if !from_client
         && t.flags & TCP_SYN != 0
         && t.flags & TCP_ACK != 0
-        && flow.data_seen
+        && flow.data_seen()
         && profile.resync_on_syn
-        && flow.seq_base != Some(t.ack)
+        && flow.seq_base() != Some(t.ack)
     {
         // A SYN-ACK in an established flow (Geneva's resync trigger): it
         // acknowledges a client ISN + 1, taken for the stream's new start.
         // Before data the client's SYN already set it; a retransmitted
         // SYN-ACK acknowledges the same start and changes nothing.
-        flow.seq_base = Some(t.ack);
-        if let Some(b) = flow.buf.take() {
+        flow.set_seq_base(t.ack);
+        if let Some(b) = flow.inspection_held(insp).and_then(|i| i.buf.take()) {
             pool.give(b);
         }
     }
