@@ -35,6 +35,10 @@ pub struct Args {
     /// Instead: N distinct TCP SYN flows (flow-table stress, see max_flows).
     #[arg(long)]
     syn_flows: Option<u32>,
+    /// Hand frames to the engine one at a time (`Engine::process`) instead
+    /// of in bursts (`Engine::process_batch`, which prefetches).
+    #[arg(long)]
+    one_by_one: bool,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -43,7 +47,19 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let rules = Arc::new(a.source.load()?);
     let frames = frames(&a)?;
-    let r = bench::report(&rules, &frames, a.workers, a.passes.max(1), !a.no_scaling);
+    let feed = if a.one_by_one {
+        bench::Feed::OneByOne
+    } else {
+        bench::Feed::Batch
+    };
+    let r = bench::report_fed(
+        &rules,
+        &frames,
+        a.workers,
+        a.passes.max(1),
+        !a.no_scaling,
+        feed,
+    );
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
