@@ -19,7 +19,9 @@
 //!   memory becomes resident as slots are first used;
 //! * the index: open addressing with linear probing over 8-byte buckets
 //!   (a 32-bit tag of the key's hash and the slot number), two buckets per
-//!   flow of the cap (at most half full), written at start: 16 bytes a flow;
+//!   flow of the cap (at most half full): 16 bytes a flow of the cap,
+//!   allocated zeroed, so its pages become resident as flows are filed in
+//!   them (a page fault per 4 KiB page, once, instead of a rehash);
 //! * a free list of slot numbers (4 bytes a flow at most);
 //! * [`Inspection`]s: what a flow needs only while it is being read
 //!   (budget counters, reassembly buffer, QUIC decoder, urgent-data
@@ -70,7 +72,7 @@ pub struct FiveTuple {
 
 /// A flow's identity: the tuple with its endpoints in a fixed order, so
 /// both directions of a flow share one key, plus the VLAN/tunnel context.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
     /// VLAN, PPPoE session and tunnel context (see [`crate::decode`]).
     pub ctx: u64,
@@ -84,6 +86,29 @@ pub struct FlowKey {
     pub b: IpAddr,
     /// The higher endpoint's port.
     pub pb: u16,
+}
+
+/// Hashed as five fixed-width words (addresses as 128-bit numbers, IPv4
+/// mapped into IPv6) rather than field by field through `IpAddr`'s enum:
+/// one hash per packet, on every lookup, so its few nanoseconds count.
+/// Keys equal under `Eq` hash equal; an IPv4 key and its IPv4-mapped IPv6
+/// twin share a hash and are told apart by `Eq`.
+impl std::hash::Hash for FlowKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        #[inline]
+        fn bits(a: IpAddr) -> u128 {
+            match a {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped().to_bits(),
+                IpAddr::V6(v6) => v6.to_bits(),
+            }
+        }
+        state.write_u64(self.ctx);
+        state.write_u128(bits(self.a));
+        state.write_u128(bits(self.b));
+        state
+            .write_u64(u64::from(self.proto) << 32 | u64::from(self.pa) << 16 | u64::from(self.pb));
+    }
 }
 
 impl FlowKey {
@@ -641,7 +666,7 @@ pub struct FlowId(u32);
 pub struct FlowTable {
     /// Open addressing, linear probing: `tag << 32 | slot + 1` per bucket,
     /// [`EMPTY`] where none; at most half full (see [`buckets_for`]).
-    index: Vec<u64>,
+    index: Box<[u64]>,
     slots: Vec<Option<Flow>>,
     free: Vec<u32>,
     insp: Inspections,
@@ -706,7 +731,7 @@ impl FlowTable {
     /// its memory allocated now.
     pub fn new(cap: usize, timeouts: Timeouts) -> FlowTable {
         let mut t = FlowTable {
-            index: Vec::new(),
+            index: Box::default(),
             slots: Vec::new(),
             free: Vec::new(),
             insp: Inspections::default(),
@@ -770,12 +795,17 @@ impl FlowTable {
     /// cannot be had (nothing is changed then but spare room).
     fn try_size(&mut self, n: usize) -> bool {
         let buckets = buckets_for(n);
-        let mut index: Vec<u64> = Vec::new();
-        if index.try_reserve_exact(buckets).is_err()
-            || self
-                .slots
-                .try_reserve_exact(n.saturating_sub(self.slots.len()))
-                .is_err()
+        // Zeroed by the allocator (EMPTY is 0): a large index comes as
+        // untouched zero pages, resident only as flows are filed in them, so
+        // memory follows the flows held, not the capacity, while no
+        // lookup ever waits for a rehash.
+        let Ok(index) = bytemuck::allocation::try_zeroed_slice_box::<u64>(buckets) else {
+            return false;
+        };
+        if self
+            .slots
+            .try_reserve_exact(n.saturating_sub(self.slots.len()))
+            .is_err()
             || self
                 .free
                 .try_reserve_exact(n.saturating_sub(self.free.len()))
@@ -784,9 +814,6 @@ impl FlowTable {
         {
             return false;
         }
-        // Written now (an unknown value, so the zeroing cannot become a
-        // lazily mapped calloc): the first flows do not pay page faults.
-        index.resize(buckets, std::hint::black_box(EMPTY));
         self.index = index;
         for (i, f) in self.slots.iter().enumerate() {
             if let Some(f) = f {
@@ -831,6 +858,7 @@ impl FlowTable {
     }
 
     /// The slot of the flow with this key and hash.
+    #[inline]
     #[inline]
     fn lookup(&self, key: &FlowKey, hash: u64) -> Option<u32> {
         let (t, n) = (tag(hash), self.index.len());
@@ -1088,7 +1116,7 @@ impl FlowTable {
     /// inspections up to the most lent at once. Reassembly buffers are
     /// counted by their pool.
     pub fn memory_bytes(&self) -> usize {
-        self.index.capacity() * std::mem::size_of::<u64>()
+        self.index.len() * std::mem::size_of::<u64>()
             + self.slots.capacity() * std::mem::size_of::<Option<Flow>>()
             + self.free.capacity() * std::mem::size_of::<u32>()
             + self.insp.memory_bytes()

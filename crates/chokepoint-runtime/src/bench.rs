@@ -7,10 +7,10 @@
 //! and walks its own contiguous ring of frames; all start together behind a
 //! barrier and the wall time is taken from the barrier to the last worker.
 //!
-//! Workers hand their frames to the engine in bursts
-//! ([`Engine::process_batch`], which prefetches a burst's flow-table and
-//! domain-table slots before processing it), as a ring backend receives
-//! them; [`Feed::OneByOne`] calls [`Engine::process`] per frame instead.
+//! Workers hand their frames to the engine one by one ([`Engine::process`]),
+//! or in bursts ([`Feed::Batch`]: [`Engine::process_batch`], which
+//! prefetches a burst's flow-table and domain-table slots before
+//! processing it).
 
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
@@ -123,9 +123,9 @@ pub struct RunResult {
     pub per_worker: Vec<WorkerResult>,
 }
 
-/// Run `passes` passes over the rings, one thread per ring, in bursts.
+/// Run `passes` passes over the rings, one thread per ring, frame by frame.
 pub fn run(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32) -> RunResult {
-    run_fed(rules, rings, passes, Feed::Batch)
+    run_fed(rules, rings, passes, Feed::OneByOne)
 }
 
 /// [`run`], frames handed over as `feed` says.
@@ -145,7 +145,7 @@ pub fn run_fed(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32, feed: Feed) ->
                 let started = &started;
                 let learned = learned.clone();
                 s.spawn(move || {
-                    let mut e = Engine::new(rules);
+                    let mut e = Engine::one_of(rules, rings.len());
                     e.set_learn_store(learned);
                     barrier.wait();
                     let t0 = Instant::now();
@@ -252,7 +252,7 @@ pub struct Report {
 }
 
 /// Run with 1, 2, ... `max_workers` workers and report each, frames fed
-/// in bursts.
+/// one by one.
 pub fn report(
     rules: &Arc<Ruleset>,
     frames: &Frames,
@@ -260,7 +260,7 @@ pub fn report(
     passes: u32,
     scaling: bool,
 ) -> Report {
-    report_fed(rules, frames, max_workers, passes, scaling, Feed::Batch)
+    report_fed(rules, frames, max_workers, passes, scaling, Feed::OneByOne)
 }
 
 /// [`report`], frames handed over as `feed` says.

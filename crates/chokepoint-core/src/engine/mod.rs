@@ -134,6 +134,8 @@ pub struct Engine {
     /// Whether the packet being processed came from the subscribers' side,
     /// when the caller knows ([`Engine::process_from`]).
     from_subscriber: Option<bool>,
+    /// Engines sharing the box's flow capacity (see [`Engine::one_of`]).
+    share: usize,
     /// Everything counted so far.
     pub counters: Counters,
 }
@@ -282,6 +284,11 @@ fn relieve(flows: &mut FlowTable, keep: FlowId, pool: &mut Pool) {
     }
 }
 
+/// The flows one of `share` engines holds: its part of `max_flows`.
+fn flow_share(p: &Profile, share: usize) -> usize {
+    (p.max_flows as usize).div_ceil(share)
+}
+
 /// The reassembly budget as the pool keeps it.
 fn budget(p: &Profile) -> usize {
     usize::try_from(p.reassembly_memory_budget).unwrap_or(usize::MAX)
@@ -290,9 +297,19 @@ fn budget(p: &Profile) -> usize {
 impl Engine {
     /// An engine enforcing `rules` with the profile compiled into them.
     pub fn new(rules: Arc<Ruleset>) -> Engine {
+        Engine::one_of(rules, 1)
+    }
+
+    /// One of `workers` engines of a box: the profile's `max_flows` is the
+    /// box's, so this engine's flow table holds its share,
+    /// `max_flows / workers` rounded up. The table is sized at start, so
+    /// a box's flow memory is bounded by `max_flows` whatever its number
+    /// of workers.
+    pub fn one_of(rules: Arc<Ruleset>, workers: usize) -> Engine {
         let profile = rules.meta.profile.clone();
+        let share = workers.max(1);
         Engine {
-            flows: FlowTable::new(profile.max_flows as usize, profile.timeouts.clone()),
+            flows: FlowTable::new(flow_share(&profile, share), profile.timeouts.clone()),
             defrag: Defrag::new(
                 profile.max_fragment_datagrams as usize,
                 profile.fragment_timeout,
@@ -314,6 +331,7 @@ impl Engine {
             residual: ResidualTable::new(profile.max_residual_entries as usize),
             learned: None,
             from_subscriber: None,
+            share,
             cfg: Config { rules, profile },
         }
     }
@@ -327,7 +345,7 @@ impl Engine {
     pub fn set_rules(&mut self, rules: Arc<Ruleset>) {
         let profile = rules.meta.profile.clone();
         self.flows
-            .set_limits(profile.max_flows as usize, profile.timeouts.clone());
+            .set_limits(flow_share(&profile, self.share), profile.timeouts.clone());
         self.defrag.set_limits(
             profile.max_fragment_datagrams as usize,
             profile.fragment_timeout,
