@@ -859,7 +859,6 @@ impl FlowTable {
 
     /// The slot of the flow with this key and hash.
     #[inline]
-    #[inline]
     fn lookup(&self, key: &FlowKey, hash: u64) -> Option<u32> {
         let (t, n) = (tag(hash), self.index.len());
         let mut i = home(t, n);
