@@ -94,7 +94,9 @@ fn stages(c: &mut Criterion) {
 
 fn end_to_end(c: &mut Criterion) {
     let loads = workloads();
-    engine_group(c, "engine", &ruleset(), &loads);
+    let rules = ruleset();
+    engine_group(c, "engine", &rules, &loads);
+    burst_group(c, &rules, &loads);
     engine_group(
         c,
         "engine+conditions+residual",
@@ -112,6 +114,20 @@ fn engine_group(c: &mut Criterion, group: &str, rules: &Arc<Ruleset>, loads: &[W
         g.throughput(Throughput::Elements(w.elements));
         g.bench_function(w.name, |b| {
             b.iter_custom(|n| per_packet(rules, &w.packets, n, &w.warm))
+        });
+    }
+    g.finish();
+}
+
+/// The `engine` workloads through `Engine::process_batch` (bursts of
+/// `engine::BURST`), beside the same frames one by one in `engine/`.
+fn burst_group(c: &mut Criterion, rules: &Arc<Ruleset>, loads: &[Workload]) {
+    let mut g = c.benchmark_group("engine-burst");
+    g.sample_size(10);
+    for w in loads {
+        g.throughput(Throughput::Elements(w.elements));
+        g.bench_function(w.name, |b| {
+            b.iter_custom(|n| per_burst(rules, &w.packets, n, &w.warm))
         });
     }
     g.finish();

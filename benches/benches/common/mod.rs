@@ -115,13 +115,7 @@ pub fn per_packet(
     let ring = Ring::new(packets);
     let mut total = Duration::ZERO;
     for _ in 0..iters {
-        let mut e = Engine::new(rules.clone());
-        if rules.has_learned_rules() {
-            e.set_learn_store(learned_table());
-        }
-        for p in warm {
-            e.process(0, LinkType::Ethernet, p);
-        }
+        let mut e = fresh(rules, warm);
         let t = Instant::now();
         for (i, &(a, b)) in ring.spans.iter().enumerate() {
             black_box(e.process(i as u64, LinkType::Ethernet, &ring.bytes[a..b]));
@@ -129,6 +123,48 @@ pub fn per_packet(
         total += t.elapsed();
     }
     total
+}
+
+/// [`per_packet`] through [`Engine::process_batch`]: the ring handed over
+/// whole, the engine taking it [`chokepoint_core::engine::BURST`] frames
+/// at a time (decode, hash and prefetch a burst, then process it).
+pub fn per_burst(
+    rules: &Arc<Ruleset>,
+    packets: &[Vec<u8>],
+    iters: u64,
+    warm: &[Vec<u8>],
+) -> Duration {
+    let ring = Ring::new(packets);
+    let frames: Vec<(u64, LinkType, &[u8])> = ring
+        .spans
+        .iter()
+        .enumerate()
+        .map(|(i, &(a, b))| (i as u64, LinkType::Ethernet, &ring.bytes[a..b]))
+        .collect();
+    let mut out = vec![chokepoint_core::Decision::PASS; frames.len()];
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let mut e = fresh(rules, warm);
+        let t = Instant::now();
+        e.process_batch(&frames, &mut out, |_, ev| {
+            black_box(ev);
+        });
+        total += t.elapsed();
+        black_box(&out);
+    }
+    total
+}
+
+/// A fresh engine under `rules` that has seen `warm`.
+fn fresh(rules: &Arc<Ruleset>, warm: &[Vec<u8>]) -> Engine {
+    let mut e = Engine::new(rules.clone());
+    if rules.has_learned_rules() {
+        e.set_learn_store(learned_table());
+    }
+    for p in warm {
+        e.process(0, LinkType::Ethernet, p);
+    }
+    e
 }
 
 /// The same corpus under rules with conditions (ports, protocol, an

@@ -125,6 +125,17 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// Forward, nothing decided, no flow: what a frame that is not IP
+    /// gets (and a value to fill a decision buffer with).
+    pub const PASS: Decision = Decision {
+        verdict: Verdict::Pass,
+        rule: None,
+        decided_now: false,
+        flow: None,
+        client: None,
+        dropped: false,
+    };
+
     /// Does the packet go on unchanged? The verdict's answer, except under
     /// freeze and degrade, where the core decided for this packet.
     #[inline]

@@ -108,6 +108,19 @@ pub fn handshake_prefix(msg: &[u8]) -> Option<ClientHello<'_>> {
     client_hello(&body[..len.min(body.len())])
 }
 
+/// The SNI of a ClientHello that starts at the start of `segment`, read as
+/// far as its first record goes in this segment: a hint (what a burst
+/// prefetches the domain table for), never a decision. `None` when the
+/// segment does not start a ClientHello or the name is not in it.
+pub fn sni_hint(segment: &[u8]) -> Option<&[u8]> {
+    let hdr = segment.get(..6)?;
+    if hdr[0] != 0x16 || hdr[1] != 3 || hdr[5] != 1 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([hdr[3], hdr[4]]));
+    handshake_prefix(&segment[5..segment.len().min(5 + len)])?.sni
+}
+
 /// The body of the first TLS handshake record at the start of `stream`,
 /// once it is all there.
 pub fn first_record(stream: &[u8]) -> Option<&[u8]> {

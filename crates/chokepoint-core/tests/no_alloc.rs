@@ -31,17 +31,22 @@ fn frame(src: &str, dst: &str, sport: u16, dport: u16, seq: u32, payload: &[u8])
     )
 }
 
+/// An engine under the policy `yaml`.
+fn engine(yaml: &str) -> Engine {
+    let rs = chokepoint_rules::compile_str(yaml, "t.yaml", std::path::Path::new(".")).unwrap();
+    Engine::new(Arc::new(rs))
+}
+
+/// A ClientHello for `name` in TLS records.
+fn hello(name: &str, shape: HelloShape) -> Vec<u8> {
+    synth::tls_records(&synth::client_hello(Some(name), shape, 1), 16384)
+}
+
 #[test]
 fn decided_flow_packets_do_not_allocate() {
     let yaml = "version: 1\nlists:\n  d: {format: domains, entries: [blocked.example]}\n  n: {format: cidr, entries: [198.19.0.0/24]}\n  f: {format: cidr, entries: [198.19.1.0/24]}\n  g: {format: cidr, entries: [198.19.2.0/24]}\nrules:\n  - {name: d, match: {list: d}, action: drop}\n  - {name: n, match: {list: n, on: [ip]}, action: drop}\n  - {name: f, match: {list: f, on: [ip]}, action: {freeze: {after_bytes: 100}}}\n  - {name: g, match: {list: g, on: [ip]}, action: {degrade: {loss: 0.5}}}\n";
-    let rs = chokepoint_rules::compile_str(yaml, "t.yaml", std::path::Path::new(".")).unwrap();
-    let mut e = Engine::new(Arc::new(rs));
-    let hello = |n: &str| {
-        synth::tls_records(
-            &synth::client_hello(Some(n), HelloShape::default(), 1),
-            16384,
-        )
-    };
+    let mut e = engine(yaml);
+    let hello = |n: &str| hello(n, HelloShape::default());
     // Decide three flows: by name (drop), passed (allowed name), by address.
     let by_name = frame(
         "198.18.0.1",
@@ -185,4 +190,87 @@ fn flows_decided_by_a_classifier_or_learnt_do_not_allocate() {
     assert_eq!(allocs, 0, "{allocs} allocations in 100k packets");
     assert_eq!(e.counters.learned_hits, 1, "the learnt flow was cut once");
     assert!(e.counters.packets_by_verdict[Verdict::Learn as usize] > 20_000);
+}
+
+/// The flow table is sized at start (`max_flows`): new flows up to the cap,
+/// each a SYN and a ClientHello read where it lies, allocate nothing, and
+/// once each is decided or passed it holds no inspection.
+#[test]
+fn new_flows_up_to_the_cap_allocate_nothing() {
+    const FLOWS: u32 = 4096;
+    let yaml = "version: 1\nlists:\n  d: {format: domains, entries: [blocked.example]}\nrules:\n  - {name: d, match: {list: d}, action: reset}\nprofile: {max_flows: 4096}\n";
+    let mut e = engine(yaml);
+    let hello = |n: &str| hello(n, HelloShape::default());
+    let (blocked, fine) = (hello("blocked.example"), hello("fine.example"));
+    let frames: Vec<[Vec<u8>; 2]> = (0..FLOWS)
+        .map(|i| {
+            let client = format!("198.18.{}.{}", i >> 8, i & 0xff);
+            let port = 10_000 + i as u16;
+            let h = if i % 2 == 0 { &blocked } else { &fine };
+            let syn = synth::ethernet(
+                &synth::ip_packet(
+                    client.parse().unwrap(),
+                    "198.19.0.1".parse().unwrap(),
+                    6,
+                    &synth::tcp_segment(
+                        client.parse().unwrap(),
+                        "198.19.0.1".parse().unwrap(),
+                        port,
+                        443,
+                        1,
+                        0,
+                        0x02,
+                        b"",
+                    ),
+                ),
+                &[],
+            );
+            [syn, frame(&client, "198.19.0.1", port, 443, 2, h)]
+        })
+        .collect();
+    let ((), allocs) = allocations_in(|| {
+        for (i, [syn, data]) in frames.iter().enumerate() {
+            e.process(2 * i as u64, LinkType::Ethernet, std::hint::black_box(syn));
+            e.process(
+                2 * i as u64 + 1,
+                LinkType::Ethernet,
+                std::hint::black_box(data),
+            );
+        }
+    });
+    assert_eq!(allocs, 0, "{allocs} allocations for {FLOWS} new flows");
+    assert_eq!(e.flows().len(), FLOWS as usize);
+    assert_eq!(e.counters.packets_by_verdict[Verdict::Reset as usize], 2048);
+    assert_eq!(e.flows().inspections(), 0, "decided flows hold none");
+}
+
+/// A flow holds an inspection only while it is being read: a SYN takes
+/// none, a ClientHello's first half one, its second half gives it back.
+#[test]
+fn a_flow_holds_an_inspection_only_while_it_is_read() {
+    let mut e = engine("version: 1\n");
+    let h = hello(
+        "two.example",
+        HelloShape {
+            post_quantum: true,
+            ..Default::default()
+        },
+    );
+    let (c, s) = ("198.18.0.1", "198.19.0.1");
+    let syn = frame(c, s, 40000, 443, 0, b"");
+    e.process(1, LinkType::Ethernet, &syn);
+    assert_eq!(e.flows().inspections(), 0, "a SYN needs none");
+    e.process(
+        2,
+        LinkType::Ethernet,
+        &frame(c, s, 40000, 443, 1, &h[..1000]),
+    );
+    assert_eq!(e.flows().inspections(), 1, "half a hello is being read");
+    e.process(
+        3,
+        LinkType::Ethernet,
+        &frame(c, s, 40000, 443, 1001, &h[1000..]),
+    );
+    assert_eq!(e.events().len(), 1);
+    assert_eq!(e.flows().inspections(), 0, "read: given back");
 }

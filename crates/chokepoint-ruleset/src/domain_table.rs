@@ -28,6 +28,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
+use crate::hint::prefetch;
 use crate::name::{for_each_suffix_in, hash_name, label_bit, label_count, MAX_NAME_LEN};
 
 /// The name itself is matched.
@@ -92,18 +93,6 @@ fn fingerprint(hash: u64) -> u32 {
 #[inline]
 fn home(fp: u32, range: u32) -> usize {
     ((u64::from(fp) * u64::from(range)) >> 32) as usize
-}
-
-#[inline(always)]
-fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is a hint; any address is allowed, none is read.
-    #[allow(unused_unsafe)]
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// Suffixes hashed and prefetched before probing.
@@ -227,11 +216,7 @@ impl DomainTable {
         let mut n = 0;
         for_each_suffix_in(name, self.label_mask, |start, _, h| {
             if n < BATCH {
-                prefetch(
-                    self.slots
-                        .as_ptr()
-                        .wrapping_add(home(fingerprint(h), self.range)),
-                );
+                prefetch(&self.slots, home(fingerprint(h), self.range));
                 starts[n] = start as u8;
                 hashes[n] = h;
                 n += 1;
@@ -242,6 +227,24 @@ impl DomainTable {
         for k in 0..n {
             probe_one(starts[k] as usize, hashes[k], &mut f);
         }
+    }
+
+    /// Start loading the home slots a lookup of `name` (normalised) will
+    /// probe, and do nothing else: a caller holding several names (a
+    /// burst of packets) prefetches them all before looking any up, so
+    /// their cache misses overlap. Costs the suffix hashing again.
+    #[inline]
+    pub fn prefetch(&self, name: &[u8]) {
+        if self.blob.is_empty() || name.len() > MAX_NAME_LEN {
+            return;
+        }
+        let mut n = 0;
+        for_each_suffix_in(name, self.label_mask, |_, _, h| {
+            if n < BATCH {
+                prefetch(&self.slots, home(fingerprint(h), self.range));
+                n += 1;
+            }
+        });
     }
 
     /// Slots whose key is exactly `name`, any mode.

@@ -31,6 +31,7 @@
 pub mod artifact;
 pub mod conditions;
 pub mod domain_table;
+pub mod hint;
 pub mod ids;
 pub mod keyword_table;
 pub mod name;

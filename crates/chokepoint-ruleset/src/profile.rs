@@ -119,7 +119,9 @@ pub struct Profile {
     pub defragment: bool,
     /// Which directions are inspected for names.
     pub direction: Direction,
-    /// Flow table capacity; the oldest idle flows are evicted beyond it.
+    /// Flows the box tracks: each of N workers' tables holds `max_flows / N`
+    /// (rounded up), sized at start. Beyond it the least recently seen of
+    /// a sample is evicted.
     pub max_flows: u32,
     /// Idle timeouts per flow state.
     pub timeouts: Timeouts,

@@ -666,6 +666,27 @@ impl Ruleset {
         self.match_hello(trigger, false, name)
     }
 
+    /// Does any list hold domain names (so that a name lookup reads the
+    /// domain table)?
+    #[inline]
+    pub fn has_domains(&self) -> bool {
+        !self.domains.is_empty()
+    }
+
+    /// Start loading what a lookup of the name `wire` (as sent: any case,
+    /// a trailing dot) will read of the domain table, and nothing else:
+    /// see [`DomainTable::prefetch`]. A hint; it changes no result.
+    #[inline]
+    pub fn prefetch_name(&self, wire: &[u8]) {
+        if !self.has_domains() {
+            return;
+        }
+        let mut buf = [0u8; crate::name::MAX_NAME_LEN];
+        if let Some(name) = crate::name::normalize_wire(wire, &mut buf) {
+            self.domains.prefetch(name);
+        }
+    }
+
     /// Like [`Ruleset::match_name`] for a ClientHello's SNI, honouring the
     /// rules' `ech:` conditions.
     #[inline]

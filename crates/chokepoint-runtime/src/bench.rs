@@ -6,6 +6,11 @@
 //! both directions of a flow reach one worker). Each worker owns an engine
 //! and walks its own contiguous ring of frames; all start together behind a
 //! barrier and the wall time is taken from the barrier to the last worker.
+//!
+//! Workers hand their frames to the engine one by one ([`Engine::process`]),
+//! or in bursts ([`Feed::Batch`]: [`Engine::process_batch`], which
+//! prefetches a burst's flow-table and domain-table slots before
+//! processing it).
 
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
@@ -42,6 +47,20 @@ impl Ring {
         self.bytes.len()
     }
 }
+
+/// How workers hand frames to their engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feed {
+    /// [`Engine::process_batch`] over [`FEED_CHUNK`] frames at a time.
+    Batch,
+    /// [`Engine::process`] per frame.
+    OneByOne,
+}
+
+/// Frames a worker hands to [`Engine::process_batch`] per call (the engine
+/// prefetches within its own bursts of `chokepoint_core::engine::BURST`).
+pub const FEED_CHUNK: usize = 256;
 
 /// A capture in memory: (link, timestamp, frame).
 pub type Frames = Vec<(LinkType, u64, Vec<u8>)>;
@@ -104,8 +123,13 @@ pub struct RunResult {
     pub per_worker: Vec<WorkerResult>,
 }
 
-/// Run `passes` passes over the rings, one thread per ring.
+/// Run `passes` passes over the rings, one thread per ring, frame by frame.
 pub fn run(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32) -> RunResult {
+    run_fed(rules, rings, passes, Feed::OneByOne)
+}
+
+/// [`run`], frames handed over as `feed` says.
+pub fn run_fed(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32, feed: Feed) -> RunResult {
     let barrier = Barrier::new(rings.len());
     let started = std::sync::Mutex::new(None::<Instant>);
     // The workers share their dynamic lists, as a bridge's do.
@@ -121,7 +145,7 @@ pub fn run(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32) -> RunResult {
                 let started = &started;
                 let learned = learned.clone();
                 s.spawn(move || {
-                    let mut e = Engine::new(rules);
+                    let mut e = Engine::one_of(rules, rings.len());
                     e.set_learn_store(learned);
                     barrier.wait();
                     let t0 = Instant::now();
@@ -133,15 +157,27 @@ pub fn run(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32) -> RunResult {
                         (Some(a), Some(b)) => b.3.saturating_sub(a.3) + 1_000_000,
                         _ => 0,
                     };
+                    let mut burst: Vec<(u64, LinkType, &[u8])> = Vec::with_capacity(FEED_CHUNK);
+                    let mut out = vec![chokepoint_core::Decision::PASS; FEED_CHUNK];
                     for pass in 0..passes {
                         let shift = u64::from(pass) * span;
-                        for &(a, b, link, ts) in &ring.spans {
-                            clock = ts + shift;
-                            std::hint::black_box(e.process(
-                                clock,
-                                link,
-                                &ring.bytes[a as usize..b as usize],
-                            ));
+                        for chunk in ring.spans.chunks(FEED_CHUNK) {
+                            burst.clear();
+                            burst.extend(chunk.iter().map(|&(a, b, link, ts)| {
+                                (ts + shift, link, &ring.bytes[a as usize..b as usize])
+                            }));
+                            clock = burst.last().map_or(clock, |f| f.0);
+                            match feed {
+                                Feed::Batch => e.process_batch(&burst, &mut out, |_, ev| {
+                                    std::hint::black_box(ev);
+                                }),
+                                Feed::OneByOne => {
+                                    for (d, &(ts, link, f)) in out.iter_mut().zip(&burst) {
+                                        *d = e.process(ts, link, f);
+                                    }
+                                }
+                            }
+                            std::hint::black_box(&out);
                         }
                     }
                     let secs = t0.elapsed().as_secs_f64();
@@ -203,6 +239,8 @@ pub struct Report {
     pub bytes_in_capture: usize,
     /// Passes over the capture per run.
     pub passes: u32,
+    /// How frames were handed to the engines.
+    pub feed: Feed,
     /// Size of the artifact.
     pub artifact_bytes: usize,
     /// Memory the loaded ruleset holds.
@@ -213,13 +251,26 @@ pub struct Report {
     pub scaling_efficiency: Option<f64>,
 }
 
-/// Run with 1, 2, ... `max_workers` workers and report each.
+/// Run with 1, 2, ... `max_workers` workers and report each, frames fed
+/// one by one.
 pub fn report(
     rules: &Arc<Ruleset>,
     frames: &Frames,
     max_workers: usize,
     passes: u32,
     scaling: bool,
+) -> Report {
+    report_fed(rules, frames, max_workers, passes, scaling, Feed::OneByOne)
+}
+
+/// [`report`], frames handed over as `feed` says.
+pub fn report_fed(
+    rules: &Arc<Ruleset>,
+    frames: &Frames,
+    max_workers: usize,
+    passes: u32,
+    scaling: bool,
+    feed: Feed,
 ) -> Report {
     let counts: Vec<usize> = if scaling {
         (1..=max_workers.max(1)).collect()
@@ -228,7 +279,7 @@ pub fn report(
     };
     let runs: Vec<RunResult> = counts
         .iter()
-        .map(|&n| run(rules, &shard(frames, n), passes))
+        .map(|&n| run_fed(rules, &shard(frames, n), passes, feed))
         .collect();
     let scaling_efficiency = match (runs.first(), runs.last()) {
         (Some(a), Some(b)) if runs.len() > 1 => {
@@ -240,6 +291,7 @@ pub fn report(
         packets_in_capture: frames.len(),
         bytes_in_capture: frames.iter().map(|f| f.2.len()).sum(),
         passes,
+        feed,
         artifact_bytes: chokepoint_rules::artifact::to_bytes(rules).len(),
         ruleset_memory_bytes: rules.memory_bytes(),
         runs,
@@ -253,11 +305,15 @@ pub fn report_text(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "capture   {} packets, {} bytes (mean frame {:.0} B), {} pass(es)",
+        "capture   {} packets, {} bytes (mean frame {:.0} B), {} pass(es), {}",
         r.packets_in_capture,
         r.bytes_in_capture,
         r.bytes_in_capture as f64 / r.packets_in_capture.max(1) as f64,
-        r.passes
+        r.passes,
+        match r.feed {
+            Feed::Batch => "in bursts",
+            Feed::OneByOne => "one frame at a time",
+        }
     );
     let _ = writeln!(
         o,

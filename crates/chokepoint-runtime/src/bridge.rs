@@ -75,7 +75,7 @@ pub struct WorkerStats {
     pub queue_drops: AtomicU64,
     /// Flows in this worker's table.
     pub flows: AtomicU64,
-    /// Flows its table can hold (the profile's `max_flows`).
+    /// Flows its table can hold (its share of the profile's `max_flows`).
     pub flows_capacity: AtomicU64,
     /// Flows created.
     pub flows_created: AtomicU64,
@@ -586,7 +586,7 @@ impl<'s> WorkerCore<'s> {
         names: [Option<String>; 2],
     ) -> WorkerCore<'s> {
         let rules = shared.rules.load_full();
-        let mut engine = Engine::new(rules.clone());
+        let mut engine = Engine::one_of(rules.clone(), shared.workers.len());
         engine.set_learn_store(shared.learned.clone());
         WorkerCore {
             shared,

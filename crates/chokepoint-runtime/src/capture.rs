@@ -314,7 +314,11 @@ pub fn read_with(
         None
     };
     let res = match &mapped {
-        Some(m) => parse_slice(&p, m, &mut st, f),
+        // A record's bytes are done with when `f` returns.
+        Some(m) => parse_slice(&p, m, &mut st, &mut |rec| {
+            f(rec);
+            m.release_before(m.offset_after(rec.data));
+        }),
         None => match File::open(path) {
             Ok(file) => read_stream(&p, Box::new(file), opts, &mut st, f),
             Err(e) => Err(open(e)),
@@ -325,13 +329,65 @@ pub fn read_with(
 }
 
 /// A capture file mapped into memory, read in place.
-pub struct Mapped(memmap2::Mmap);
+///
+/// Pages come in as the reader reaches them (sequential read-ahead) and go
+/// again once every record in them is done ([`Mapped::release_before`]),
+/// so replaying a capture holds a window of it in memory, not the whole
+/// file: memory follows what is being read, not the capture's size.
+pub struct Mapped {
+    map: memmap2::Mmap,
+    /// Bytes from the start already let go of (a multiple of the page size).
+    released: std::sync::atomic::AtomicUsize,
+}
+
+/// Bytes the reader moves past before [`Mapped::release_before`] lets go of
+/// them: one system call per this much of the capture.
+const RELEASE_STEP: usize = 8 << 20;
 
 impl std::ops::Deref for Mapped {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.0
+        &self.map
     }
+}
+
+impl Mapped {
+    /// The reader is done with every byte before `offset`: drop those
+    /// pages from this process (they stay in the page cache; reading them
+    /// again, which nothing does, would fault them back in unchanged).
+    /// Acts once per [`RELEASE_STEP`].
+    pub fn release_before(&self, offset: usize) {
+        use std::sync::atomic::Ordering;
+        let page = page_size();
+        let upto = offset.min(self.map.len()) / page * page;
+        let done = self.released.load(Ordering::Relaxed);
+        if upto < done.saturating_add(RELEASE_STEP) {
+            return;
+        }
+        // SAFETY: the mapping is a read-only private mapping of a file
+        // (`Mmap`, never written through): MADV_DONTNEED only unmaps its
+        // pages, and a later read faults the file's bytes back in, so no
+        // reference into it ever sees other bytes than before (the zero
+        // fill that makes DontNeed unsafe applies to anonymous or written
+        // private pages, which this mapping has none of). `done` and
+        // `upto` are page multiples within the mapping.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, done, upto - done)
+        };
+        self.released.store(upto, Ordering::Relaxed);
+    }
+
+    /// Where `data`, a record's bytes borrowed from this mapping, ends.
+    pub fn offset_after(&self, data: &[u8]) -> usize {
+        (data.as_ptr() as usize + data.len()).saturating_sub(self.map.as_ptr() as usize)
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
 }
 
 /// Map `path` (`None` when it cannot be mapped: not a regular file, say;
@@ -351,12 +407,15 @@ pub fn map(path: &Path) -> Result<Option<Mapped>, CaptureError> {
     // by another process while it is read would show changed bytes, or
     // fault (SIGBUS) past a truncation, as with any mmap reader; captures
     // are not files being written when they are replayed.
-    // Populated up front: one pass over the page tables instead of a
-    // fault per few pages while parsing.
-    match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+    // Not populated up front: that would make the whole file resident at
+    // once. Read ahead sequentially instead, and released behind.
+    match unsafe { memmap2::MmapOptions::new().map(&file) } {
         Ok(m) => {
             let _ = m.advise(memmap2::Advice::Sequential);
-            Ok(Some(Mapped(m)))
+            Ok(Some(Mapped {
+                map: m,
+                released: Default::default(),
+            }))
         }
         Err(_) => Ok(None),
     }

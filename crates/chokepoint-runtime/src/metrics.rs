@@ -415,7 +415,7 @@ impl Collector for Scrape {
         gauge(
             e,
             "chokepoint_flows_capacity",
-            "Flows the flow tables can hold (max_flows per worker, all workers).",
+            "Flows the flow tables can hold (max_flows, split over the workers).",
             t.flows_capacity,
         )?;
         counters(

@@ -195,10 +195,10 @@ pub fn replay_with(
     };
     let mut skipped = capture::Skipped::default();
     let (mut s, res) = match &mapped {
-        Some(data) => sharded(
+        Some(map) => sharded(
             &rules,
             path,
-            data,
+            map,
             workers,
             format,
             want,
@@ -207,7 +207,7 @@ pub fn replay_with(
             &mut sink,
         ),
         None => {
-            let mut w = Worker::new(&rules, format, want);
+            let mut w = Worker::new(&rules, 1, format, want);
             let res = capture::read_with(path, &opts, &mut skipped, &mut |rec| {
                 let seq = reader.next(rec);
                 w.frame(seq, rec, &mut sink);
@@ -366,8 +366,14 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(rules: &Arc<Ruleset>, format: crate::eve::EventFormat, want: Wants) -> Worker {
-        let mut engine = Engine::new(rules.clone());
+    /// One of `workers` (see [`Engine::one_of`]).
+    fn new(
+        rules: &Arc<Ruleset>,
+        workers: usize,
+        format: crate::eve::EventFormat,
+        want: Wants,
+    ) -> Worker {
+        let mut engine = Engine::one_of(rules.clone(), workers);
         let learned = Arc::new(crate::learned::LearnedTable::new(
             rules.meta.profile.max_learned_entries as usize,
         ));
@@ -548,7 +554,7 @@ fn prefetch(b: &[u8]) {
 fn sharded<'a>(
     rules: &Arc<Ruleset>,
     path: &Path,
-    data: &'a [u8],
+    map: &'a capture::Mapped,
     n: usize,
     format: crate::eve::EventFormat,
     want: Wants,
@@ -568,7 +574,7 @@ fn sharded<'a>(
             results.push(rrx);
             let rules = rules.clone();
             handles.push(sc.spawn(move || {
-                let mut w = Worker::new(&rules, format, want);
+                let mut w = Worker::new(&rules, n, format, want);
                 while let Ok(job) = jrx.recv() {
                     match job {
                         Job::Chunk(recs) => {
@@ -618,6 +624,10 @@ fn sharded<'a>(
                 .map(|r| r.recv().unwrap_or_default())
                 .collect();
             merge_chunk(&chunk, &outs, sink);
+            // Every record up to this chunk's last is done with.
+            if let Some((_, last)) = chunk.last() {
+                map.release_before(map.offset_after(last.data));
+            }
         };
         let dispatch = |order: &mut Vec<(u16, capture::Record<'a>)>,
                         shares: &mut Vec<Vec<Rec<'a>>>,
@@ -633,7 +643,7 @@ fn sharded<'a>(
             pending.push_back(std::mem::replace(order, Vec::with_capacity(CHUNK)));
         };
         let p = path.display().to_string();
-        let res = capture::read_in_place(&p, data, skipped, &mut |rec| {
+        let res = capture::read_in_place(&p, map, skipped, &mut |rec| {
             let seq = reader.next(rec);
             let k = worker_for(rec.link, rec.data, n);
             shares[k].push(Rec {

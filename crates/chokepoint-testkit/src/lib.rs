@@ -27,3 +27,20 @@ pub mod gen;
 pub mod sample;
 pub mod synth;
 pub mod vpn;
+
+/// The published test captures and their expected names
+/// (`../shared/testdata` beside the repository, or `$CHOKEPOINT_TESTDATA`);
+/// panics, saying where it looked, when they are not there.
+pub fn testdata() -> std::path::PathBuf {
+    let p = std::env::var_os("CHOKEPOINT_TESTDATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
+        });
+    assert!(
+        p.join("pcaps").is_dir(),
+        "test data not found at {} (set CHOKEPOINT_TESTDATA)",
+        p.display()
+    );
+    p
+}

@@ -35,6 +35,12 @@ pub struct Args {
     /// Instead: N distinct TCP SYN flows (flow-table stress, see max_flows).
     #[arg(long)]
     syn_flows: Option<u32>,
+    /// Hand frames to the engine in bursts (`Engine::process_batch`, which
+    /// prefetches a burst's table slots) instead of one at a time
+    /// (`Engine::process`). Not the default: it measured slower on this
+    /// project's machine (docs/PERFORMANCE.md).
+    #[arg(long)]
+    burst: bool,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -43,7 +49,19 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let rules = Arc::new(a.source.load()?);
     let frames = frames(&a)?;
-    let r = bench::report(&rules, &frames, a.workers, a.passes.max(1), !a.no_scaling);
+    let feed = if a.burst {
+        bench::Feed::Batch
+    } else {
+        bench::Feed::OneByOne
+    };
+    let r = bench::report_fed(
+        &rules,
+        &frames,
+        a.workers,
+        a.passes.max(1),
+        !a.no_scaling,
+        feed,
+    );
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {

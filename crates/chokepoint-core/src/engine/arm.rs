@@ -10,7 +10,7 @@ use chokepoint_ruleset::{Action, Facts, LearnKey, Match, Ruleset, Verdict};
 use super::decide::{earlier, event, flow_draw, judge, Found, Judgement};
 use super::{Config, Counters, Output};
 use crate::event::Decision;
-use crate::flow::{FiveTuple, Flow, FlowDecision};
+use crate::flow::{FiveTuple, Flow, FlowDecision, Inspections};
 use crate::learn::{LearnStore, LearnedKey, Learning};
 use crate::reasm::Pool;
 use crate::residual::ResidualTable;
@@ -115,9 +115,9 @@ pub(crate) fn relearn(
     learned: Option<&dyn LearnStore>,
     out: &mut Output,
     counters: &mut Counters,
-    pool: &mut Pool,
+    (insp, pool): (&mut Inspections, &mut Pool),
 ) -> Option<Decision> {
-    flow.learn_at = u64::MAX;
+    flow.set_learn_at(u64::MAX);
     let store = learned?;
     let f = flow_facts(cfg, flow);
     let m = learned_match(cfg, store, &f, out.now)?;
@@ -135,6 +135,7 @@ pub(crate) fn relearn(
             rule: j.rule(),
             by: j.by,
         },
+        insp,
         pool,
     );
     Some(Decision {

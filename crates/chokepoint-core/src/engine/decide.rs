@@ -194,8 +194,8 @@ fn with_quirks(mut e: Event, flow: &Flow) -> Event {
         e.urgent_stripped = q & quirk::URGENT_STRIPPED != 0;
         e.overlap_conflict = q & quirk::OVERLAP_CONFLICT != 0;
         e.bad_checksum = q & quirk::BAD_CHECKSUM != 0;
-        if let Some(n) = &flow.fake_name {
-            e.fake_name = **n;
+        if let Some(n) = flow.fake_name() {
+            e.fake_name = *n;
         }
     }
     e
@@ -257,7 +257,7 @@ impl FlowCx<'_> {
             counters: self.counters,
         };
         if let Some(at) = arm.arm(&self.cfg.rules, j, facts, self.out.now) {
-            self.flow.learn_at = at;
+            self.flow.set_learn_at(at);
         }
     }
 
@@ -297,7 +297,7 @@ impl FlowCx<'_> {
                 rule: j.rule(),
                 by: j.by,
             };
-            self.flow.decide(d, self.pool);
+            self.flow.decide(d, self.insp, self.pool);
         } else if j.m.is_some() {
             // A `pass` or `log` rule matched: the flow keeps its verdict
             // after inspection ends, also under a blocking default (an
@@ -311,7 +311,7 @@ impl FlowCx<'_> {
     /// Keep what a reload needs to decide the flow again.
     fn keep_seen(&mut self, found: &Found<'_>) {
         if self.cfg.profile.reevaluate_on_reload {
-            self.flow.seen = Some(Box::new(seen(found, &self.packet)));
+            self.flow.set_seen(seen(found, &self.packet));
         }
     }
 
@@ -376,7 +376,7 @@ impl FlowCx<'_> {
             rule: j.rule(),
             by: j.by,
         };
-        self.flow.decide(d, self.pool);
+        self.flow.decide(d, self.insp, self.pool);
         Some(self.decision(&j))
     }
 
@@ -452,8 +452,8 @@ impl Engine {
         } = self;
         let learned = learned.as_deref();
         let now = out.now;
-        flows.for_each_mut(|f| {
-            let seen = f.seen.as_deref().map(|s: &Seen| Found {
+        flows.for_each_with(|f, insp| {
+            let seen = f.seen().map(|s: &Seen| Found {
                 trigger: s.trigger,
                 name: s.name.as_bytes(),
                 ech: s.ech,
@@ -465,7 +465,7 @@ impl Engine {
                 return;
             }
             let (client, client_port, server, server_port) = f.client_server();
-            let kept = f.seen.as_deref();
+            let kept = f.seen();
             let facts = Facts {
                 payload_len: kept.map_or(0, |s| s.payload_len),
                 first_packet: kept.is_some_and(|s| s.first_packet),
@@ -486,7 +486,8 @@ impl Engine {
                     rule: j.rule(),
                     by: j.by,
                 };
-                f.decide(d, &mut scratch.pool);
+                f.decide(d, insp, &mut scratch.pool);
+                f.settle(insp, &mut scratch.pool);
             } else {
                 f.decision = None;
                 f.hold = j.m;

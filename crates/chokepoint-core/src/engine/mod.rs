@@ -44,13 +44,21 @@ use crate::decode::{decode, resume_ip, Decoded, Fragment, Packet, L4};
 use crate::defrag::{Defrag, DefragStats};
 use crate::enforce::{Enforcer, Fate, Observed};
 use crate::event::{quirk, Decision, Event};
-use crate::flow::{FiveTuple, Flow, FlowDecision, FlowId, FlowKey, FlowTable, Inspect, State};
+use crate::flow::{
+    FiveTuple, Flow, FlowDecision, FlowId, FlowKey, FlowTable, Inspect, Inspections, State,
+};
 use crate::learn::LearnStore;
 use crate::reasm::{Pool, Reassembly};
 use crate::residual::ResidualTable;
+use crate::tls;
 use crate::wire::emit::transport_checksum_ok;
 use crate::wire::l4::{Tcp, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 use crate::wire::link::LinkType;
+
+/// Frames [`Engine::process_batch`] prefetches for together: enough for the
+/// cache misses of a burst to overlap, few enough that what the first
+/// frames' prefetches brought in is still cached when they are processed.
+pub const BURST: usize = 16;
 
 /// Events kept per packet (a DNS-over-TCP segment may hold many queries).
 const MAX_EVENTS_PER_PACKET: usize = 256;
@@ -126,6 +134,8 @@ pub struct Engine {
     /// Whether the packet being processed came from the subscribers' side,
     /// when the caller knows ([`Engine::process_from`]).
     from_subscriber: Option<bool>,
+    /// Engines sharing the box's flow capacity (see [`Engine::one_of`]).
+    share: usize,
     /// Everything counted so far.
     pub counters: Counters,
 }
@@ -170,6 +180,8 @@ impl PacketFacts {
 pub(crate) struct FlowCx<'e> {
     cfg: &'e Config,
     flow: &'e mut Flow,
+    /// The slab the flow's inspection is lent from.
+    insp: &'e mut Inspections,
     pool: &'e mut Pool,
     out: &'e mut Output,
     counters: &'e mut Counters,
@@ -206,20 +218,26 @@ impl FlowCx<'_> {
     /// Charge a data packet to the flow's inspection budget; false once spent.
     fn budget(&mut self, len: usize) -> bool {
         let p = &self.cfg.profile;
-        let f = &mut *self.flow;
-        if f.inspected_packets >= p.max_inspect_packets || f.inspected_bytes >= p.max_inspect_bytes
-        {
-            f.stop_inspecting(self.pool);
+        let ins = self.flow.inspection(self.insp);
+        if ins.packets >= p.max_inspect_packets || ins.bytes >= p.max_inspect_bytes {
+            self.flow.stop_inspecting(self.insp, self.pool);
             self.counters.inspection_budget_exhausted += 1;
             return false;
         }
-        f.inspected_packets += 1;
-        f.inspected_bytes = f.inspected_bytes.saturating_add(len as u32);
+        ins.packets += 1;
+        ins.bytes = ins.bytes.saturating_add(len as u32);
         true
     }
 
+    /// Does the flow hold a reassembly buffer?
+    fn buf_held(&mut self) -> bool {
+        self.flow
+            .inspection_held(self.insp)
+            .is_some_and(|i| i.buf.is_some())
+    }
+
     fn give_up(&mut self) {
-        self.flow.stop_inspecting(self.pool);
+        self.flow.stop_inspecting(self.insp, self.pool);
     }
 
     fn give_up_if_undecided(&mut self) {
@@ -266,6 +284,11 @@ fn relieve(flows: &mut FlowTable, keep: FlowId, pool: &mut Pool) {
     }
 }
 
+/// The flows one of `share` engines holds: its part of `max_flows`.
+fn flow_share(p: &Profile, share: usize) -> usize {
+    (p.max_flows as usize).div_ceil(share)
+}
+
 /// The reassembly budget as the pool keeps it.
 fn budget(p: &Profile) -> usize {
     usize::try_from(p.reassembly_memory_budget).unwrap_or(usize::MAX)
@@ -274,9 +297,19 @@ fn budget(p: &Profile) -> usize {
 impl Engine {
     /// An engine enforcing `rules` with the profile compiled into them.
     pub fn new(rules: Arc<Ruleset>) -> Engine {
+        Engine::one_of(rules, 1)
+    }
+
+    /// One of `workers` engines of a box: the profile's `max_flows` is the
+    /// box's, so this engine's flow table holds its share,
+    /// `max_flows / workers` rounded up. The table is sized at start, so
+    /// a box's flow memory is bounded by `max_flows` whatever its number
+    /// of workers.
+    pub fn one_of(rules: Arc<Ruleset>, workers: usize) -> Engine {
         let profile = rules.meta.profile.clone();
+        let share = workers.max(1);
         Engine {
-            flows: FlowTable::new(profile.max_flows as usize, profile.timeouts.clone()),
+            flows: FlowTable::new(flow_share(&profile, share), profile.timeouts.clone()),
             defrag: Defrag::new(
                 profile.max_fragment_datagrams as usize,
                 profile.fragment_timeout,
@@ -298,6 +331,7 @@ impl Engine {
             residual: ResidualTable::new(profile.max_residual_entries as usize),
             learned: None,
             from_subscriber: None,
+            share,
             cfg: Config { rules, profile },
         }
     }
@@ -311,7 +345,7 @@ impl Engine {
     pub fn set_rules(&mut self, rules: Arc<Ruleset>) {
         let profile = rules.meta.profile.clone();
         self.flows
-            .set_limits(profile.max_flows as usize, profile.timeouts.clone());
+            .set_limits(flow_share(&profile, self.share), profile.timeouts.clone());
         self.defrag.set_limits(
             profile.max_fragment_datagrams as usize,
             profile.fragment_timeout,
@@ -408,24 +442,82 @@ impl Engine {
     /// Run one frame through the core. `ts` is the capture or arrival time
     /// in nanoseconds; it is the only clock the core knows.
     pub fn process(&mut self, ts: u64, link: LinkType, frame: &[u8]) -> Decision {
+        self.run(ts, frame.len(), decode(link, frame), None)
+    }
+
+    /// Run a burst of frames through the core: the same decisions, events,
+    /// counters and state as [`Engine::process`] on each frame in order,
+    /// with the memory the burst will read requested first, so that its
+    /// cache misses overlap instead of queueing one frame after another.
+    /// Per [`BURST`] frames: decode each and hash its flow key, prefetch
+    /// the flow-table buckets; prefetch the domain-table slots of the
+    /// names in ClientHellos that start in their segment; prefetch the flow
+    /// entries the buckets name; then process the frames in order.
+    ///
+    /// `out[i]` receives frame `i`'s decision; `events(i, events)` is
+    /// called right after frame `i`, in frame order, when it produced
+    /// events (what [`Engine::events`] returns after a [`Engine::process`]
+    /// of that frame). `out` must be at least as long as `frames`.
+    pub fn process_batch(
+        &mut self,
+        frames: &[(u64, LinkType, &[u8])],
+        out: &mut [Decision],
+        mut events: impl FnMut(usize, &[Event]),
+    ) {
+        assert!(
+            out.len() >= frames.len(),
+            "process_batch: {} decisions for {} frames",
+            out.len(),
+            frames.len()
+        );
+        for (c, burst) in frames.chunks(BURST).enumerate() {
+            let mut decoded = [Decoded::NotIp; BURST];
+            let mut hashes = [None; BURST];
+            for (i, &(_, link, frame)) in burst.iter().enumerate() {
+                decoded[i] = decode(link, frame);
+                if let Decoded::Packet(p) = &decoded[i] {
+                    let (key, _) = FlowKey::new(p.ctx, &five_tuple(p).0);
+                    let h = self.flows.hash(&key);
+                    self.flows.prefetch_bucket(h);
+                    hashes[i] = Some(h);
+                }
+            }
+            if self.cfg.rules.has_domains() {
+                for d in &decoded[..burst.len()] {
+                    if let Decoded::Packet(Packet { l4: L4::Tcp(t), .. }) = d {
+                        if let Some(name) = tls::sni_hint(t.payload) {
+                            self.cfg.rules.prefetch_name(name);
+                        }
+                    }
+                }
+            }
+            for h in hashes[..burst.len()].iter().flatten() {
+                self.flows.prefetch_flow(*h);
+            }
+            for (i, &(ts, _, frame)) in burst.iter().enumerate() {
+                let k = c * BURST + i;
+                out[k] = self.run(ts, frame.len(), decoded[i], hashes[i]);
+                if !self.out.events.is_empty() {
+                    events(k, &self.out.events);
+                }
+            }
+        }
+    }
+
+    /// One frame, decoded (and in a burst its flow key hashed).
+    #[inline]
+    fn run(&mut self, ts: u64, len: usize, decoded: Decoded<'_>, hash: Option<u64>) -> Decision {
         self.out.index += 1;
         self.out.now = self.out.now.max(ts);
         self.out.events.clear();
         self.counters.packets += 1;
-        self.counters.bytes += frame.len() as u64;
+        self.counters.bytes += len as u64;
         self.flows.sweep(self.out.now, &mut self.scratch.pool);
-        let d = match decode(link, frame) {
-            Decoded::Packet(p) => self.packet(&p),
+        let d = match decoded {
+            Decoded::Packet(p) => self.packet(&p, hash),
             Decoded::NotIp => {
                 self.counters.not_ip += 1;
-                Decision {
-                    verdict: Verdict::Pass,
-                    rule: None,
-                    decided_now: false,
-                    flow: None,
-                    client: None,
-                    dropped: false,
-                }
+                Decision::PASS
             }
             Decoded::Malformed(problem) => {
                 self.counters.problems[problem as usize] += 1;
@@ -436,7 +528,7 @@ impl Engine {
         self.count_residual();
         let v = d.verdict as usize;
         self.counters.packets_by_verdict[v] += 1;
-        self.counters.bytes_by_verdict[v] += frame.len() as u64;
+        self.counters.bytes_by_verdict[v] += len as u64;
         d
     }
 
@@ -449,7 +541,7 @@ impl Engine {
         // The datagram is read while the engine is borrowed: lend it out.
         let datagram = std::mem::take(&mut self.scratch.datagram);
         let d = match resume_ip(f, &datagram) {
-            Decoded::Packet(p) => self.packet(&p),
+            Decoded::Packet(p) => self.packet(&p, None),
             Decoded::Malformed(problem) => {
                 self.counters.problems[problem as usize] += 1;
                 self.ip_only(Some((f.src, f.dst)))
@@ -477,23 +569,26 @@ impl Engine {
         }
     }
 
-    fn packet(&mut self, p: &Packet<'_>) -> Decision {
+    /// A packet with addresses: find or open its flow, then decide.
+    /// `hash` is the flow key's hash when a burst computed it already.
+    fn packet(&mut self, p: &Packet<'_>, hash: Option<u64>) -> Decision {
         if let Some(problem) = p.problem {
             self.counters.problems[problem as usize] += 1;
         }
         let (tuple, flags) = five_tuple(p);
         let (key, from_a) = FlowKey::new(p.ctx, &tuple);
+        let hash = hash.unwrap_or_else(|| self.flows.hash(&key));
         // A flow idle past its timeout is gone: this packet opens a new one.
         let id = match self
             .flows
-            .find_live(&key, self.out.now, &mut self.scratch.pool)
+            .find_live_hashed(&key, hash, self.out.now, &mut self.scratch.pool)
         {
             Some(id) => id,
-            None => match self.open(p, &tuple, key, from_a, flags) {
+            None => match self.open(p, &tuple, (key, hash), from_a, flags) {
                 Opened::Decided(d) if d.verdict.per_packet() => {
                     // An address rule froze or degraded the flow on its
                     // first packet, which counts too.
-                    let Some(id) = self.flows.find(&key) else {
+                    let Some(id) = self.flows.find_hashed(&key, hash) else {
                         return d;
                     };
                     let flow = self.flows.get_mut(id);
@@ -516,7 +611,7 @@ impl Engine {
         } = self;
         let learned = learned.as_deref();
         relieve(flows, id, &mut scratch.pool);
-        let flow = flows.get_mut(id);
+        let (flow, insp) = flows.get_with_inspections(id);
         flow.last_seen = out.now;
         if tuple.proto == PROTO_TCP {
             flow.track_tcp(flags);
@@ -525,15 +620,15 @@ impl Engine {
         // Rare flags only: the data path pays one test here.
         if flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0 && flow.decision.is_none() {
             if let L4::Tcp(t) = p.l4 {
-                tcb(&cfg.profile, flow, &mut scratch.pool, &t, from_client);
+                tcb(&cfg.profile, flow, insp, &mut scratch.pool, &t, from_client);
             }
         }
-        if flow.inspected.is_some() && from_client {
-            if let (Some(ins), L4::Tcp(t)) = (&flow.inspected, p.l4) {
+        if from_client {
+            if let (Some(ins), L4::Tcp(t)) = (flow.inspected(), p.l4) {
                 if tcp::disagrees(ins, &t) {
                     // `overlap: reinspect`: the hello the flow was decided
                     // on came again with other bytes; read it afresh.
-                    flow.inspected = None;
+                    flow.set_inspected(None);
                     flow.decision = None;
                     flow.enforce = None;
                     flow.inspect = Inspect::Start;
@@ -556,21 +651,30 @@ impl Engine {
                 return enforce(cfg, flow, counters, d, &observed(p, from_client));
             }
             // A learnt flow meets the block its own detection set up.
-            if fd.verdict == Verdict::Learn && out.now >= flow.learn_at {
-                return arm::relearn(cfg, flow, &tuple, learned, out, counters, &mut scratch.pool)
-                    .unwrap_or(d);
+            if fd.verdict == Verdict::Learn && out.now >= flow.learn_at() {
+                return arm::relearn(
+                    cfg,
+                    flow,
+                    &tuple,
+                    learned,
+                    out,
+                    counters,
+                    (insp, &mut scratch.pool),
+                )
+                .unwrap_or(d);
             }
             return d;
         }
-        let mut packet = PacketFacts::of(p, !flow.data_seen);
+        let mut packet = PacketFacts::of(p, !flow.data_seen());
         let carries_data = packet.payload_len > 0;
-        packet.first_client_data = from_client && !flow.client_data_seen && packet.payload_len > 0;
-        let handshake = !flow.data_seen && packet.payload_len == 0 && tuple.proto == PROTO_TCP;
-        flow.data_seen |= packet.payload_len > 0;
-        flow.client_data_seen |= packet.first_client_data;
+        packet.first_client_data =
+            from_client && !flow.client_data_seen() && packet.payload_len > 0;
+        let handshake = !flow.data_seen() && packet.payload_len == 0 && tuple.proto == PROTO_TCP;
+        flow.note_data(carries_data, packet.first_client_data);
         let mut cx = FlowCx {
             cfg,
             flow,
+            insp,
             pool: &mut scratch.pool,
             out,
             counters,
@@ -603,6 +707,8 @@ impl Engine {
                 L4::Other(_) => cx.undecided(),
             }
         };
+        // An inspection that ended with this packet goes back to the slab.
+        cx.flow.settle(cx.insp, cx.pool);
         // `default_at: first_data`: a flow no rule has matched meets a
         // blocking default at its first data packet; the TCP handshake
         // before it passes (Russia's 2025 mobile allowlists: the SYN gets
@@ -621,9 +727,9 @@ impl Engine {
             let f = flows.get_mut(id);
             if from_client {
                 if carries_data {
-                    f.dns_answer_passes = d.verdict.forwards();
+                    f.set_dns_answer_passes(d.verdict.forwards());
                 }
-            } else if d.rule.is_none() && !d.verdict.forwards() && f.dns_answer_passes {
+            } else if d.rule.is_none() && !d.verdict.forwards() && f.dns_answer_passes() {
                 d.verdict = Verdict::Pass;
             }
         }
@@ -648,7 +754,7 @@ impl Engine {
         &mut self,
         p: &Packet<'_>,
         tuple: &FiveTuple,
-        key: FlowKey,
+        (key, hash): (FlowKey, u64),
         from_a: bool,
         flags: u8,
     ) -> Opened {
@@ -697,7 +803,7 @@ impl Engine {
                 counters: &mut self.counters,
             };
             if let Some(at) = arm.arm(&self.cfg.rules, &j, &facts, self.out.now) {
-                f.learn_at = at;
+                f.set_learn_at(at);
             }
         }
         match judged {
@@ -710,12 +816,12 @@ impl Engine {
                 f.inspect = Inspect::Done;
                 if j.by == Trigger::Ip && self.cfg.profile.reevaluate_on_reload {
                     // The packet an IP rule's conditions saw, for a reload.
-                    f.seen = Some(Box::new(decide::seen(&decide::Found::IP, &packet)));
+                    f.set_seen(decide::seen(&decide::Found::IP, &packet));
                 }
             }
             _ => f.hold = ip,
         }
-        let id = self.flows.insert(f, &mut self.scratch.pool);
+        let id = self.flows.insert_hashed(f, hash, &mut self.scratch.pool);
         let flow = self.flows.get_mut(id);
         match (judged, flow.decision) {
             (Some(j), Some(fd)) => {
@@ -795,25 +901,32 @@ fn enforce(
 /// The packet's five-tuple and TCP flags.
 #[inline]
 /// The TCB knobs on a SYN, FIN or RST of an undecided flow.
-fn tcb(profile: &Profile, flow: &mut Flow, pool: &mut Pool, t: &Tcp<'_>, from_client: bool) {
+fn tcb(
+    profile: &Profile,
+    flow: &mut Flow,
+    insp: &mut Inspections,
+    pool: &mut Pool,
+    t: &Tcp<'_>,
+    from_client: bool,
+) {
     if t.flags & (TCP_FIN | TCP_RST) != 0 && profile.teardown_on_rst {
         // Geneva's mock censors forget the connection here, whichever side
         // closed it (and whether or not the server believed it).
-        flow.stop_inspecting(pool);
+        flow.stop_inspecting(insp, pool);
     }
     if !from_client
         && t.flags & TCP_SYN != 0
         && t.flags & TCP_ACK != 0
-        && flow.data_seen
+        && flow.data_seen()
         && profile.resync_on_syn
-        && flow.seq_base != Some(t.ack)
+        && flow.seq_base() != Some(t.ack)
     {
         // A SYN-ACK in an established flow (Geneva's resync trigger): it
         // acknowledges a client ISN + 1, taken for the stream's new start.
         // Before data the client's SYN already set it; a retransmitted
         // SYN-ACK acknowledges the same start and changes nothing.
-        flow.seq_base = Some(t.ack);
-        if let Some(b) = flow.buf.take() {
+        flow.set_seq_base(t.ack);
+        if let Some(b) = flow.inspection_held(insp).and_then(|i| i.buf.take()) {
             pool.give(b);
         }
     }

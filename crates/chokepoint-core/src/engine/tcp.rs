@@ -32,9 +32,9 @@ pub(super) fn inspect(
     if cx.from_client
         && syn
         && t.flags & TCP_ACK == 0
-        && (p.resync_on_syn || cx.flow.seq_base.is_none())
+        && (p.resync_on_syn || cx.flow.seq_base().is_none())
     {
-        cx.flow.seq_base = Some(data_seq);
+        cx.flow.set_seq_base(data_seq);
     }
     if cx.from_client && p.ttl_fakes == TtlFakes::Ignore && is_fake(cx, hello, t, ttl) {
         return cx.undecided();
@@ -48,10 +48,11 @@ pub(super) fn inspect(
         return inspect_alone(cx, hello, alone, t.payload, dns);
     }
     let mut payload = t.payload;
-    if cx.flow.urgent_count != 0 && (data_seq.wrapping_sub(cx.flow.urgent_seq) as i32) > 0 {
+    let ins = cx.flow.inspection(cx.insp);
+    if ins.urgent_count != 0 && (data_seq.wrapping_sub(ins.urgent_seq) as i32) > 0 {
         // Bytes after a stripped urgent byte sit that much earlier in the
         // stream the server reads.
-        data_seq = data_seq.wrapping_sub(u32::from(cx.flow.urgent_count));
+        data_seq = data_seq.wrapping_sub(u32::from(ins.urgent_count));
     }
     if t.flags & TCP_URG != 0 && p.urgent == Urgent::Strip {
         if let Some(stripped) = strip_urgent(cx, seg, t, data_seq) {
@@ -71,7 +72,7 @@ pub(super) fn inspect(
     }
     if p.first_segment_gate
         && cx.flow.inspect == Inspect::Start
-        && cx.flow.buf.is_none()
+        && !cx.buf_held()
         && payload[0] == 0x16
         && (payload.len() < 6 || payload[5] != 0x01)
     {
@@ -88,7 +89,13 @@ pub(super) fn inspect(
         }
         return inspect_alone(cx, hello, alone, payload, dns);
     }
-    let base = *cx.flow.seq_base.get_or_insert(data_seq);
+    let base = match cx.flow.seq_base() {
+        Some(b) => b,
+        None => {
+            cx.flow.set_seq_base(data_seq);
+            data_seq
+        }
+    };
     if !p.in_window_only {
         let rel = data_seq.wrapping_sub(base) as i32;
         if rel < 0 || rel as u32 >= p.reassembly_max_bytes {
@@ -103,7 +110,12 @@ pub(super) fn inspect(
         }
         return d;
     }
-    let mut buf = cx.flow.buf.take().unwrap_or_else(|| cx.pool.take());
+    let mut buf = cx
+        .flow
+        .inspection(cx.insp)
+        .buf
+        .take()
+        .unwrap_or_else(|| cx.pool.take());
     let rel = data_seq.wrapping_sub(base) as i32;
     // Segments before the stream start (retransmitted SYN data, or a
     // capture that began mid-flow) are skipped.
@@ -145,7 +157,7 @@ pub(super) fn inspect(
     if cx.flow.inspect == Inspect::Done || cx.flow.decision.is_some() {
         cx.pool.give(buf);
     } else {
-        cx.flow.buf = Some(buf);
+        cx.flow.inspection(cx.insp).buf = Some(buf);
     }
     d
 }
@@ -162,10 +174,7 @@ fn remember(cx: &mut FlowCx<'_>, seq: u32, payload: &[u8]) {
         len: len as u32,
         digest: Inspected::digest(&payload[..len]),
     };
-    match &mut cx.flow.inspected {
-        Some(b) => **b = ins,
-        None => cx.flow.inspected = Some(Box::new(ins)),
-    }
+    cx.flow.set_inspected(Some(ins));
 }
 
 /// `overlap: reinspect`: does this client segment carry the decided hello's
@@ -198,10 +207,7 @@ fn is_fake(cx: &mut FlowCx<'_>, hello: &mut Vec<u8>, t: &Tcp<'_>, ttl: u8) -> bo
     } = tls::gather(t.payload, hello, MAX_CLIENT_HELLO)
     {
         if let Some(sni) = tls::handshake(&t.payload[5..len]).and_then(|ch| ch.sni) {
-            match &mut cx.flow.fake_name {
-                Some(n) => **n = NameBuf::new(sni),
-                None => cx.flow.fake_name = Some(Box::new(NameBuf::new(sni))),
-            }
+            cx.flow.set_fake_name(NameBuf::new(sni));
         }
     }
     true
@@ -224,12 +230,14 @@ fn strip_urgent<'s>(
     seg.extend_from_slice(&t.payload[u..]);
     let at = data_seq.wrapping_add(u as u32 - 1);
     // A retransmission strips the same byte again: count it once.
-    if cx.flow.urgent_count == 0 || (at.wrapping_sub(cx.flow.urgent_seq) as i32) > 0 {
-        cx.flow.urgent_count = cx.flow.urgent_count.saturating_add(1);
-        cx.flow.urgent_seq = at;
+    let base = cx.flow.seq_base();
+    let ins = cx.flow.inspection(cx.insp);
+    if ins.urgent_count == 0 || (at.wrapping_sub(ins.urgent_seq) as i32) > 0 {
+        ins.urgent_count = ins.urgent_count.saturating_add(1);
+        ins.urgent_seq = at;
         // Bytes after it that arrived first (ByeDPI's `disoob` sends the
         // urgent piece last) move one earlier, as in the server's stream.
-        if let (Some(buf), Some(base)) = (cx.flow.buf.as_deref_mut(), cx.flow.seq_base) {
+        if let (Some(buf), Some(base)) = (ins.buf.as_deref_mut(), base) {
             let rel = at.wrapping_sub(base) as i32;
             if rel >= 0 {
                 buf.excise(rel as u64);
@@ -251,9 +259,8 @@ fn hello_in_place(
     at_start: bool,
     dns: bool,
 ) -> Option<Decision> {
-    let fresh = cx.flow.buf.is_none()
-        && at_start
-        && matches!(cx.flow.inspect, Inspect::Start | Inspect::Tls);
+    let fresh =
+        !cx.buf_held() && at_start && matches!(cx.flow.inspect, Inspect::Start | Inspect::Tls);
     if !fresh || dns || payload[0] != 0x16 || !cx.cfg.port_inspected(cx.server_port()) {
         return None;
     }
@@ -367,7 +374,7 @@ fn read_stream(
                         rule: d.rule,
                         by: Trigger::DnsQname,
                     };
-                    cx.flow.decide(fd, cx.pool);
+                    cx.flow.decide(fd, cx.insp, cx.pool);
                     return decision;
                 }
                 let used = msg.len() + 2;

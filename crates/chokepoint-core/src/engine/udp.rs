@@ -84,10 +84,11 @@ fn initials(cx: &mut FlowCx<'_>, crypt: &mut Vec<u8>, datagram: &[u8]) -> Decisi
         cx.cfg.profile.reassembly_max_bytes as usize,
         cx.cfg.profile.reassembly_max_segments as usize,
     );
-    let mut buf = cx.flow.buf.take();
+    let ins = cx.flow.inspection(cx.insp);
+    let mut buf = ins.buf.take();
     let (mut cap_bytes, mut cap_ranges, mut cap_budget) = (0u64, 0u64, 0u64);
     let pool = &mut *cx.pool;
-    let fed = cx.flow.quic.feed(datagram, crypt, |off, data| {
+    let fed = ins.quic.feed(datagram, crypt, |off, data| {
         let b = buf.get_or_insert_with(|| pool.take());
         match pool.insert(b, off, data, max_bytes, max_ranges) {
             Ok(()) => {}
@@ -103,7 +104,7 @@ fn initials(cx: &mut FlowCx<'_>, crypt: &mut Vec<u8>, datagram: &[u8]) -> Decisi
     cx.counters.reassembly_cap_bytes += cap_bytes;
     cx.counters.reassembly_cap_segments += cap_ranges;
     if fed.initials == 0 {
-        cx.flow.buf = buf;
+        cx.flow.inspection(cx.insp).buf = buf;
         return cx.undecided();
     }
     cx.flow.inspect = Inspect::Quic;
@@ -124,7 +125,7 @@ fn initials(cx: &mut FlowCx<'_>, crypt: &mut Vec<u8>, datagram: &[u8]) -> Decisi
         cx.pool.give(b);
         cx.give_up_if_undecided();
     } else {
-        cx.flow.buf = Some(b);
+        cx.flow.inspection(cx.insp).buf = Some(b);
     }
     d
 }
