@@ -53,15 +53,8 @@ STRATEGIES=(
 )
 PASS=0; FAIL=0
 
-nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-ok() { echo "PASS  $1"; PASS=$((PASS+1)); }
-bad() { echo "FAIL  $1: $2"; FAIL=$((FAIL+1)); }
-
-start() { # name ns timeout cmd...: run in background under a timeout, record the PID
-  local name=$1 ns=$2 t=$3; shift 3
-  ip netns exec "$ns" timeout "$t" "$@" > "$LAB/$name.log" 2>&1 &
-  echo $! > "$LAB/$name.pid"
-}
+# nsx, ok, bad, start, wait_for; `down` below is this lab's own (four namespaces).
+. tests/lab/lib.sh
 
 stop() { # name: stop the process started under that name, by its PID
   local f="$LAB/$1.pid" pid
