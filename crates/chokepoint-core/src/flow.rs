@@ -94,7 +94,7 @@ pub struct FlowKey {
 /// Keys equal under `Eq` hash equal; an IPv4 key and its IPv4-mapped IPv6
 /// twin share a hash and are told apart by `Eq`.
 impl std::hash::Hash for FlowKey {
-    #[inline]
+    #[inline(always)]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         #[inline]
         fn bits(a: IpAddr) -> u128 {
