@@ -673,7 +673,8 @@ impl<'s> WorkerCore<'s> {
             if let Some(q) = &self.events {
                 let iface = self.names[si].as_deref();
                 for e in self.engine.events() {
-                    let mut line = self.format.json(&self.rules, e, &o, iface).to_string();
+                    let mut line = String::with_capacity(512);
+                    self.format.write_line(&self.rules, e, &o, iface, &mut line);
                     line.push('\n');
                     q.send(line);
                 }

@@ -164,6 +164,26 @@ impl EventFormat {
         }
     }
 
+    /// One event's line in this format, appended to `out` (no newline).
+    /// Native lines are written directly ([`crate::replay::write_event_line`]);
+    /// EVE lines through their `serde_json` value.
+    pub fn write_line(
+        self,
+        rs: &Ruleset,
+        e: &Event,
+        done: &Outcome,
+        in_iface: Option<&str>,
+        out: &mut String,
+    ) {
+        match self {
+            EventFormat::Native => crate::replay::write_event_line(rs, e, done, out),
+            EventFormat::Eve => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{}", eve_json(rs, e, done, in_iface));
+            }
+        }
+    }
+
     /// One event in this format.
     pub fn json(
         self,

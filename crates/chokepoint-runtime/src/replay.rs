@@ -102,6 +102,8 @@ pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value 
     // What the profile's wire-reading knobs changed, only where one did:
     // the usual event stays as it was.
     if let Some(o) = v.as_object_mut() {
+        // A protocol rule fired: on which protocol (the name alone may
+        // not say, and there may be none).
         if let (Trigger::Protocol, Some(p)) = (e.trigger, e.protocol) {
             o.insert("protocol".into(), p.as_str().into());
         }
@@ -110,11 +112,6 @@ pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value 
             let mut fake = String::new();
             chokepoint_core::dns::escape(e.fake_name.as_bytes(), &mut fake);
             o.insert("fake_name".into(), fake.into());
-        }
-        // A protocol rule fired: on which protocol (the name alone may
-        // not say, and there may be none).
-        if let (Trigger::Protocol, Some(p)) = (e.trigger, e.protocol) {
-            o.insert("protocol".into(), p.as_str().into());
         }
         for (key, set) in [
             ("urgent_stripped", e.urgent_stripped),
@@ -127,6 +124,105 @@ pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value 
         }
     }
     v
+}
+
+/// [`event_json`]'s line, written straight into `out` (no newline): the
+/// same bytes as `serde_json` prints that value (its keys in sorted order,
+/// its string escapes), without building a map per event. Replay writes
+/// one per decision, so this is most of what events cost
+/// (docs/PERFORMANCE.md); a test holds the two equal on real captures.
+pub fn write_event_line(rs: &Ruleset, e: &Event, done: &Outcome, out: &mut String) {
+    use std::fmt::Write as _;
+    let hit = e.hit.map(|h| rs.describe(h));
+    let protocol = match (e.trigger, e.protocol) {
+        (Trigger::Protocol, Some(p)) => Some(p.as_str()),
+        _ => None,
+    };
+    let _ = write!(out, "{{\"action\":\"{}\"", done.applied.as_str());
+    if e.bad_checksum {
+        out.push_str(",\"bad_checksum\":true");
+    }
+    let _ = write!(
+        out,
+        ",\"dport\":{},\"dst\":\"{}\",\"ech\":{},\"entry\":",
+        e.dport, e.dst, e.ech
+    );
+    json_opt(out, hit.as_ref().map(|h| h.entry.as_str()));
+    if e.fake_ignored {
+        out.push_str(",\"fake_ignored\":true,\"fake_name\":");
+        let mut fake = String::new();
+        chokepoint_core::dns::escape(e.fake_name.as_bytes(), &mut fake);
+        json_str(out, &fake);
+    }
+    let _ = write!(
+        out,
+        ",\"frame\":{},\"grease\":{},\"injected\":{},\"list\":",
+        e.packet,
+        e.grease,
+        done.inject.len()
+    );
+    json_opt(out, hit.as_ref().map(|h| h.list.as_str()));
+    out.push_str(",\"name\":");
+    let mut name = String::new();
+    chokepoint_core::dns::escape(e.name.as_bytes(), &mut name);
+    json_str(out, &name);
+    if e.overlap_conflict {
+        out.push_str(",\"overlap_conflict\":true");
+    }
+    let proto = match e.proto {
+        6 => "tcp",
+        17 => "udp",
+        _ => "other",
+    };
+    let _ = write!(out, ",\"proto\":\"{proto}\"");
+    if let Some(p) = protocol {
+        let _ = write!(out, ",\"protocol\":\"{p}\"");
+    }
+    out.push_str(",\"rule\":");
+    json_opt(out, e.rule.map(|r| rs.rule(r).name.as_str()));
+    let _ = write!(
+        out,
+        ",\"sport\":{},\"src\":\"{}\",\"trigger\":\"{}\",\"ts\":\"{}.{:09}\"",
+        e.sport,
+        e.src,
+        e.trigger.as_str(),
+        e.ts / 1_000_000_000,
+        e.ts % 1_000_000_000
+    );
+    if e.urgent_stripped {
+        out.push_str(",\"urgent_stripped\":true");
+    }
+    let _ = write!(out, ",\"verdict\":\"{}\"}}", e.verdict.as_str());
+}
+
+/// A JSON string, escaped as `serde_json` escapes it: `"`, `\\` and the
+/// control characters; everything else as it is.
+pub(crate) fn json_str(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn json_opt(out: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => json_str(out, s),
+        None => out.push_str("null"),
+    }
 }
 
 /// Replay a capture with one worker. Events go to `events` as JSON lines.
@@ -363,6 +459,8 @@ struct Worker {
     s: Summary,
     format: crate::eve::EventFormat,
     want: Wants,
+    /// The event line being written (reused from event to event).
+    line: String,
 }
 
 impl Worker {
@@ -388,6 +486,7 @@ impl Worker {
             s: Summary::default(),
             format,
             want,
+            line: String::with_capacity(512),
         }
     }
 
@@ -424,7 +523,10 @@ impl Worker {
                 // Numbered in the whole capture, not in this engine's share.
                 let mut e = *e;
                 e.packet = seq;
-                sink.event(&self.format.json(&self.rules, &e, &o, None));
+                self.line.clear();
+                self.format
+                    .write_line(&self.rules, &e, &o, None, &mut self.line);
+                sink.event(&self.line);
             }
         }
     }

@@ -225,3 +225,32 @@ fn both_directions_of_a_flow_share_the_community_id_and_flow_id() {
     assert_eq!(a, b);
     assert_eq!(flow_id(&a), flow_id(&b));
 }
+
+/// Native lines are written directly, not through a `serde_json` map
+/// (`replay::write_event_line`): each must be byte for byte what
+/// `serde_json` prints for the same value (keys sorted, the same escapes),
+/// on every published capture, under names that need escaping.
+#[test]
+fn native_lines_are_what_serde_json_prints() {
+    let odd = "version: 1
+lists:
+  names: {format: domains, entries: [google.com, example.com, wikipedia.org, facebook.com, telegram.org, apple.com, microsoft.com]}
+  \"nets \\\"quoted\\\" \\\\ \\t tab\": {format: cidr, entries: [0.0.0.0/1, 128.0.0.0/1, \"::/0\"]}
+rules:
+  - {name: \"names \\\"quoted\\\" \\\\ back é ü \\u0001\", match: {list: names}, action: reset}
+  - {name: nets, match: {list: \"nets \\\"quoted\\\" \\\\ \\t tab\", on: [ip]}, action: drop}
+";
+    for policy in [POLICY, odd] {
+        let lines = events(policy, EventFormat::Native);
+        assert!(lines.len() > 100, "{} events", lines.len());
+        let mut escaped = 0;
+        for line in &lines {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert_eq!(&serde_json::to_string(&v).unwrap(), line);
+            escaped += usize::from(line.contains("\\\""));
+        }
+        if policy == odd {
+            assert!(escaped > 0, "no line needed escaping");
+        }
+    }
+}
