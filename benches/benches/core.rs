@@ -95,39 +95,49 @@ fn stages(c: &mut Criterion) {
 fn end_to_end(c: &mut Criterion) {
     let loads = workloads();
     let rules = ruleset();
-    engine_group(c, "engine", &rules, &loads);
-    burst_group(c, &rules, &loads);
+    engine_group(c, "engine", &rules, &loads, per_packet);
+    // The same frames through `Engine::process_batch` (bursts of
+    // `engine::BURST`), beside them one by one in `engine/`.
+    engine_group(c, "engine-burst", &rules, &loads, per_burst);
     engine_group(
         c,
         "engine+conditions+residual",
         &ruleset_with_conditions(),
         &loads,
+        per_packet,
     );
-    engine_group(c, "engine+hardened", &ruleset_hardened(), &loads);
-    engine_group(c, "engine+classifiers", &ruleset_with_classifiers(), &loads);
+    engine_group(
+        c,
+        "engine+hardened",
+        &ruleset_hardened(),
+        &loads,
+        per_packet,
+    );
+    engine_group(
+        c,
+        "engine+classifiers",
+        &ruleset_with_classifiers(),
+        &loads,
+        per_packet,
+    );
 }
 
-fn engine_group(c: &mut Criterion, group: &str, rules: &Arc<Ruleset>, loads: &[Workload]) {
+/// Times `iters` runs of a workload's frames (see `per_packet`).
+type Timer = fn(&Arc<Ruleset>, &[Vec<u8>], u64, &[Vec<u8>]) -> std::time::Duration;
+
+fn engine_group(
+    c: &mut Criterion,
+    group: &str,
+    rules: &Arc<Ruleset>,
+    loads: &[Workload],
+    time: Timer,
+) {
     let mut g = c.benchmark_group(group);
     g.sample_size(10);
     for w in loads {
         g.throughput(Throughput::Elements(w.elements));
         g.bench_function(w.name, |b| {
-            b.iter_custom(|n| per_packet(rules, &w.packets, n, &w.warm))
-        });
-    }
-    g.finish();
-}
-
-/// The `engine` workloads through `Engine::process_batch` (bursts of
-/// `engine::BURST`), beside the same frames one by one in `engine/`.
-fn burst_group(c: &mut Criterion, rules: &Arc<Ruleset>, loads: &[Workload]) {
-    let mut g = c.benchmark_group("engine-burst");
-    g.sample_size(10);
-    for w in loads {
-        g.throughput(Throughput::Elements(w.elements));
-        g.bench_function(w.name, |b| {
-            b.iter_custom(|n| per_burst(rules, &w.packets, n, &w.warm))
+            b.iter_custom(|n| time(rules, &w.packets, n, &w.warm))
         });
     }
     g.finish();

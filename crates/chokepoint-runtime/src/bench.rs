@@ -123,13 +123,9 @@ pub struct RunResult {
     pub per_worker: Vec<WorkerResult>,
 }
 
-/// Run `passes` passes over the rings, one thread per ring, frame by frame.
-pub fn run(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32) -> RunResult {
-    run_fed(rules, rings, passes, Feed::OneByOne)
-}
-
-/// [`run`], frames handed over as `feed` says.
-pub fn run_fed(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32, feed: Feed) -> RunResult {
+/// Run `passes` passes over the rings, one thread per ring, frames handed
+/// over as `feed` says.
+pub fn run(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32, feed: Feed) -> RunResult {
     let barrier = Barrier::new(rings.len());
     let started = std::sync::Mutex::new(None::<Instant>);
     // The workers share their dynamic lists, as a bridge's do.
@@ -150,7 +146,6 @@ pub fn run_fed(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32, feed: Feed) ->
                     barrier.wait();
                     let t0 = Instant::now();
                     started.lock().expect("lock").get_or_insert(t0);
-                    let mut clock = 0u64;
                     // Later passes replay the same flows just after the
                     // capture ends, so they are still in the table.
                     let span = match (ring.spans.first(), ring.spans.last()) {
@@ -161,27 +156,28 @@ pub fn run_fed(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32, feed: Feed) ->
                     let mut out = vec![chokepoint_core::Decision::PASS; FEED_CHUNK];
                     for pass in 0..passes {
                         let shift = u64::from(pass) * span;
-                        for chunk in ring.spans.chunks(FEED_CHUNK) {
-                            burst.clear();
-                            burst.extend(chunk.iter().map(|&(a, b, link, ts)| {
-                                (ts + shift, link, &ring.bytes[a as usize..b as usize])
-                            }));
-                            clock = burst.last().map_or(clock, |f| f.0);
-                            match feed {
-                                Feed::Batch => e.process_batch(&burst, &mut out, |_, ev| {
-                                    std::hint::black_box(ev);
-                                }),
-                                Feed::OneByOne => {
-                                    for (d, &(ts, link, f)) in out.iter_mut().zip(&burst) {
-                                        *d = e.process(ts, link, f);
-                                    }
+                        let frame = |&(a, b, link, ts): &(u32, u32, LinkType, u64)| {
+                            (ts + shift, link, &ring.bytes[a as usize..b as usize])
+                        };
+                        match feed {
+                            Feed::OneByOne => {
+                                for (ts, link, f) in ring.spans.iter().map(frame) {
+                                    std::hint::black_box(e.process(ts, link, f));
                                 }
                             }
-                            std::hint::black_box(&out);
+                            Feed::Batch => {
+                                for chunk in ring.spans.chunks(FEED_CHUNK) {
+                                    burst.clear();
+                                    burst.extend(chunk.iter().map(frame));
+                                    e.process_batch(&burst, &mut out, |_, ev| {
+                                        std::hint::black_box(ev);
+                                    });
+                                    std::hint::black_box(&out);
+                                }
+                            }
                         }
                     }
                     let secs = t0.elapsed().as_secs_f64();
-                    let _ = clock;
                     let fs = e.flows().stats;
                     let packets = e.counters.packets;
                     (
@@ -252,19 +248,8 @@ pub struct Report {
 }
 
 /// Run with 1, 2, ... `max_workers` workers and report each, frames fed
-/// one by one.
+/// as `feed` says.
 pub fn report(
-    rules: &Arc<Ruleset>,
-    frames: &Frames,
-    max_workers: usize,
-    passes: u32,
-    scaling: bool,
-) -> Report {
-    report_fed(rules, frames, max_workers, passes, scaling, Feed::OneByOne)
-}
-
-/// [`report`], frames handed over as `feed` says.
-pub fn report_fed(
     rules: &Arc<Ruleset>,
     frames: &Frames,
     max_workers: usize,
@@ -279,7 +264,7 @@ pub fn report_fed(
     };
     let runs: Vec<RunResult> = counts
         .iter()
-        .map(|&n| run_fed(rules, &shard(frames, n), passes, feed))
+        .map(|&n| run(rules, &shard(frames, n), passes, feed))
         .collect();
     let scaling_efficiency = match (runs.first(), runs.last()) {
         (Some(a), Some(b)) if runs.len() > 1 => {

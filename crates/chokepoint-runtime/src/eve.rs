@@ -183,20 +183,6 @@ impl EventFormat {
             }
         }
     }
-
-    /// One event in this format.
-    pub fn json(
-        self,
-        rs: &Ruleset,
-        e: &Event,
-        done: &Outcome,
-        in_iface: Option<&str>,
-    ) -> serde_json::Value {
-        match self {
-            EventFormat::Native => crate::replay::event_json(rs, e, done),
-            EventFormat::Eve => eve_json(rs, e, done, in_iface),
-        }
-    }
 }
 
 #[cfg(test)]

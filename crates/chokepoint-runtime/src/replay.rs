@@ -197,7 +197,7 @@ pub fn write_event_line(rs: &Ruleset, e: &Event, done: &Outcome, out: &mut Strin
 
 /// A JSON string, escaped as `serde_json` escapes it: `"`, `\\` and the
 /// control characters; everything else as it is.
-pub(crate) fn json_str(out: &mut String, s: &str) {
+fn json_str(out: &mut String, s: &str) {
     use std::fmt::Write as _;
     out.push('"');
     for c in s.chars() {

@@ -54,7 +54,7 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         bench::Feed::OneByOne
     };
-    let r = bench::report_fed(
+    let r = bench::report(
         &rules,
         &frames,
         a.workers,
