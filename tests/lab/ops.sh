@@ -157,6 +157,14 @@ dist() {
   done
   start web cpops-server 300 python3 -m http.server 80 --bind 198.18.20.2 --directory "$LAB/site"
   start dist cpops-dist 300 python3 -m http.server 8080 --bind 198.18.21.2 --directory "$LAB/www"
+  # Both servers listen before the node starts: a node with no cache and
+  # no answer exits (systemd restarts it), and python can be slow to start
+  # on a loaded CI machine.
+  for _ in $(seq 1 150); do
+    nsx cpops-censor curl -s -m 1 -o /dev/null http://198.18.21.2:8080/ \
+      && nsx cpops-server curl -s -m 1 -o /dev/null http://198.18.20.2/ && break
+    sleep 0.2
+  done
 
   # Keys, and the two policies compiled and signed at two times.
   "$CP" keygen "$LAB/key" > /dev/null
