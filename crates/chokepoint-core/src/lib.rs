@@ -22,7 +22,7 @@ pub mod residual;
 pub mod tls;
 pub mod wire;
 
-pub use engine::{Counters, Engine};
+pub use engine::{Counters, Engine, Share};
 pub use event::{Decision, Event, Verdict};
 pub use wire::link::LinkType;
 pub mod inject;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use chokepoint_core::Verdict;
+use chokepoint_core::{Engine, Share, Verdict};
 use chokepoint_testkit::synth::{self, HelloShape};
 use common::*;
 
@@ -69,4 +69,80 @@ fn memory_held_follows_bytes_not_offsets() {
     let per_flow = e.counters.reassembly_bytes_held / 2000;
     assert!(per_flow < 2048, "{per_flow} bytes held per flow");
     assert_eq!(e.counters.reassembly_budget_refused, 0);
+}
+
+fn policy_with(extra: &str) -> std::sync::Arc<chokepoint_rules::Ruleset> {
+    compile(&format!("{POLICY}{extra}"))
+}
+
+fn budget_of(rules: &std::sync::Arc<chokepoint_rules::Ruleset>, share: Share) -> u64 {
+    Engine::sharing(rules.clone(), share)
+        .counters
+        .reassembly_budget_bytes
+}
+
+#[test]
+fn the_budget_is_the_boxs_split_over_its_workers() {
+    let set = policy_with("profile: {reassembly_memory_budget: 8388608}\n");
+    for workers in [1, 2, 4] {
+        let share = Share {
+            workers,
+            memory: Some(64 << 30),
+        };
+        assert_eq!(budget_of(&set, share), 8 * MIB / workers as u64);
+    }
+    // Two workers of one box: a flood that one worker takes alone is
+    // refused at its half, so the box never holds more than the budget.
+    let mut e = Engine::sharing(
+        policy_with("profile: {reassembly_memory_budget: 1048576}\n"),
+        Share {
+            workers: 2,
+            memory: None,
+        },
+    );
+    for i in 0..4000 {
+        flood_flow(&mut e, i, SEC + u64::from(i));
+    }
+    let held = e.counters.reassembly_bytes_held;
+    assert!(held <= MIB / 2, "one of two workers held {held} bytes");
+    assert!(e.flows().stats.buffers_evicted > 0);
+}
+
+#[test]
+fn auto_is_a_sixteenth_of_the_machine_within_bounds() {
+    let auto = policy_with("profile: {reassembly_memory_budget: auto}\n");
+    let default = policy_with("");
+    let on = |memory, workers| Share {
+        workers,
+        memory: Some(memory),
+    };
+    // The default is auto.
+    assert_eq!(budget_of(&default, on(16 << 30, 1)), MIB << 10);
+    assert_eq!(budget_of(&auto, on(16 << 30, 1)), MIB << 10);
+    assert_eq!(budget_of(&auto, on(16 << 30, 4)), 256 * MIB);
+    // At least 64 MiB, at most 4 GiB, for the box.
+    assert_eq!(budget_of(&auto, on(512 << 20, 2)), 32 * MIB);
+    assert_eq!(budget_of(&auto, on(1 << 40, 1)), 4096 * MIB);
+    // A machine not known (an engine without a runtime): 256 MiB.
+    assert_eq!(budget_of(&auto, Share::ALONE), 256 * MIB);
+    assert_eq!(
+        Engine::new(auto).counters.reassembly_budget_bytes,
+        256 * MIB
+    );
+}
+
+#[test]
+fn a_reload_resizes_the_budget() {
+    let mut e = Engine::sharing(
+        policy_with(""),
+        Share {
+            workers: 2,
+            memory: Some(32 << 30),
+        },
+    );
+    assert_eq!(e.counters.reassembly_budget_bytes, 1024 * MIB);
+    e.set_rules(policy_with(
+        "profile: {reassembly_memory_budget: 4194304}\n",
+    ));
+    assert_eq!(e.counters.reassembly_budget_bytes, 2 * MIB);
 }

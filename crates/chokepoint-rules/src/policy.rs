@@ -529,6 +529,44 @@ impl<'de> Deserialize<'de> for QuicVersionSpec {
     }
 }
 
+/// `reassembly_memory_budget`: a number of bytes, or `auto` (sized for the
+/// machine the box runs on: [`Profile::reassembly_budget_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BytesOrAuto(u64);
+
+impl From<BytesOrAuto> for u64 {
+    fn from(b: BytesOrAuto) -> u64 {
+        b.0
+    }
+}
+
+impl<'de> Deserialize<'de> for BytesOrAuto {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = BytesOrAuto;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of bytes or `auto`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<BytesOrAuto, E> {
+                if v == chokepoint_ruleset::profile::AUTO {
+                    return Err(E::custom("0 bytes: give a budget, or `auto`"));
+                }
+                Ok(BytesOrAuto(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BytesOrAuto, E> {
+                match v {
+                    "auto" => Ok(BytesOrAuto(chokepoint_ruleset::profile::AUTO)),
+                    _ => Err(E::custom(format!(
+                        "`{v}`: give a number of bytes or `auto`"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 /// `residual: {seconds, scope, action}`.
@@ -602,8 +640,10 @@ macro_rules! profile_section {
         impl ProfileSection {
             fn resolve(self) -> Profile {
                 let mut p = self.preset.map_or_else(Profile::default, Preset::profile);
+                // `into`: a knob may be read as a type of its own (bytes
+                // or `auto`) and stored as the profile's.
                 $(if let Some(v) = self.$field {
-                    p.$field = v;
+                    p.$field = v.into();
                 })*
                 p
             }
@@ -628,7 +668,7 @@ profile_section! {
     timeouts: Timeouts,
     reassembly_max_bytes: u32,
     reassembly_max_segments: u32,
-    reassembly_memory_budget: u64,
+    reassembly_memory_budget: BytesOrAuto,
     max_fragment_datagrams: u32,
     fragment_timeout: u32,
     reevaluate_on_reload: bool,
@@ -791,12 +831,6 @@ pub fn validate_profile(p: &Profile) -> Result<(), String> {
             max: 4096,
         },
         Knob {
-            name: "reassembly_memory_budget",
-            value: p.reassembly_memory_budget,
-            min: MIB,
-            max: 64 * GIB,
-        },
-        Knob {
             name: "max_fragment_datagrams",
             value: p.max_fragment_datagrams.into(),
             min: 1,
@@ -855,8 +889,15 @@ pub fn validate_profile(p: &Profile) -> Result<(), String> {
             max: 64,
         },
     ];
-    // Referenced so the constant stays when the budget line is disabled.
-    for k in knobs {
+    // `auto` is sized at run time, inside the same bounds.
+    let budget =
+        (p.reassembly_memory_budget != chokepoint_ruleset::profile::AUTO).then_some(Knob {
+            name: "reassembly_memory_budget",
+            value: p.reassembly_memory_budget,
+            min: MIB,
+            max: 64 * GIB,
+        });
+    for k in knobs.into_iter().chain(budget) {
         if !(k.min..=k.max).contains(&k.value) {
             return Err(format!(
                 "{} is {}; allowed {}..={}",
@@ -1113,6 +1154,35 @@ mod tests {
             "{err}"
         );
         assert!(validate_profile(&Profile::default()).is_ok());
+    }
+
+    #[test]
+    fn the_reassembly_budget_is_bytes_or_auto() {
+        let budget = |v: &str| {
+            Policy::from_yaml(
+                &format!("version: 1\nprofile: {{reassembly_memory_budget: {v}}}\n"),
+                "p.yaml",
+            )
+            .map(|p| p.profile.reassembly_memory_budget)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(budget("auto"), Ok(chokepoint_ruleset::profile::AUTO));
+        assert_eq!(budget("8388608"), Ok(8 * MIB));
+        assert_eq!(
+            Profile::default().reassembly_memory_budget,
+            chokepoint_ruleset::profile::AUTO
+        );
+        for (bad, why) in [
+            ("0", "0 bytes: give a budget, or `auto`"),
+            ("lots", "`lots`: give a number of bytes or `auto`"),
+            (
+                "1000",
+                "reassembly_memory_budget is 1000; allowed 1048576..=",
+            ),
+        ] {
+            let err = budget(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

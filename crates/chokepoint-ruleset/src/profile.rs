@@ -129,9 +129,10 @@ pub struct Profile {
     pub reassembly_max_bytes: u32,
     /// Per-flow cap on out-of-order segments held.
     pub reassembly_max_segments: u32,
-    /// Bytes all flows' reassembly buffers of one engine (one worker) may
-    /// allocate together; data beyond it is refused and its flow passes
-    /// uninspected.
+    /// Bytes all the box's reassembly buffers may allocate together, split
+    /// evenly over its workers; data beyond a worker's part is refused and
+    /// its flow passes uninspected. 0 (`auto`, the default): sized for the
+    /// machine by [`Profile::reassembly_budget_for`].
     pub reassembly_memory_budget: u64,
     /// Datagrams being reassembled from IP fragments at once.
     pub max_fragment_datagrams: u32,
@@ -184,6 +185,29 @@ pub struct Profile {
     pub tls_records: TlsRecords,
 }
 
+/// `reassembly_memory_budget: auto`, as the profile stores it.
+pub const AUTO: u64 = 0;
+
+const MIB: u64 = 1024 * 1024;
+
+impl Profile {
+    /// The box's reassembly budget on a machine with `memory` bytes of RAM
+    /// (`None`: not known, as in an engine used without a runtime). A set
+    /// budget is itself; `auto` is a sixteenth of the memory, at least
+    /// 64 MiB and at most 4 GiB, or 256 MiB when the memory is not known.
+    /// The sixteenth is a judgement, not a measurement of any censor: the
+    /// flow table at the default cap takes ~148 MiB, and a box's memory
+    /// is mostly for its lists and flows; reassembly holds only the
+    /// handshakes in flight (a ClientHello is 0.3-2 KiB), so even a
+    /// 64 MiB budget holds tens of thousands of them.
+    pub fn reassembly_budget_for(&self, memory: Option<u64>) -> u64 {
+        match self.reassembly_memory_budget {
+            AUTO => memory.map_or(256 * MIB, |m| (m / 16).clamp(64 * MIB, 4096 * MIB)),
+            set => set,
+        }
+    }
+}
+
 impl Default for Profile {
     fn default() -> Self {
         Profile {
@@ -197,7 +221,7 @@ impl Default for Profile {
             timeouts: Timeouts::default(),
             reassembly_max_bytes: 32 * 1024,
             reassembly_max_segments: 32,
-            reassembly_memory_budget: 256 * 1024 * 1024,
+            reassembly_memory_budget: AUTO,
             max_fragment_datagrams: 4096,
             fragment_timeout: 30,
             reevaluate_on_reload: false,

@@ -141,7 +141,7 @@ pub fn run(rules: &Arc<Ruleset>, rings: &[Ring], passes: u32, feed: Feed) -> Run
                 let started = &started;
                 let learned = learned.clone();
                 s.spawn(move || {
-                    let mut e = Engine::one_of(rules, rings.len());
+                    let mut e = Engine::sharing(rules, crate::machine::share(rings.len()));
                     e.set_learn_store(learned);
                     barrier.wait();
                     let t0 = Instant::now();

@@ -586,7 +586,8 @@ impl<'s> WorkerCore<'s> {
         names: [Option<String>; 2],
     ) -> WorkerCore<'s> {
         let rules = shared.rules.load_full();
-        let mut engine = Engine::one_of(rules.clone(), shared.workers.len());
+        let mut engine =
+            Engine::sharing(rules.clone(), crate::machine::share(shared.workers.len()));
         engine.set_learn_store(shared.learned.clone());
         WorkerCore {
             shared,

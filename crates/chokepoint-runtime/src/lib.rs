@@ -16,6 +16,7 @@ pub mod events;
 pub mod fanout;
 pub mod fetch;
 pub mod learned;
+pub mod machine;
 pub mod metrics;
 pub mod port;
 pub mod privs;

@@ -304,6 +304,12 @@ impl Collector for Scrape {
             "Bytes all flows' reassembly buffers hold.",
             t.engine.reassembly_bytes_held,
         )?;
+        gauge(
+            e,
+            "chokepoint_reassembly_budget_bytes",
+            "Bytes all flows' reassembly buffers may hold: the profile's reassembly_memory_budget (auto: sized for the machine), over all workers.",
+            t.engine.reassembly_budget_bytes,
+        )?;
         counters(
             e,
             "chokepoint_fragment_datagrams_total",

@@ -471,7 +471,7 @@ impl Worker {
         format: crate::eve::EventFormat,
         want: Wants,
     ) -> Worker {
-        let mut engine = Engine::one_of(rules.clone(), workers);
+        let mut engine = Engine::sharing(rules.clone(), crate::machine::share(workers));
         let learned = Arc::new(crate::learned::LearnedTable::new(
             rules.meta.profile.max_learned_entries as usize,
         ));

@@ -27,6 +27,7 @@ lists:
   h: {format: hosts, entries: ["0.0.0.0 hosts.example", "127.0.0.1 localhost"]}
   k: {format: keywords, entries: [tele, "t.co"]}
   n: {format: cidr, entries: [149.154.160.0/20, 10.0.0.0/8, 10.1.0.0/16, "2001:db8::/32", "2001:db8:1::/48", "::ffff:192.0.2.0/120"]}
+  v: {format: dynamic}
   r:
     format: registry
     entries:
@@ -39,6 +40,14 @@ rules:
   - {name: n, match: {list: n, on: [ip]}, action: drop}
   - {name: r, match: {list: r}, action: {dns: {answer: 192.0.2.53}}}
   - {name: inline, match: {keywords: [casino]}, action: {redirect: {location: "http://stub.example/"}}}
+  - {name: quic, match: {protocols: [quic], quic_versions: [1, v2, draft-29], dst_ports: [443, "8000-8100"], min_bytes: 1001, first_packet: true}, action: drop, residual: {seconds: 180, scope: 3-tuple}}
+  - {name: freeze, match: {protocols: [tls], dst_list: n, except: [h]}, action: {freeze: {after_bytes: [15000, 20000], direction: server_to_client, probability: 0.8}}}
+  - {name: degrade, match: {list: d, on: [http_host], src_list: n, max_bytes: 900, proto: tcp}, action: {degrade: {loss: 0.5, direction: both}}, residual: {seconds: 60, scope: client, action: reset}}
+  - {name: slow, match: {protocols: [dns], src_ports: [53]}, action: {throttle: {kbps: 64, burst_bytes: 3200, scope: client}}}
+  - {name: rst, match: {protocols: [http]}, action: {reset: {to: server}}, residual: {seconds: 30, scope: server}}
+  - {name: learnt, match: {list: v, on: [ip]}, action: drop}
+  - {name: vpn, match: {protocols: [wireguard, openvpn, stun, ssh, bittorrent]}, action: {learn: {list: v, key: server_port, ttl: 60, delay: 5}}}
+  - {name: fe, match: {protocols: [fully_encrypted], probability: 0.26}, action: reset, residual: {seconds: 180, scope: 2-tuple}}
 default: pass
 "#;
 

@@ -5,14 +5,19 @@
 //! an HTTP request or a DNS query at fuzzed offsets, UDP datagrams with DNS
 //! or QUIC Initials, first packets of VPNs, proxies and calls for the
 //! protocol classifiers, IPv4 fragments in fuzzed order), with explicit expiry
-//! and `set_rules` reloads to the same or another compiled ruleset. A fresh
-//! engine per input, so every crash replays from its input alone.
+//! and `set_rules` reloads to the same or another compiled ruleset: the
+//! classifier policy under six profiles, a policy of the censor's
+//! behaviours (conditions, freeze, degrade, residual blocking in every
+//! scope, throttles, directed resets) and every bundled preset. A second
+//! engine takes the same frames through `process_batch` and must decide
+//! each as `process` did. A fresh engine per input, so every crash replays
+//! from its input alone.
 #![no_main]
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 use arbitrary::Arbitrary;
-use chokepoint_core::{Engine, LinkType};
+use chokepoint_core::{Decision, Engine, LinkType};
 use chokepoint_rules::Ruleset;
 use chokepoint_runtime::learned::LearnedTable;
 use chokepoint_testkit::synth::{self, HelloShape};
@@ -52,6 +57,32 @@ const PROFILES: [&str; 6] = [
     "profile: {defragment: false, reevaluate_on_reload: true}\n",
 ];
 
+/// The censor's behaviours: conditions, freeze, degrade, residual
+/// blocking in every scope, throttles, directed resets.
+const BEHAVIOUR: &str = r#"
+version: 1
+lists:
+  blocked: {format: domains, entries: [blocked.example, t.me]}
+  hosting: {format: cidr, entries: [198.18.1.0/24, "fd00:198:18::/64"]}
+  exempt: {format: domains, entries: [ok.example]}
+  subscribers: {format: cidr, entries: [198.18.0.11/32]}
+rules:
+  - {name: quic-2022, match: {protocols: [quic], quic_versions: [1, v2, draft-29], dst_ports: [443], min_bytes: 1001, first_packet: true}, action: drop, residual: {seconds: 180, scope: 3-tuple}}
+  - {name: ech, match: {list: blocked, on: [tls_sni, quic_sni], ech: true}, action: drop, residual: {seconds: 60, scope: server, action: reset}}
+  - {name: freeze, match: {protocols: [tls], dst_list: hosting, except: [exempt]}, action: {freeze: {after_bytes: [150, 2000], direction: server_to_client, probability: 0.8}}}
+  - {name: small, match: {list: blocked, on: [http_host], max_bytes: 200, src_list: subscribers}, action: {reset: {to: client}}, residual: {seconds: 30, scope: client}}
+  - {name: degrade, match: {list: blocked, on: [http_host]}, action: {degrade: {loss: 0.5, direction: both}}, residual: {seconds: 90, scope: 2-tuple, action: drop}}
+  - {name: slow, match: {protocols: [dns], src_ports: ["42000-42001"]}, action: {throttle: {kbps: 64, burst_bytes: 3200, scope: client}}}
+  - {name: quiet, match: {protocols: [http], proto: tcp}, action: {reset: {to: server}}}
+default: log
+"#;
+
+/// The bundled presets, as shipped.
+const PRESETS: [&str; 10] = [
+    "calls-2025", "ech-2024", "freeze-2025", "gfw-fe-2023", "gfw-quic-2025",
+    "mobile-allowlist-2025", "quic-2022", "twitter-2021", "vpn-2023", "youtube-2024",
+];
+
 const OTHER: &str = "version: 1\nlists: {d: {format: domains, entries: [t.me, ok.example]}}\nrules: [{name: r, match: {list: d}, action: drop}]\ndefault: log\nprofile: {max_flows: 16, reevaluate_on_reload: true}\n";
 
 static RULES: OnceLock<Vec<Arc<Ruleset>>> = OnceLock::new();
@@ -63,6 +94,14 @@ fn rules() -> &'static [Arc<Ruleset>] {
         };
         let mut v: Vec<_> = PROFILES.iter().map(|p| c(&format!("{POLICY}{p}"))).collect();
         v.push(c(OTHER));
+        v.push(c(BEHAVIOUR));
+        v.push(c(&format!("{BEHAVIOUR}profile: {{max_flows: 8, timeouts: {{syn: 1, established: 5, fin: 1, udp: 2}}}}\n")));
+        let config = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../config"));
+        for name in PRESETS {
+            let file = config.join(format!("{name}.yaml"));
+            let yaml = std::fs::read_to_string(&file).unwrap();
+            v.push(Arc::new(chokepoint_rules::compile_str(&yaml, &file.to_string_lossy(), config).unwrap()));
+        }
         v
     })
 }
@@ -217,14 +256,37 @@ enum Step {
 
 #[derive(Arbitrary, Debug)]
 struct Input {
+    /// The starting ruleset: any of them.
     profile: u8,
     steps: Vec<(i16, Step)>,
 }
 
+/// A second engine fed the same frames through `process_batch`, in bursts
+/// cut at every `expire` and reload: its decisions must be the first's.
+struct Twin {
+    engine: Engine,
+    frames: Vec<(u64, LinkType, Vec<u8>)>,
+    want: Vec<Decision>,
+}
+
+impl Twin {
+    fn flush(&mut self) {
+        let frames: Vec<_> = self.frames.iter().map(|(t, l, f)| (*t, *l, &f[..])).collect();
+        let mut got = vec![Decision::PASS; frames.len()];
+        self.engine.process_batch(&frames, &mut got, |_, _| {});
+        assert_eq!(got, self.want, "process_batch decided otherwise than process");
+        self.frames.clear();
+        self.want.clear();
+    }
+}
+
 fuzz_target!(|input: Input| {
     let rules = rules();
-    let mut e = Engine::new(rules[usize::from(input.profile) % PROFILES.len()].clone());
+    let first = rules[usize::from(input.profile) % rules.len()].clone();
+    let mut e = Engine::new(first.clone());
     e.set_learn_store(Arc::new(LearnedTable::new(8)));
+    let mut twin = Twin { engine: Engine::new(first), frames: Vec::new(), want: Vec::new() };
+    twin.engine.set_learn_store(Arc::new(LearnedTable::new(8)));
     let mut ts: u64 = 1_700_000_000 * 1_000_000_000;
     let mut reloaded = false;
     for (dt, step) in input.steps.iter().take(64) {
@@ -232,6 +294,8 @@ fuzz_target!(|input: Input| {
         ts = ts.saturating_add_signed(i64::from(*dt) * 10_000_000);
         let mut one = |link: LinkType, f: &[u8]| {
             let d = e.process(ts, link, f);
+            twin.frames.push((ts, link, f.to_vec()));
+            twin.want.push(d);
             // Until a reload, every rule a decision names exists. (After
             // one, a flow decided before it keeps its decision and the
             // old policy's rule id: consumers resolve ids with `get`.)
@@ -287,13 +351,21 @@ fuzz_target!(|input: Input| {
                     }
                 }
             }
-            Step::Expire => e.expire(ts),
+            Step::Expire => {
+                twin.flush();
+                e.expire(ts);
+                twin.engine.expire(ts);
+            }
             Step::Reload(i) => {
+                twin.flush();
                 reloaded = true;
-                e.set_rules(rules[usize::from(*i) % rules.len()].clone());
+                let r = &rules[usize::from(*i) % rules.len()];
+                e.set_rules(r.clone());
+                twin.engine.set_rules(r.clone());
             }
         }
     }
+    twin.flush();
     let _ = e.flows();
     let _ = e.defrag_stats();
 });

@@ -35,6 +35,10 @@ pub struct Counters {
     /// Bytes the reassembly buffers of all flows hold now (a gauge, as of
     /// the last insert or reading).
     pub reassembly_bytes_held: u64,
+    /// Bytes this engine's reassembly buffers may hold: its part of the
+    /// box's `reassembly_memory_budget` (a gauge; summed over workers, the
+    /// box's budget).
+    pub reassembly_budget_bytes: u64,
     /// ClientHellos larger than the engine gathers.
     pub client_hello_too_large: u64,
     /// Flows passed uninspected because the budget ran out first.
@@ -100,6 +104,7 @@ impl Counters {
             reassembly_cap_segments,
             reassembly_budget_refused,
             reassembly_bytes_held,
+            reassembly_budget_bytes,
             client_hello_too_large,
             inspection_budget_exhausted,
             quic_initials,
@@ -134,6 +139,7 @@ impl Counters {
         self.reassembly_cap_segments += reassembly_cap_segments;
         self.reassembly_budget_refused += reassembly_budget_refused;
         self.reassembly_bytes_held += reassembly_bytes_held;
+        self.reassembly_budget_bytes += reassembly_budget_bytes;
         self.client_hello_too_large += client_hello_too_large;
         self.inspection_budget_exhausted += inspection_budget_exhausted;
         self.quic_initials += quic_initials;

@@ -135,7 +135,7 @@ pub struct Engine {
     /// when the caller knows ([`Engine::process_from`]).
     from_subscriber: Option<bool>,
     /// Engines sharing the box's flow capacity (see [`Engine::one_of`]).
-    share: usize,
+    share: Share,
     /// Everything counted so far.
     pub counters: Counters,
 }
@@ -284,20 +284,42 @@ fn relieve(flows: &mut FlowTable, keep: FlowId, pool: &mut Pool) {
     }
 }
 
-/// The flows one of `share` engines holds: its part of `max_flows`.
-fn flow_share(p: &Profile, share: usize) -> usize {
-    (p.max_flows as usize).div_ceil(share)
+/// One engine's part of a box. The profile's box-wide limits
+/// (`max_flows`, `reassembly_memory_budget`) are split evenly over
+/// `workers`; `memory` sizes a budget of `auto`. The core reads nothing of
+/// the machine it runs on: the runtime tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// Engines of the box (at least one).
+    pub workers: usize,
+    /// The machine's memory in bytes; `None`: not known.
+    pub memory: Option<u64>,
 }
 
-/// The reassembly budget as the pool keeps it.
-fn budget(p: &Profile) -> usize {
-    usize::try_from(p.reassembly_memory_budget).unwrap_or(usize::MAX)
+impl Share {
+    /// The only engine of a box whose machine is not known.
+    pub const ALONE: Share = Share {
+        workers: 1,
+        memory: None,
+    };
+
+    /// The flows this engine holds: its part of `max_flows`.
+    fn flows(self, p: &Profile) -> usize {
+        (p.max_flows as usize).div_ceil(self.workers)
+    }
+
+    /// The bytes this engine's reassembly buffers may hold: its part of
+    /// the box's budget.
+    fn reassembly_budget(self, p: &Profile) -> usize {
+        let box_budget = p.reassembly_budget_for(self.memory);
+        usize::try_from(box_budget.div_ceil(self.workers as u64)).unwrap_or(usize::MAX)
+    }
 }
 
 impl Engine {
     /// An engine enforcing `rules` with the profile compiled into them.
     pub fn new(rules: Arc<Ruleset>) -> Engine {
-        Engine::one_of(rules, 1)
+        Engine::sharing(rules, Share::ALONE)
     }
 
     /// One of `workers` engines of a box: the profile's `max_flows` is the
@@ -306,10 +328,28 @@ impl Engine {
     /// a box's flow memory is bounded by `max_flows` whatever its number
     /// of workers.
     pub fn one_of(rules: Arc<Ruleset>, workers: usize) -> Engine {
+        Engine::sharing(
+            rules,
+            Share {
+                workers,
+                memory: None,
+            },
+        )
+    }
+
+    /// One engine of a box, its part given by `share`: the profile's flow
+    /// capacity and reassembly budget are the box's, split evenly over
+    /// its workers, and a budget of `auto` is sized from the machine's
+    /// memory ([`Profile::reassembly_budget_for`]).
+    pub fn sharing(rules: Arc<Ruleset>, share: Share) -> Engine {
         let profile = rules.meta.profile.clone();
-        let share = workers.max(1);
+        let share = Share {
+            workers: share.workers.max(1),
+            ..share
+        };
+        let budget = share.reassembly_budget(&profile);
         Engine {
-            flows: FlowTable::new(flow_share(&profile, share), profile.timeouts.clone()),
+            flows: FlowTable::new(share.flows(&profile), profile.timeouts.clone()),
             defrag: Defrag::new(
                 profile.max_fragment_datagrams as usize,
                 profile.fragment_timeout,
@@ -320,14 +360,17 @@ impl Engine {
                 datagram: Vec::with_capacity(65_536),
                 alone: Reassembly::default(),
                 segment: Vec::with_capacity(65_536),
-                pool: Pool::with_budget(1024, budget(&profile)),
+                pool: Pool::with_budget(1024, budget),
             },
             out: Output {
                 events: Vec::with_capacity(MAX_EVENTS_PER_PACKET),
                 index: 0,
                 now: 0,
             },
-            counters: Counters::default(),
+            counters: Counters {
+                reassembly_budget_bytes: budget as u64,
+                ..Counters::default()
+            },
             residual: ResidualTable::new(profile.max_residual_entries as usize),
             learned: None,
             from_subscriber: None,
@@ -345,12 +388,13 @@ impl Engine {
     pub fn set_rules(&mut self, rules: Arc<Ruleset>) {
         let profile = rules.meta.profile.clone();
         self.flows
-            .set_limits(flow_share(&profile, self.share), profile.timeouts.clone());
+            .set_limits(self.share.flows(&profile), profile.timeouts.clone());
         self.defrag.set_limits(
             profile.max_fragment_datagrams as usize,
             profile.fragment_timeout,
         );
-        self.scratch.pool.budget = budget(&profile);
+        self.scratch.pool.budget = self.share.reassembly_budget(&profile);
+        self.counters.reassembly_budget_bytes = self.scratch.pool.budget as u64;
         self.residual.set_cap(profile.max_residual_entries as usize);
         self.cfg = Config { rules, profile };
         if self.cfg.profile.reevaluate_on_reload {
