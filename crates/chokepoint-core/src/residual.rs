@@ -10,9 +10,18 @@
 //! The table is bounded (`max_residual_entries`): when full, the entry armed
 //! longest ago goes first, and is counted. Time is the caller's: entries
 //! end by the timestamps passed in, the core has no clock.
+//!
+//! A box shards flows over its workers by host pair, so a 3-tuple or
+//! 2-tuple block only ever concerns the worker that armed it, and lives in
+//! that engine's table. A `server` or `client` block covers flows that
+//! other workers carry (other clients of the server, other servers of the
+//! client): given a [`ResidualStore`], the table keeps those scopes there,
+//! shared by every worker, as [`LearnStore`](crate::learn::LearnStore)
+//! keeps learnt servers.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use chokepoint_ruleset::{ResidualAction, ResidualScope, RuleId};
 use hashbrown::HashMap;
@@ -84,6 +93,64 @@ pub struct Block {
     pub action: ResidualAction,
 }
 
+/// One arming of a residual block: `scope` around (transport `proto`,
+/// client, server, port), from `now` for `seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arming {
+    /// When the rule fired, nanoseconds (the caller's clock).
+    pub now: u64,
+    /// Which new flows it covers.
+    pub scope: ResidualScope,
+    /// IP protocol number of the flow that fired it.
+    pub proto: u8,
+    /// That flow's client.
+    pub client: IpAddr,
+    /// Its server.
+    pub server: IpAddr,
+    /// Its server port.
+    pub port: u16,
+    /// How long the block lasts.
+    pub seconds: u32,
+    /// The rule that fired.
+    pub rule: RuleId,
+    /// What the block does to a new flow.
+    pub action: ResidualAction,
+}
+
+impl Arming {
+    /// Does the block reach past the worker that armed it?
+    pub fn crosses_host_pairs(&self) -> bool {
+        crosses_host_pairs(self.scope)
+    }
+}
+
+/// `server` and `client` blocks cover other host pairs, and so flows other
+/// workers carry.
+pub fn crosses_host_pairs(scope: ResidualScope) -> bool {
+    matches!(scope, ResidualScope::Server | ResidualScope::Client)
+}
+
+/// Where the blocks that cross host pairs live: a bounded structure outside
+/// the core, shared by every worker of a box
+/// (`chokepoint_runtime::residual::SharedResidual`). The engine asks it by
+/// the caller's timestamps and holds no lock of its own.
+pub trait ResidualStore: Send + Sync {
+    /// Hold a block of scope `server` or `client`.
+    fn arm(&self, a: &Arming);
+    /// The block, if any, of scope `server` or `client` that a new flow
+    /// falls in (as [`ResidualTable::check`]).
+    fn check(
+        &self,
+        now: u64,
+        proto: u8,
+        client: IpAddr,
+        server: IpAddr,
+        port: u16,
+    ) -> Option<Block>;
+    /// End the blocks whose time is up by `now`.
+    fn expire(&self, now: u64);
+}
+
 const SCOPES: [ResidualScope; 4] = [
     ResidualScope::ThreeTuple,
     ResidualScope::TwoTuple,
@@ -103,8 +170,17 @@ pub struct ResidualTable {
     /// Scopes some entry was armed in (bit per scope): a lookup only
     /// probes those, and none while nothing was ever armed.
     scopes: u8,
-    /// What happened so far.
+    /// Where `server` and `client` blocks go, when the engine is one of a
+    /// box's workers.
+    shared: Option<Arc<dyn ResidualStore>>,
+    /// What happened so far (in this table; a shared store counts its own).
     pub stats: ResidualStats,
+}
+
+impl std::fmt::Debug for dyn ResidualStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResidualStore")
+    }
 }
 
 impl ResidualTable {
@@ -116,8 +192,15 @@ impl ResidualTable {
             cap: cap.max(1),
             seq: 0,
             scopes: 0,
+            shared: None,
             stats: ResidualStats::default(),
         }
+    }
+
+    /// Keep `server` and `client` blocks in `store`, shared with the box's
+    /// other workers, from now on.
+    pub fn share_with(&mut self, store: Arc<dyn ResidualStore>) {
+        self.shared = Some(store);
     }
 
     /// A new capacity; a smaller one evicts as new entries arrive.
@@ -135,21 +218,24 @@ impl ResidualTable {
         self.entries.is_empty()
     }
 
-    /// Block `scope` around (transport `proto`, client, server, port) from
-    /// `now` for `seconds`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn arm(
-        &mut self,
-        now: u64,
-        scope: ResidualScope,
-        proto: u8,
-        client: IpAddr,
-        server: IpAddr,
-        port: u16,
-        seconds: u32,
-        rule: RuleId,
-        action: ResidualAction,
-    ) {
+    /// Hold the block `a` arms (in the shared store, if it crosses host
+    /// pairs and there is one).
+    pub fn arm(&mut self, a: &Arming) {
+        if let (true, Some(store)) = (a.crosses_host_pairs(), &self.shared) {
+            store.arm(a);
+            return;
+        }
+        let &Arming {
+            now,
+            scope,
+            proto,
+            client,
+            server,
+            port,
+            seconds,
+            rule,
+            action,
+        } = a;
         self.stats.armed += 1;
         self.scopes |= 1 << scope as u8;
         let key = Key::new(scope, proto, client, server, port);
@@ -219,6 +305,25 @@ impl ResidualTable {
         server: IpAddr,
         port: u16,
     ) -> Option<Block> {
+        // The shared store holds only the two widest scopes: this table's
+        // narrower ones come first.
+        self.check_here(now, proto, client, server, port)
+            .or_else(|| {
+                self.shared
+                    .as_ref()?
+                    .check(now, proto, client, server, port)
+            })
+    }
+
+    #[inline]
+    fn check_here(
+        &mut self,
+        now: u64,
+        proto: u8,
+        client: IpAddr,
+        server: IpAddr,
+        port: u16,
+    ) -> Option<Block> {
         if self.scopes == 0 || self.entries.is_empty() {
             return None;
         }
@@ -243,8 +348,11 @@ impl ResidualTable {
         None
     }
 
-    /// End every entry whose time is up by `now`.
+    /// End every entry whose time is up by `now` (the shared store's too).
     pub fn expire(&mut self, now: u64) {
+        if let Some(store) = &self.shared {
+            store.expire(now);
+        }
         let before = self.entries.len();
         self.entries.retain(|_, e| e.until > now);
         self.stats.expired += (before - self.entries.len()) as u64;
@@ -268,17 +376,17 @@ mod tests {
         let mut t = ResidualTable::new(8);
         let r = RuleId::new(0).unwrap();
         let (c, s) = (ip("10.0.0.1"), ip("192.0.2.1"));
-        t.arm(
-            10 * S,
-            ResidualScope::ThreeTuple,
-            17,
-            c,
-            s,
-            443,
-            180,
-            r,
-            ResidualAction::Drop,
-        );
+        t.arm(&Arming {
+            now: 10 * S,
+            scope: ResidualScope::ThreeTuple,
+            proto: 17,
+            client: c,
+            server: s,
+            port: 443,
+            seconds: 180,
+            rule: r,
+            action: ResidualAction::Drop,
+        });
         assert!(t.check(190 * S - 1, 17, c, s, 443).is_some());
         assert!(t.check(100 * S, 17, c, s, 80).is_none(), "another port");
         assert!(t.check(100 * S, 6, c, s, 443).is_none(), "TCP on the port");
@@ -301,17 +409,17 @@ mod tests {
         let r = RuleId::new(0).unwrap();
         let s = ip("192.0.2.1");
         for (i, c) in ["10.0.0.1", "10.0.0.2", "10.0.0.3"].iter().enumerate() {
-            t.arm(
-                i as u64 * S,
-                ResidualScope::TwoTuple,
-                17,
-                ip(c),
-                s,
-                0,
-                60,
-                r,
-                ResidualAction::Drop,
-            );
+            t.arm(&Arming {
+                now: i as u64 * S,
+                scope: ResidualScope::TwoTuple,
+                proto: 17,
+                client: ip(c),
+                server: s,
+                port: 0,
+                seconds: 60,
+                rule: r,
+                action: ResidualAction::Drop,
+            });
         }
         assert_eq!(t.len(), 2);
         assert_eq!(t.stats.evicted, 1);

@@ -29,6 +29,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use chokepoint_core::inject::{self, TokenBucket};
 use chokepoint_core::{Decision, Event, LinkType, Verdict};
@@ -168,6 +169,9 @@ pub struct Actor {
     /// `scope: client` policers, by the client's address and direction: one
     /// subscriber's flows share one rate, as a per-subscriber shaper does.
     client_buckets: HashMap<(IpAddr, Upstream), TokenBucket>,
+    /// The same, shared by a box's workers: a subscriber's flows to
+    /// different servers are carried by different workers.
+    shared_clients: Option<Arc<ClientBuckets>>,
     /// Flows decided on a frame that could not be answered (the last IP
     /// fragment of a ClientHello carries no TCP header): the next packet
     /// of the flow is answered instead, with the trigger that decided.
@@ -186,6 +190,13 @@ const MAX_BUCKETS: usize = 1 << 20;
 /// packets are still dropped).
 const MAX_OWED: usize = 1 << 16;
 
+/// `scope: client` policers shared by a box's workers (one per bridge): the
+/// flows of one subscriber are sharded over the workers by host pair, and
+/// all of them must spend one bucket. A throttled frame takes the lock;
+/// throttled flows are slow by design, and no other frame does.
+#[derive(Debug, Default)]
+pub struct ClientBuckets(Mutex<HashMap<(IpAddr, Upstream), TokenBucket>>);
+
 impl Actor {
     /// An actor for a tap (a mirrored link): frames are copies, so nothing
     /// can be dropped or policed; resets and forged answers still go out.
@@ -193,6 +204,15 @@ impl Actor {
         Actor {
             tap: true,
             ..Actor::default()
+        }
+    }
+
+    /// Police `scope: client` throttles in `buckets`, which the box's other
+    /// workers share, instead of in this actor alone.
+    pub fn sharing_clients(self, buckets: Arc<ClientBuckets>) -> Actor {
+        Actor {
+            shared_clients: Some(buckets),
+            ..self
         }
     }
 
@@ -333,8 +353,14 @@ impl Actor {
         // bucket would also spend the download's tokens on its ACKs and drop
         // them, and a lost ACK stalls the sender for a whole RTO.
         let up = Upstream(d.client.is_some_and(|c| source(link, frame) == Some(c)));
-        let ok = match (scope, d.client) {
-            (Scope::Client, Some(client)) => bucket(
+        let ok = match (scope, d.client, &self.shared_clients) {
+            (Scope::Client, Some(client), Some(shared)) => {
+                // A worker that panicked holding the lock left the map
+                // whole (one insert, or a clear): keep using it.
+                let mut map = shared.0.lock().unwrap_or_else(|p| p.into_inner());
+                bucket(&mut map, (client, up), &mut self.counters, fresh).allow(ts, frame.len())
+            }
+            (Scope::Client, Some(client), None) => bucket(
                 &mut self.client_buckets,
                 (client, up),
                 &mut self.counters,

@@ -128,6 +128,14 @@ pub struct Shared {
     /// The dynamic lists `learn` actions fill: every worker's engine reads
     /// and writes them, and a reload keeps them.
     pub learned: Arc<crate::learned::LearnedTable>,
+    /// Residual blocks of scope `server` and `client`: they cover flows
+    /// that other workers carry, so every worker's engine keeps them here
+    /// (3-tuple and 2-tuple blocks stay in each engine). A reload keeps
+    /// them.
+    pub residual: Arc<crate::residual::SharedResidual>,
+    /// `scope: client` throttles' buckets: a subscriber's flows are
+    /// carried by several workers and spend one rate.
+    pub client_buckets: Arc<crate::actions::ClientBuckets>,
     /// Polls of `--artifact-url`, by [`FetchResult`].
     pub fetches: [AtomicU64; FetchResult::ALL.len()],
     /// What the events writer did.
@@ -180,8 +188,13 @@ impl Shared {
         let learned = Arc::new(crate::learned::LearnedTable::new(
             rules.meta.profile.max_learned_entries as usize,
         ));
+        let residual = Arc::new(crate::residual::SharedResidual::new(
+            rules.meta.profile.max_residual_entries as usize,
+        ));
         Shared {
             learned,
+            residual,
+            client_buckets: Arc::default(),
             rules: arc_swap::ArcSwap::from_pointee(rules),
             workers: (0..workers.max(1))
                 .map(|_| Arc::new(WorkerStats::default()))
@@ -247,6 +260,12 @@ impl Shared {
             t.flows_evicted += w.flows_evicted.load(Ordering::Relaxed);
             t.flows_expired += w.flows_expired.load(Ordering::Relaxed);
         }
+        // The shared residual blocks count with the engines' own.
+        let r = self.residual.stats();
+        t.engine.residual_armed += r.armed;
+        t.engine.residual_hits += r.hits;
+        t.engine.residual_evicted += r.evicted;
+        t.engine.residual_expired += r.expired;
         t
     }
 }
@@ -259,7 +278,8 @@ pub struct Totals {
     /// [side][verdict] bytes received.
     pub bytes: [[u64; Verdict::COUNT]; 2],
     /// Every worker's engine counters, summed (parse problems, reassembly
-    /// caps and budget, residual blocks, stream-reading knobs, ...).
+    /// caps and budget, residual blocks with the shared ones, stream-reading
+    /// knobs, ...).
     pub engine: Counters,
     /// Reassembly buffers freed under memory pressure.
     pub reassembly_buffers_evicted: u64,
@@ -589,6 +609,7 @@ impl<'s> WorkerCore<'s> {
         let mut engine =
             Engine::sharing(rules.clone(), crate::machine::share(shared.workers.len()));
         engine.set_learn_store(shared.learned.clone());
+        engine.set_residual_store(shared.residual.clone());
         WorkerCore {
             shared,
             stats: &shared.workers[k],
@@ -599,7 +620,8 @@ impl<'s> WorkerCore<'s> {
                 Actor::default()
             } else {
                 Actor::tap()
-            },
+            }
+            .sharing_clients(shared.client_buckets.clone()),
             forward,
             events,
             format,
@@ -945,6 +967,9 @@ fn take_over(shared: &Shared, t: std::time::Instant, res: Result<Ruleset, String
             shared
                 .learned
                 .set_cap(rs.meta.profile.max_learned_entries as usize);
+            shared
+                .residual
+                .set_cap(rs.meta.profile.max_residual_entries as usize);
             shared.rules.store(Arc::new(rs));
             *shared.load_seconds.lock().expect("stats") = t.elapsed().as_secs_f64();
             shared.reloads_ok.fetch_add(1, Ordering::Relaxed);

@@ -21,4 +21,5 @@ pub mod metrics;
 pub mod port;
 pub mod privs;
 pub mod replay;
+pub mod residual;
 pub mod ring;

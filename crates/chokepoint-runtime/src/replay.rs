@@ -345,8 +345,9 @@ pub fn replay_with(
 /// Whether the policy keeps state that spans host pairs (a throttle shared
 /// by a client's flows, a residual block of a whole server or client, the
 /// dynamic lists of `learn` actions):
-/// with several workers, such state is per worker, as on a live bridge
-/// with that many workers, so a replay may decide differently from one
+/// with several workers a replay keeps such state per worker (its workers
+/// read parts of the file in parallel, with no common order to share it
+/// in; a live bridge shares it), so it may decide differently from one
 /// worker's.
 pub fn shares_state_across_hosts(rs: &Ruleset) -> bool {
     rs.meta.rules.iter().any(|r| {

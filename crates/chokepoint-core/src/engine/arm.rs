@@ -13,7 +13,7 @@ use crate::event::Decision;
 use crate::flow::{FiveTuple, Flow, FlowDecision, Inspections};
 use crate::learn::{LearnStore, LearnedKey, Learning};
 use crate::reasm::Pool;
-use crate::residual::ResidualTable;
+use crate::residual::{Arming, ResidualTable};
 
 const NANOS: u64 = 1_000_000_000;
 
@@ -33,17 +33,17 @@ impl Arm<'_> {
         let r = j.rule().filter(|_| j.sticky)?;
         let rule = rules.rule(r);
         if let Some(x) = rule.residual {
-            self.residual.arm(
+            self.residual.arm(&Arming {
                 now,
-                x.scope,
-                f.proto,
-                f.client,
-                f.server,
-                f.server_port,
-                x.seconds,
-                r,
-                x.action,
-            );
+                scope: x.scope,
+                proto: f.proto,
+                client: f.client,
+                server: f.server,
+                port: f.server_port,
+                seconds: x.seconds,
+                rule: r,
+                action: x.action,
+            });
         }
         let Action::Learn {
             key, ttl, delay, ..

@@ -49,7 +49,7 @@ use crate::flow::{
 };
 use crate::learn::LearnStore;
 use crate::reasm::{Pool, Reassembly};
-use crate::residual::ResidualTable;
+use crate::residual::{ResidualStore, ResidualTable};
 use crate::tls;
 use crate::wire::emit::transport_checksum_ok;
 use crate::wire::l4::{Tcp, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -413,6 +413,14 @@ impl Engine {
     /// [`Counters::learn_unstored`] and nothing is learnt.
     pub fn set_learn_store(&mut self, store: Arc<dyn LearnStore>) {
         self.learned = Some(store);
+    }
+
+    /// Give the engine the store for residual blocks of scope `server` and
+    /// `client`, shared by the box's workers: such a block covers flows of
+    /// other host pairs, which other workers carry. Without one they stay
+    /// in this engine (right for one worker, or for replay in order).
+    pub fn set_residual_store(&mut self, store: Arc<dyn ResidualStore>) {
+        self.residual.share_with(store);
     }
 
     /// The rules in force.
