@@ -8,7 +8,8 @@
 //! and `set_rules` reloads to the same or another compiled ruleset: the
 //! classifier policy under six profiles, a policy of the censor's
 //! behaviours (conditions, freeze, degrade, residual blocking in every
-//! scope, throttles, directed resets) and every bundled preset. A second
+//! scope, throttles, directed resets) and every bundled preset, with the
+//! learnt-server and residual stores a bridge shares between workers. A second
 //! engine takes the same frames through `process_batch` and must decide
 //! each as `process` did. A fresh engine per input, so every crash replays
 //! from its input alone.
@@ -17,9 +18,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
 use arbitrary::Arbitrary;
-use chokepoint_core::{Decision, Engine, LinkType};
+use chokepoint_core::{Decision, Engine, LinkType, Share};
 use chokepoint_rules::Ruleset;
 use chokepoint_runtime::learned::LearnedTable;
+use chokepoint_runtime::residual::SharedResidual;
 use chokepoint_testkit::synth::{self, HelloShape};
 use chokepoint_testkit::vpn;
 use libfuzzer_sys::fuzz_target;
@@ -283,10 +285,22 @@ impl Twin {
 fuzz_target!(|input: Input| {
     let rules = rules();
     let first = rules[usize::from(input.profile) % rules.len()].clone();
-    let mut e = Engine::new(first.clone());
-    e.set_learn_store(Arc::new(LearnedTable::new(8)));
-    let mut twin = Twin { engine: Engine::new(first), frames: Vec::new(), want: Vec::new() };
-    twin.engine.set_learn_store(Arc::new(LearnedTable::new(8)));
+    // One of 256 workers: the box's limits split 256 ways (a default
+    // profile's 1M flows is a 4,096-flow table, its 256 MiB reassembly
+    // budget 1 MiB), so that the table sized at start is small enough to
+    // make per input and the budget is reached.
+    let share = Share { workers: 256, memory: None };
+    // Each engine with the stores a bridge gives it (learnt servers, and
+    // residual blocks of the server and client scopes), small enough to
+    // fill.
+    let engine = || {
+        let mut e = Engine::sharing(first.clone(), share);
+        e.set_learn_store(Arc::new(LearnedTable::new(8)));
+        e.set_residual_store(Arc::new(SharedResidual::new(4)));
+        e
+    };
+    let mut e = engine();
+    let mut twin = Twin { engine: engine(), frames: Vec::new(), want: Vec::new() };
     let mut ts: u64 = 1_700_000_000 * 1_000_000_000;
     let mut reloaded = false;
     for (dt, step) in input.steps.iter().take(64) {
