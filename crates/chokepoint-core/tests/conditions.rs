@@ -578,3 +578,26 @@ fn a_protocol_rule_fires_on_a_dns_query() {
     );
     assert_eq!(v, Verdict::Pass, "QUIC");
 }
+
+#[test]
+fn quic_versions_by_name_select_their_versions_only() {
+    let mut e = engine_of(
+        r#"
+version: 1
+rules:
+  - {name: new-quic, match: {protocols: [quic], quic_versions: [v2, draft-29]}, action: drop}
+"#,
+    );
+    for (port, version, want) in [
+        (50_010, V2, Verdict::Drop),
+        (50_011, DRAFT_29, Verdict::Drop),
+        (50_012, V1, Verdict::Pass),
+    ] {
+        let (v, ev) = run(
+            &mut e,
+            0,
+            &udp(C, S, port, 443, &initial(version, "any.example", 1200)),
+        );
+        assert_eq!(v, want, "version {version:#x}: {ev:?}");
+    }
+}

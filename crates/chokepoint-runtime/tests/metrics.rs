@@ -247,3 +247,94 @@ fn stream_reading_knobs_are_counted_summed_over_workers() {
         ]
     );
 }
+
+#[test]
+fn classified_flows_are_counted_by_protocol_summed_over_workers() {
+    use chokepoint_rules::conditions::Protocol;
+    let sh = Shared::new(rules(), 2, 0.0);
+    let before = render(&sh);
+    let mut rows = line(&before, "chokepoint_protocol_flows_total{");
+    rows.sort_unstable();
+    // The six classifiers' protocols from 0; the named ones (counted as
+    // decisions) only once some flow was classified as one.
+    assert_eq!(
+        rows,
+        [
+            "chokepoint_protocol_flows_total{protocol=\"bittorrent\"} 0",
+            "chokepoint_protocol_flows_total{protocol=\"fully_encrypted\"} 0",
+            "chokepoint_protocol_flows_total{protocol=\"openvpn\"} 0",
+            "chokepoint_protocol_flows_total{protocol=\"ssh\"} 0",
+            "chokepoint_protocol_flows_total{protocol=\"stun\"} 0",
+            "chokepoint_protocol_flows_total{protocol=\"wireguard\"} 0",
+        ]
+    );
+    for (w, n) in sh.workers.iter().zip([1u64, 10]) {
+        let mut e = w.engine.lock().unwrap();
+        e.protocols[Protocol::Wireguard.index()] = 2 * n;
+        e.protocols[Protocol::Quic.index()] = n;
+    }
+    let text = render(&sh);
+    for row in [
+        "chokepoint_protocol_flows_total{protocol=\"wireguard\"} 22",
+        "chokepoint_protocol_flows_total{protocol=\"quic\"} 11",
+        "chokepoint_protocol_flows_total{protocol=\"stun\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == row), "{row} missing");
+    }
+}
+
+#[test]
+fn fragments_and_reassembly_budget_are_summed_over_workers() {
+    let sh = Shared::new(rules(), 2, 0.0);
+    for (w, n) in sh.workers.iter().zip([1u64, 10]) {
+        let mut d = w.defrag.lock().unwrap();
+        d.datagrams = n;
+        d.timeouts = 2 * n;
+        d.evictions = 3 * n;
+        d.refused = 4 * n;
+        w.engine.lock().unwrap().reassembly_budget_bytes = 64 << 20;
+    }
+    let text = render(&sh);
+    let mut rows = line(&text, "chokepoint_fragment_datagrams_total{");
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        [
+            "chokepoint_fragment_datagrams_total{outcome=\"evicted\"} 33",
+            "chokepoint_fragment_datagrams_total{outcome=\"reassembled\"} 11",
+            "chokepoint_fragment_datagrams_total{outcome=\"refused\"} 44",
+            "chokepoint_fragment_datagrams_total{outcome=\"timed_out\"} 22",
+        ]
+    );
+    let budget = 128u64 << 20;
+    assert!(
+        text.lines()
+            .any(|l| l == format!("chokepoint_reassembly_budget_bytes {budget}")),
+        "the box's budget is its workers' parts"
+    );
+}
+
+#[test]
+fn the_bridges_shared_residual_blocks_count_with_the_workers() {
+    use chokepoint_core::residual::{Arming, ResidualStore};
+    use chokepoint_rules::conditions::{ResidualAction, ResidualScope};
+    let sh = Shared::new(rules(), 2, 0.0);
+    sh.workers[0].engine.lock().unwrap().residual_armed = 1;
+    sh.residual.arm(&Arming {
+        now: 0,
+        scope: ResidualScope::Server,
+        proto: 6,
+        client: "198.18.0.1".parse().unwrap(),
+        server: "198.18.1.1".parse().unwrap(),
+        port: 443,
+        seconds: 60,
+        rule: chokepoint_rules::RuleId::new(0).unwrap(),
+        action: ResidualAction::Drop,
+    });
+    let text = render(&sh);
+    assert!(
+        text.lines()
+            .any(|l| l == "chokepoint_residual_total{outcome=\"armed\"} 2"),
+        "one armed in a worker's engine, one in the shared table"
+    );
+}
