@@ -9,8 +9,9 @@
 //! timeout; allowed → false; and beyond OONI's QA, the probe's own steps:
 //! QUIC Initials dropped by SNI → http-failure with a timeout (`--quic`),
 //! a ClientHello dropped for its ECH extension → http-failure with a
-//! timeout (`--ech grease`). The QUIC 2022 and ECH 2024 scenarios run as
-//! their stages expect.
+//! timeout (`--ech grease`). Every bundled scenario runs as its stages
+//! expect: freeze 2025, QUIC 2022, ECH 2024, VPNs 2021-2025, Telegram 2018
+//! and Twitter 2021 with their collateral, and the 2025 mobile allowlist.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -461,4 +462,66 @@ fn the_vpn_scenario_blocks_each_protocol_by_its_first_packet() {
     // 2025: calls too.
     assert_eq!(cell(&vpn, 4, "stun://198.18.1.2")["blocking"], "blocked");
     assert_eq!(cell(&vpn, 4, "https://example.com/")["blocking"], false);
+}
+
+#[test]
+fn the_telegram_twitter_and_allowlist_scenarios_break_what_they_broke() {
+    assert!(
+        root(),
+        "the lab needs root (ip netns): run ./scripts/test.sh as root"
+    );
+    let id = std::process::id() % 100_000;
+    let tg = run_scenario("scenarios/telegram-2018.yaml", &format!("t{id}"));
+    // 16 April: the names reset, then Telegram's own addresses dropped;
+    // the relay on a cloud address still works.
+    assert_eq!(cell(&tg, 1, "https://t.me/")["blocking"], "http-failure");
+    assert_eq!(cell(&tg, 2, "https://t.me/")["blocking"], "tcp_ip");
+    assert_eq!(
+        cell(&tg, 2, "https://telegram-relay.example/")["blocking"],
+        false
+    );
+    // 18 April: the cloud prefixes, and with them unrelated sites.
+    for t in [
+        "https://telegram-relay.example/",
+        "https://shop-on-aws.example/",
+        "https://app-on-gcloud.example/",
+    ] {
+        assert_eq!(cell(&tg, 3, t)["blocking"], "tcp_ip", "{t}");
+    }
+    assert_eq!(cell(&tg, 3, "https://example.com/")["blocking"], false);
+
+    let tw = run_scenario("scenarios/twitter-2021.yaml", &format!("w{id}"));
+    // March 2021: the `*t.co*` substring throttled reddit.com and
+    // microsoft.com with twitter.com; fixed within days.
+    for t in [
+        "https://twitter.com/1m.bin",
+        "https://reddit.com/1m.bin",
+        "https://microsoft.com/1m.bin",
+    ] {
+        let c = cell(&tw, 1, t);
+        assert_eq!(c["blocking"], "http-failure", "{t}: {c}");
+        assert_eq!(c["failure"], "generic_timeout_error", "{t}: {c}");
+    }
+    assert_eq!(
+        cell(&tw, 1, "https://example.com/1m.bin")["blocking"],
+        false
+    );
+    assert_eq!(cell(&tw, 2, "https://reddit.com/1m.bin")["blocking"], false);
+    assert_eq!(
+        cell(&tw, 2, "https://twitter.com/1m.bin")["blocking"],
+        "http-failure"
+    );
+
+    let mobile = run_scenario("scenarios/mobile-allowlist-2025.yaml", &format!("m{id}"));
+    // A shutdown with an allowlist: what is on it works, the rest dies at
+    // its first data (the handshake passes).
+    for (t, want) in [
+        ("https://yandex.ru/", serde_json::json!(false)),
+        ("https://vk.com/", serde_json::json!(false)),
+        ("https://t.me/", serde_json::json!("http-failure")),
+        ("https://example.com/", serde_json::json!("http-failure")),
+    ] {
+        assert_eq!(cell(&mobile, 0, t)["blocking"], false, "{t} before");
+        assert_eq!(cell(&mobile, 1, t)["blocking"], want, "{t}");
+    }
 }
