@@ -369,3 +369,43 @@ fn explain_says_what_decides_when_a_condition_fails() {
     );
     assert_eq!(lines[1]["falls_through"], serde_json::json!([]));
 }
+
+#[test]
+fn scenario_replay_shows_what_each_stage_would_have_stopped() {
+    let scenario = repo().join("scenarios/telegram-2018.yaml");
+    let capture = repo().join("tests/data/sample-telegram-2018.pcap");
+    let (scenario, capture) = (scenario.to_str().unwrap(), capture.to_str().unwrap());
+    let o = run(&["scenario", "replay", scenario, capture, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stages: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(stages.len(), 4);
+    let name = |i: usize, n: &str| stages[i]["names"][n].as_str().unwrap_or("-").to_string();
+    // The court order blocks nothing; then the names; then Telegram's
+    // addresses; then a cloud address, and the shop behind it unseen.
+    assert_eq!(name(0, "web.telegram.org"), "pass");
+    assert_eq!(name(1, "web.telegram.org"), "reset");
+    assert_eq!(name(1, "149.154.167.51"), "pass");
+    assert_eq!(name(2, "149.154.167.51"), "drop");
+    assert_eq!(name(2, "2001:67c:4e8:f004::a"), "drop");
+    assert_eq!(name(3, "52.58.10.20"), "drop");
+    assert_eq!(name(2, "shop.example"), "pass");
+    assert_eq!(
+        name(3, "shop.example"),
+        "-",
+        "dropped before its name was read"
+    );
+    for i in 0..4 {
+        assert_eq!(name(i, "www.wikipedia.org"), "pass");
+    }
+    // The text form says the same, as a table.
+    let o = run(&["scenario", "replay", scenario, capture]);
+    let text = stdout(&o);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("52.58.10.20"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        ["52.58.10.20", "-", "-", "-", "drop"]
+    );
+}
