@@ -278,3 +278,44 @@ fn explain_of_the_bundled_gfw_quic_policy() {
     assert_eq!((ex.rule, ex.verdict.as_str()), (None, "pass"));
     assert!(ex.conditions.is_empty() && ex.falls_through.is_empty());
 }
+
+#[test]
+fn explain_names_the_dynamic_list_rules_and_what_fills_them() {
+    let rs = compile(
+        "version: 1
+lists:
+  vpn-servers: {format: dynamic}
+  calls: {format: dynamic}
+  nets: {format: cidr, entries: [203.0.113.0/24]}
+rules:
+  - {name: learnt-vpn, match: {list: vpn-servers, on: [ip]}, action: drop}
+  - {name: learnt-calls, match: {list: calls, on: [ip]}, action: reset}
+  - {name: nets, match: {list: nets, on: [ip]}, action: drop}
+  - {name: vpn, match: {protocols: [wireguard, openvpn]}, action: {learn: {list: vpn-servers, key: server, ttl: 600, delay: 60}}}
+",
+    )
+    .unwrap();
+    // An address no static list holds: what a learn could still do to it.
+    let ex = explain(&rs, "198.51.100.7");
+    assert_eq!(ex.rule, None, "no static rule holds it");
+    assert_eq!(ex.learned_rules.len(), 2, "{:?}", ex.learned_rules);
+    assert!(
+        ex.learned_rules[0]
+            .starts_with("learnt-vpn (drop): on dynamic list vpn-servers, filled by vpn (learn"),
+        "{:?}",
+        ex.learned_rules
+    );
+    assert_eq!(
+        ex.learned_rules[1],
+        "learnt-calls (reset): on dynamic list calls, filled by no rule"
+    );
+    // A static match first: the dynamic rules after it cannot decide.
+    let ex = explain(&rs, "203.0.113.9");
+    assert_eq!(ex.rule.as_deref(), Some("nets"));
+    assert_eq!(
+        ex.learned_rules.len(),
+        2,
+        "both come before it: {:?}",
+        ex.learned_rules
+    );
+}

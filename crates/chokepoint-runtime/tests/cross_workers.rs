@@ -237,3 +237,69 @@ rules:
         "per worker each flow had its own client bucket: {per_worker} bytes"
     );
 }
+
+#[test]
+fn a_reload_keeps_the_bridges_learnt_servers_and_residual_blocks() {
+    use chokepoint_core::learn::{LearnStore, LearnedKey, Learning};
+    use chokepoint_core::residual::{Arming, ResidualStore};
+    use chokepoint_rules::conditions::{ResidualAction, ResidualScope};
+    use chokepoint_runtime::bridge::{reload, Shared};
+
+    let policy = |extra: &str| {
+        compile_str(
+            &format!(
+                "version: 1
+lists:
+  vpn-servers: {{format: dynamic}}
+rules:
+{extra}  - {{name: learnt, match: {{list: vpn-servers, on: [ip]}}, action: drop}}
+  - {{name: vpn, match: {{protocols: [wireguard]}}, action: {{learn: {{list: vpn-servers, key: server, ttl: 600, delay: 0}}}}}}
+"
+            ),
+            "t.yaml",
+            std::path::Path::new("."),
+        )
+        .unwrap()
+    };
+    let sh = Shared::new(policy(""), WORKERS, 0.0);
+    let server = ip("198.18.1.20");
+    let tag = chokepoint_rules::ruleset::list_tag("vpn-servers");
+    let key = LearnedKey::server(tag, server);
+    sh.learned.learn(&Learning {
+        key,
+        at: SEC,
+        from: SEC,
+        until: 600 * SEC,
+    });
+    sh.residual.arm(&Arming {
+        now: SEC,
+        scope: ResidualScope::Client,
+        proto: 6,
+        client: ip("198.18.0.10"),
+        server,
+        port: 443,
+        seconds: 60,
+        rule: chokepoint_rules::RuleId::new(0).unwrap(),
+        action: ResidualAction::Drop,
+    });
+    // A reload that adds a rule in front (every id moves) keeps both.
+    assert!(reload(&sh, || Ok(policy(
+        "  - {name: first, match: {keywords: [casino]}, action: drop}\n"
+    ))));
+    assert!(sh.learned.holds_any(&[key], 2 * SEC));
+    assert!(sh
+        .residual
+        .check(2 * SEC, 17, ip("198.18.0.10"), ip("198.18.1.99"), 53)
+        .is_some());
+    // And a worker's engine made after the reload, as the bridge makes
+    // them, blocks a new flow to the learnt server through the new rules.
+    let mut e = Engine::one_of(sh.rules.load_full(), WORKERS);
+    e.set_learn_store(sh.learned.clone());
+    let syn = tcp(ip("198.18.0.50"), server, 40000, 8443, 1, 0x02, b"");
+    let d = e.process(3 * SEC, LinkType::Ethernet, &syn);
+    assert_eq!(d.verdict, Verdict::Drop);
+    let rule = d
+        .rule
+        .map(|r| sh.rules.load().meta.rules[r.index()].name.clone());
+    assert_eq!(rule.as_deref(), Some("learnt"));
+}
