@@ -10,7 +10,8 @@
 #   tests/lab/grafana.sh test     up, traffic (allowed and blocked TLS, a
 #                                 blocked DNS name, HTTP), a reload that
 #                                 reorders the rules, every panel's every
-#                                 query through /api/v1/query, down
+#                                 query through /api/v1/query, the live
+#                                 EVE events file, down
 #   tests/lab/grafana.sh down     tear everything down
 #
 # A query passes when Prometheus answers `success` with a non-empty result.
@@ -59,7 +60,7 @@ up() {
   start http $S 300 python3 -m http.server 80 --bind 198.18.28.2 --directory "$LAB"
   policy reset dns
   start chokepoint $K 300 "$CP" run --inside c1 --outside s1 --policy "$LAB/policy.yaml" \
-    --events "$LAB/events.jsonl" --metrics 127.0.0.1:9900 --workers 2
+    --events "$LAB/events.jsonl" --events-format eve --metrics 127.0.0.1:9900 --workers 2
   wait_for 50 nsx $C timeout 1 bash -c '</dev/tcp/198.18.28.2/80' \
     || { echo "grafana: bridge did not come up"; cat "$LAB/chokepoint.log"; return 1; }
   cat > "$LAB/prometheus.yml" <<EOF
@@ -134,6 +135,23 @@ print(f"grafana: {passed} queries returned data, {failed} failed")
 EOF
   cat "$LAB/queries.txt"
   grep -q ', 0 failed$' "$LAB/queries.txt" && ok "every dashboard query returned data" || bad "dashboard queries" "see above"
+  # The live events, in Suricata's EVE format: every line an EVE event of
+  # the live bridge, naming the interface it came in on.
+  if nsx $K python3 - "$LAB/events.jsonl" <<'EOF' > "$LAB/eve.txt" 2>&1
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert lines, "no events"
+ifaces, types, names = set(), set(), set()
+for e in lines:
+    for k in ("timestamp", "flow_id", "event_type", "src_ip", "dest_ip", "proto", "community_id", "in_iface", "chokepoint"):
+        assert k in e, f"{k} missing: {e}"
+    assert e["community_id"].startswith("1:"), e
+    ifaces.add(e["in_iface"]); types.add(e["event_type"]); names.add(e["chokepoint"].get("name"))
+assert ifaces <= {"c1", "s1"} and "c1" in ifaces, ifaces
+assert "blocked.example" in names, names
+print(f"{len(lines)} EVE events, event types {sorted(types)}, interfaces {sorted(ifaces)}")
+EOF
+  then ok "live EVE events: $(cat "$LAB/eve.txt")"; else bad "live EVE events" "$(tail -3 "$LAB/eve.txt")"; fi
   # The scrape Prometheus took (OpenMetrics) and the text promtool reads.
   nsx $K curl -s -m 2 http://127.0.0.1:9900/metrics > "$LAB/metrics.txt"
   promtool check metrics < "$LAB/metrics.txt" > "$LAB/promtool.txt" 2>&1 \

@@ -58,7 +58,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         text.contains(&format!("grafana: {n} queries returned data, 0 failed")),
         "{text}"
     );
-    assert!(text.contains("grafana lab: 4 passed, 0 failed"), "{text}");
+    assert!(text.contains("grafana lab: 5 passed, 0 failed"), "{text}");
     let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(
         !String::from_utf8_lossy(&ns.stdout).contains("cpmet-"),
