@@ -189,7 +189,7 @@ rules:
 }
 
 #[test]
-fn diff_shows_entries_and_rule_changes_between_a_policy_and_an_artifact() {
+fn diff_shows_entries_and_rule_changes_between_policies_and_artifacts() {
     let d = dir("diff");
     let old = d.join("old.yaml");
     let new = d.join("new.yaml");
@@ -253,6 +253,18 @@ rules:
     );
     // The same policy as artifact and as YAML: no change.
     let o = run(&["diff", s(&art), s(&old)]);
+    assert!(out(&o).contains("no change"), "{}", out(&o));
+    // Two artifacts, as a fleet's operator compares what is deployed with
+    // what is about to be: the same changes.
+    let art_new = d.join("new.chk");
+    assert!(run(&["compile", s(&new), "-o", s(&art_new)])
+        .status
+        .success());
+    let v2: serde_json::Value =
+        serde_json::from_slice(&run(&["diff", "--json", s(&art), s(&art_new)]).stdout).unwrap();
+    assert_eq!(v2["rules"], v["rules"], "{v2}");
+    assert_eq!(v2["entries_added"], 3, "{v2}");
+    let o = run(&["diff", s(&art_new), s(&art_new)]);
     assert!(out(&o).contains("no change"), "{}", out(&o));
     let _ = std::fs::remove_dir_all(d);
 }
