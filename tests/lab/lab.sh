@@ -144,7 +144,11 @@ check_hard() {
   fi
   # An out-of-window flood: 30,000 flows each holding 700 bytes 32 KB into
   # the window. Reassembly stays inside its budget (stale holders evicted),
-  # and a real blocked hello afterwards is still read and reset.
+  # and a real blocked hello afterwards is still read and reset. The budget
+  # bounds the buffers' bytes, not the process: peak RSS may also grow by
+  # the flows' table pages first touched (30,000 x ~148 B), the allocator's
+  # per-thread arenas and freed-but-kept chunks, hence 3 x the budget as the
+  # bound (measured: under 24 MiB for the 8 MiB budget, docs/PERFORMANCE.md).
   before=$(status_kib "$pid" VmRSS)
   nsx $C timeout 90 python3 tests/lab/flood.py c0 198.18.0.1 198.18.0.5 30000 > "$LAB/flood.log" 2>&1 || true
   sleep 1
