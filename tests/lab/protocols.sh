@@ -6,14 +6,14 @@
 #
 #   P-client                    P-censor                        P-server
 #   c0 198.18.12.1/24 ─ c1 [chokepoint run] s1 ─ s0 198.18.12.2/24
-#   tunnels inside: WireGuard 198.18.13.1 ↔ .2, OpenVPN UDP .5 ↔ .6, TCP .9 ↔ .10
+#   tunnels inside: WireGuard 198.18.13.1 ↔ .2, OpenVPN UDP .5 ↔ .6, TCP .9 ↔ .10, UDP with --tls-auth .13 ↔ .14
 #
 #   tests/lab/protocols.sh test    up, the three phases, down (what the test suite runs)
 #   tests/lab/protocols.sh up      topology, keys, servers (no bridge)
 #   tests/lab/protocols.sh down    tear everything down
 #
 # Clients and servers (Debian packages): wireguard-go + wireguard-tools,
-# openvpn (UDP and TCP, p2p TLS with --tls-crypt), shadowsocks-libev
+# openvpn (UDP and TCP, p2p TLS with --tls-crypt; UDP with --tls-auth), shadowsocks-libev
 # (ss-local/ss-server), coturn (turnserver, turnutils_stunclient,
 # turnutils_uclient, turnutils_peer), openssh (ssh, sshd); curl, dig,
 # dnsmasq, python3, openssl. WireGuard runs in user space (wireguard-go):
@@ -189,16 +189,20 @@ try_wireguard() {
   nsx $C curl -s -m 4 -o /dev/null -w '%{http_code}' http://198.18.13.2:8080/ | grep -q 200
 }
 
-try_openvpn() { # udp|tcp port local remote
-  local proto=$1 port=$2 lo=$3 re=$4 ps=$1 pc=$1 name=ovpn-$1 rc=1
+try_openvpn() { # udp|tcp port local remote [tls-crypt|tls-auth]
+  local proto=$1 port=$2 lo=$3 re=$4 wrap=${5:-tls-crypt} ps=$1 pc=$1 rc=1
+  local name=ovpn-$1-$wrap dev=ov${port: -2}${proto:0:1}
   [ "$proto" = tcp ] && { ps=tcp-server; pc=tcp-client; }
+  # --tls-auth takes a key direction (0 server, 1 client); --tls-crypt none.
+  local ws=(--tls-crypt "$LAB/ta.key") wc=(--tls-crypt "$LAB/ta.key")
+  [ "$wrap" = tls-auth ] && { ws=(--tls-auth "$LAB/ta.key" 0); wc=(--tls-auth "$LAB/ta.key" 1); }
   start "$name-s" $S 30 openvpn --tls-server --proto "$ps" --local $SERVER --lport "$port" --dev-type tun \
-    --dev "ov12${proto:0:1}s" --ifconfig "$re" "$lo" --ca "$LAB/ca.crt" --cert "$LAB/server.crt" \
-    --key "$LAB/server.key" --dh none --tls-crypt "$LAB/ta.key" --verb 3
+    --dev "${dev}s" --ifconfig "$re" "$lo" --ca "$LAB/ca.crt" --cert "$LAB/server.crt" \
+    --key "$LAB/server.key" --dh none "${ws[@]}" --verb 3
   wait_for 25 grep -q "link local\|Listening for incoming TCP" "$LAB/$name-s.log" || true
   start "$name-c" $C 30 openvpn --tls-client --proto "$pc" --remote $SERVER "$port" --nobind --dev-type tun \
-    --dev "ov12${proto:0:1}c" --ifconfig "$lo" "$re" --ca "$LAB/ca.crt" --cert "$LAB/client.crt" \
-    --key "$LAB/client.key" --tls-crypt "$LAB/ta.key" --connect-retry 1 --verb 3
+    --dev "${dev}c" --ifconfig "$lo" "$re" --ca "$LAB/ca.crt" --cert "$LAB/client.crt" \
+    --key "$LAB/client.key" "${wc[@]}" --connect-retry 1 --verb 3
   if wait_for 30 grep -q "Initialization Sequence Completed" "$LAB/$name-c.log"; then
     nsx $C curl -s -m 3 -o /dev/null -w '%{http_code}' "http://$re:8080/" | grep -q 200 && rc=0
   fi
@@ -225,7 +229,7 @@ try_ssh() {
 
 # The clients, in parallel; RESULT[name] is 0 when it got through.
 CLIENTS=(wireguard:wireguard:51820 openvpn-udp:openvpn:1194 openvpn-tcp:openvpn:1194
-  shadowsocks:fully_encrypted:8388 stun:stun:3478 turn:stun:3478 ssh:ssh:22)
+  openvpn-tls-auth:openvpn:1195 shadowsocks:fully_encrypted:8388 stun:stun:3478 turn:stun:3478 ssh:ssh:22)
 declare -A RESULT
 run_clients() {
   local entry name pids=() i=0
@@ -235,6 +239,8 @@ run_clients() {
       wireguard) try_wireguard;;
       openvpn-udp) try_openvpn udp 1194 198.18.13.5 198.18.13.6;;
       openvpn-tcp) try_openvpn tcp 1194 198.18.13.9 198.18.13.10;;
+      # The control channel in the clear, an HMAC on each packet.
+      openvpn-tls-auth) try_openvpn udp 1195 198.18.13.13 198.18.13.14 tls-auth;;
       # The GFW's exemptions let ~0.3% of random first packets go: two
       # connections, so that one lucky salt does not decide the check.
       shadowsocks) try_shadowsocks && try_shadowsocks;;

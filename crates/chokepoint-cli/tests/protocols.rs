@@ -25,7 +25,7 @@ fn real_vpn_proxy_and_call_clients_are_classified_and_blocked() {
         &[("LAB_DIR", lab_dir.as_os_str()), ("PR_PREFIX", &prefix)],
     );
     assert!(
-        text.contains("protocols: 26 passed, 0 failed"),
+        text.contains("protocols: 28 passed, 0 failed"),
         "protocol lab: {text}"
     );
     for line in [
