@@ -12,6 +12,8 @@
 //! timeout (`--ech grease`). Every bundled scenario runs as its stages
 //! expect: freeze 2025, QUIC 2022, ECH 2024, VPNs 2021-2025, Telegram 2018
 //! and Twitter 2021 with their collateral, and the 2025 mobile allowlist.
+//! Two labs run side by side, each enforcing its own policy, and one goes
+//! down without touching the other.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -524,4 +526,115 @@ fn the_telegram_twitter_and_allowlist_scenarios_break_what_they_broke() {
         assert_eq!(cell(&mobile, 0, t)["blocking"], false, "{t} before");
         assert_eq!(cell(&mobile, 1, t)["blocking"], want, "{t}");
     }
+}
+
+/// `lab exec curl` of `url` in lab `name`: curl's exit status and the HTTP
+/// status it got.
+fn fetch(name: &str, url: &str) -> (Option<i32>, String) {
+    let o = cp(&[
+        "lab",
+        "exec",
+        "--name",
+        name,
+        "--",
+        "curl",
+        "-s",
+        "-m",
+        "5",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        url,
+    ]);
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn two_labs_run_side_by_side_and_go_down_one_at_a_time() {
+    assert!(
+        root(),
+        "the lab needs root (ip netns): run ./scripts/test.sh as root"
+    );
+    let id = std::process::id() % 100_000;
+    let (a, b) = (format!("a{id}"), format!("b{id}"));
+    let lab_a = Lab(a.clone());
+    let lab_b = Lab(b.clone());
+    // A blocks reset.example; B, started second with a policy of its own
+    // and a scenario's hosts, does not.
+    let up = cp(&[
+        "lab",
+        "up",
+        "--name",
+        &a,
+        "--policy",
+        "tests/lab/probe.yaml",
+        "--hours",
+        "1",
+    ]);
+    assert!(up.status.success(), "lab up {a}: {}", text(&up));
+    let up = cp(&[
+        "lab",
+        "up",
+        "--name",
+        &b,
+        "--scenario",
+        "scenarios/freeze-2025.yaml",
+        "--hours",
+        "1",
+    ]);
+    assert!(up.status.success(), "lab up {b}: {}", text(&up));
+    let all = namespaces();
+    for role in ["client", "censor", "router", "server", "control"] {
+        assert!(all.contains(&format!("cp-{a}-{role}")), "{a} {role}");
+        assert!(all.contains(&format!("cp-{b}-{role}")), "{b} {role}");
+    }
+    let (rc, _) = fetch(&a, "https://reset.example/");
+    assert!(
+        matches!(rc, Some(35) | Some(56)),
+        "lab {a} resets the name: curl {rc:?}"
+    );
+    assert_eq!(
+        fetch(&b, "https://reset.example/"),
+        (Some(0), "200".into()),
+        "lab {b}"
+    );
+    // Each lab's status is its own: its policy, its processes alive.
+    let status = |name: &str| -> serde_json::Value {
+        let o = cp(&["lab", "status", "--name", name, "--json"]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+        v[0].clone()
+    };
+    let (sa, sb) = (status(&a), status(&b));
+    assert_eq!(sa["policy"], "tests/lab/probe.yaml", "{sa}");
+    assert_eq!(sb["scenario"], "freeze-2025", "{sb}");
+    // Each engine counted its own traffic: only A reset a flow.
+    assert_eq!(sa["engine"]["decisions"]["reset-sni reset"], 1.0, "{sa}");
+    assert!(
+        sb["engine"]["decisions"].get("reset-sni reset").is_none(),
+        "{sb}"
+    );
+    for s in [&sa, &sb] {
+        let procs = s["processes"].as_array().unwrap();
+        assert!(
+            !procs.is_empty() && procs.iter().all(|p| p["alive"] == true),
+            "{s}"
+        );
+    }
+    // A down leaves B whole.
+    drop(lab_a);
+    let all = namespaces();
+    assert!(!all.contains(&format!("cp-{a}-")), "{a} is gone");
+    assert!(all.contains(&format!("cp-{b}-client")), "{b} stays");
+    assert_eq!(
+        fetch(&b, "https://allowed.example/"),
+        (Some(0), "200".into())
+    );
+    drop(lab_b);
+    assert!(!namespaces().contains(&format!("cp-{b}-")));
 }
