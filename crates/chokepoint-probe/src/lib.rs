@@ -36,6 +36,18 @@
 //! serde_json writes the measurement. Failures are OONI's strings
 //! ([`failure`]).
 //!
+//! Why no resolver or HTTP client crate on top (hickory-resolver, ureq,
+//! reqwest): Web Connectivity reports *which step* failed and *how*
+//! (`dns_nxdomain_error` from the resolve, `connection_reset` from the TLS
+//! handshake, `generic_timeout_error` from the body read), and OONI's own
+//! probe gets them by doing each step itself over instrumented sockets
+//! (probe-cli's netxlite). A client crate folds resolve, connect, handshake
+//! and read into one call and one error type, retries and follows
+//! redirects on its own, and would have to be unpicked to learn the step;
+//! so the probe does the steps over std sockets with a deadline each, and
+//! leaves to crates only what has no censorship-visible state: DNS message
+//! encoding, TLS, QUIC and HTTP head parsing.
+//!
 //! Deliberate differences from OONI are listed in docs/USAGE.md
 //! ("chokepoint probe"); the main one: redirects are not followed, so a
 //! censor's 302 is a status code mismatch (`http-diff`).
