@@ -249,7 +249,7 @@ fn respond(
 }
 
 /// `/NNk.bin` → NN × 1000 bytes, `/NNm.bin` → NN × 1,000,000 (capped).
-fn bin_size(path: &str) -> Option<u64> {
+pub(crate) fn bin_size(path: &str) -> Option<u64> {
     let stem = path.strip_prefix('/')?.strip_suffix(".bin")?;
     let (num, unit) = stem.split_at(stem.len().checked_sub(1)?);
     let n: u64 = num.parse().ok()?;
