@@ -610,7 +610,17 @@ fn two_labs_run_side_by_side_and_go_down_one_at_a_time() {
         assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
         v[0].clone()
     };
-    let (sa, sb) = (status(&a), status(&b));
+    // A worker publishes its counters every 256 frames or when idle: give
+    // lab A's a moment (at most 5 s) to show its reset.
+    let mut sa = status(&a);
+    for _ in 0..25 {
+        if sa["engine"]["decisions"]["reset-sni reset"] == 1.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        sa = status(&a);
+    }
+    let sb = status(&b);
     assert_eq!(sa["policy"], "tests/lab/probe.yaml", "{sa}");
     assert_eq!(sb["scenario"], "freeze-2025", "{sb}");
     // Each engine counted its own traffic: only A reset a flow.
