@@ -409,3 +409,49 @@ fn scenario_replay_shows_what_each_stage_would_have_stopped() {
         ["52.58.10.20", "-", "-", "-", "drop"]
     );
 }
+
+#[test]
+fn colour_and_progress_only_on_a_terminal() {
+    let policy = repo().join("config/default.yaml");
+    let out = tmp("tty.chk");
+    let (policy, out) = (policy.to_str().unwrap(), out.to_str().unwrap());
+    // Piped: plain log lines, no escape codes, no spinner.
+    let o = bin()
+        .args(["compile", policy, "-o", out])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("INFO"), "the log line is there: {err}");
+    assert!(
+        !err.contains('\u{1b}') && !stdout(&o).contains('\u{1b}'),
+        "{err:?}"
+    );
+    assert!(
+        !err.contains("compiling"),
+        "no spinner off a terminal: {err:?}"
+    );
+    // On a terminal (script(1) gives the command a pty): colour and the
+    // spinner. bsdutils, which has script, is essential on Debian.
+    let cmd = format!(
+        "RUST_LOG=info {} compile {policy} -o {out}",
+        env!("CARGO_BIN_EXE_chokepoint")
+    );
+    let Ok(o) = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+    else {
+        panic!("script(1) is needed (bsdutils)");
+    };
+    let tty = stdout(&o);
+    assert!(o.status.success(), "{tty}");
+    assert!(
+        tty.contains('\u{1b}'),
+        "escape codes on a terminal: {tty:?}"
+    );
+    assert!(
+        tty.contains("compiling"),
+        "the spinner on a terminal: {tty:?}"
+    );
+}
