@@ -11,9 +11,10 @@
 //! longest ago goes first, and is counted. Time is the caller's: entries
 //! end by the timestamps passed in, the core has no clock.
 //!
-//! A box shards flows over its workers by host pair, so a 3-tuple or
-//! 2-tuple block only ever concerns the worker that armed it, and lives in
-//! that engine's table. A `server` or `client` block covers flows that
+//! A box shards flows over its workers by host pair (the outermost
+//! addresses: a tunnel's flows all go to one worker), so a 3-tuple or
+//! 2-tuple block concerns the flows of the worker that armed it, and
+//! lives in that engine's table. A `server` or `client` block covers flows that
 //! other workers carry (other clients of the server, other servers of the
 //! client): given a [`ResidualStore`], the table keeps those scopes there,
 //! shared by every worker, as [`LearnStore`](crate::learn::LearnStore)
@@ -149,6 +150,10 @@ pub trait ResidualStore: Send + Sync {
     ) -> Option<Block>;
     /// End the blocks whose time is up by `now`.
     fn expire(&self, now: u64);
+    /// After a reload: each block's rule as the new policy numbers it
+    /// ([`ResidualTable::renumber`]). Called once per reload, by whoever
+    /// owns the store.
+    fn renumber(&self, renumbering: &[Option<RuleId>]);
 }
 
 const SCOPES: [ResidualScope; 4] = [
@@ -159,7 +164,6 @@ const SCOPES: [ResidualScope; 4] = [
 ];
 
 /// The bounded table of residual blocks.
-#[derive(Debug)]
 pub struct ResidualTable {
     entries: HashMap<Key, Entry>,
     /// Keys in arming order, with the arming's sequence number: the front
@@ -177,9 +181,14 @@ pub struct ResidualTable {
     pub stats: ResidualStats,
 }
 
-impl std::fmt::Debug for dyn ResidualStore {
+impl std::fmt::Debug for ResidualTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResidualStore")
+        f.debug_struct("ResidualTable")
+            .field("entries", &self.entries.len())
+            .field("cap", &self.cap)
+            .field("shared", &self.shared.is_some())
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
@@ -346,6 +355,25 @@ impl ResidualTable {
             self.stats.expired += 1;
         }
         None
+    }
+
+    /// After a reload: each of this table's blocks names its rule as the
+    /// new policy numbers it (`renumbering`, indexed by the old id: see
+    /// `Ruleset::renumbering`); a block whose rule the new policy lacks
+    /// ends (counted as expired). A shared store is renumbered by its
+    /// owner, once per reload, not by each engine.
+    pub fn renumber(&mut self, renumbering: &[Option<RuleId>]) {
+        let before = self.entries.len();
+        self.entries.retain(
+            |_, e| match renumbering.get(e.rule.index()).copied().flatten() {
+                Some(r) => {
+                    e.rule = r;
+                    true
+                }
+                None => false,
+            },
+        );
+        self.stats.expired += (before - self.entries.len()) as u64;
     }
 
     /// End every entry whose time is up by `now` (the shared store's too).

@@ -259,3 +259,44 @@ fn a_policy_without_residual_arms_nothing() {
     assert_eq!(e.counters.residual_armed, 0);
     assert_eq!(e.residual_entries(), 0);
 }
+
+#[test]
+fn a_reload_keeps_blocks_on_their_rule_by_name_and_ends_those_of_gone_rules() {
+    let policy = |before: &str, residual_rule: bool| {
+        compile(&format!(
+            r#"
+version: 1
+lists:
+  nets: {{format: cidr, entries: [198.51.100.0/24]}}
+  names: {{format: domains, entries: [casino.example]}}
+rules:
+{before}{}"#,
+            if residual_rule {
+                "  - {name: https-to-nets, match: {list: nets, on: [ip], dst_ports: [443]}, action: drop, residual: {seconds: 90, scope: 2-tuple}}\n"
+            } else {
+                ""
+            }
+        ))
+    };
+    let mut e = Engine::new(policy("", true));
+    assert_eq!(syn(&mut e, SEC, C, NET, 40_000, 443), Verdict::Drop);
+    assert_eq!(e.residual_entries(), 1);
+    // Two rules now come first: the block's rule is id 2, and a new flow
+    // of the pair, to a port the rule does not cover, is blocked by it.
+    e.set_rules(policy(
+        "  - {name: a, match: {list: names}, action: drop}\n  - {name: b, match: {keywords: [poker]}, action: drop}\n",
+        true,
+    ));
+    let t = 2 * SEC;
+    let v = syn(&mut e, t, C, NET, 40_001, 80);
+    assert_eq!(v, Verdict::Drop);
+    let rule = e.events()[0].rule.expect("the block's rule");
+    assert_eq!(e.rules().rule(rule).name, "https-to-nets");
+    // A policy without that rule: its block ends with it.
+    e.set_rules(policy(
+        "  - {name: a, match: {list: names}, action: drop}\n",
+        false,
+    ));
+    assert_eq!(e.residual_entries(), 0);
+    assert_eq!(syn(&mut e, 3 * SEC, C, NET, 40_002, 80), Verdict::Pass);
+}

@@ -31,8 +31,10 @@ compile_error!("the artifact format is little-endian; big-endian hosts are not s
 
 /// The first eight bytes of every artifact.
 pub const MAGIC: &[u8; 8] = b"CHOKEPNT";
-/// Bumped whenever the layout of any section changes.
-pub const FORMAT_VERSION: u32 = 6;
+/// Bumped whenever the layout of any section changes, or the meaning of
+/// a field (7: `reassembly_memory_budget` became the box's, 0 = `auto`; a
+/// node that read it per worker must not load it).
+pub const FORMAT_VERSION: u32 = 7;
 /// Bytes before the body.
 pub const HEADER_LEN: usize = 64;
 

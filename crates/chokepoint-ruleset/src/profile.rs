@@ -147,7 +147,7 @@ pub struct Profile {
     /// packets dropped, run after run.
     pub seed: u64,
     /// Residual blocks held at once (rules with `residual:`); past it the
-    /// block nearest its end is evicted, and counted.
+    /// block armed longest ago is evicted, and counted.
     pub max_residual_entries: u32,
     /// Entries all dynamic lists hold at once (`learn` actions); past it
     /// the entry learnt longest ago is evicted, and counted. The lists

@@ -774,6 +774,26 @@ impl Ruleset {
         &self.meta.rules[id.index()]
     }
 
+    /// For a reload from these rules to `new`: each of these rules' id in
+    /// `new`, found by its name (names are unique in a policy), or `None`
+    /// where `new` has no rule of that name. Indexed by the old id. State
+    /// that outlives a reload (residual blocks) keeps naming its rule
+    /// through it.
+    pub fn renumbering(&self, new: &Ruleset) -> Vec<Option<RuleId>> {
+        let by_name: std::collections::HashMap<&str, usize> = new
+            .meta
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        self.meta
+            .rules
+            .iter()
+            .map(|r| by_name.get(r.name.as_str()).and_then(|&i| RuleId::new(i)))
+            .collect()
+    }
+
     /// The action of a match, or the policy default.
     pub fn action(&self, m: Option<&Match>) -> &Action {
         match m {

@@ -192,10 +192,38 @@ const MAX_OWED: usize = 1 << 16;
 
 /// `scope: client` policers shared by a box's workers (one per bridge): the
 /// flows of one subscriber are sharded over the workers by host pair, and
-/// all of them must spend one bucket. A throttled frame takes the lock;
-/// throttled flows are slow by design, and no other frame does.
-#[derive(Debug, Default)]
-pub struct ClientBuckets(Mutex<HashMap<(IpAddr, Upstream), TokenBucket>>);
+/// all of them must spend one bucket. A throttled frame takes the lock of
+/// its client's shard (one of [`CLIENT_SHARDS`], by a hash of the address,
+/// so workers policing different subscribers rarely meet); throttled flows
+/// are slow by design, and no other frame takes any.
+#[derive(Debug)]
+pub struct ClientBuckets([Mutex<HashMap<(IpAddr, Upstream), TokenBucket>>; CLIENT_SHARDS]);
+
+/// Locks [`ClientBuckets`] is split over.
+pub const CLIENT_SHARDS: usize = 64;
+
+impl Default for ClientBuckets {
+    fn default() -> ClientBuckets {
+        ClientBuckets(std::array::from_fn(|_| Mutex::default()))
+    }
+}
+
+impl ClientBuckets {
+    /// The shard of `client`'s buckets. A worker that panicked holding
+    /// the lock left the map whole or cleared: keep using it.
+    fn shard(
+        &self,
+        client: IpAddr,
+    ) -> std::sync::MutexGuard<'_, HashMap<(IpAddr, Upstream), TokenBucket>> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        // A fixed hasher: the shard only spreads lock contention.
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .hash_one(client);
+        self.0[h as usize % CLIENT_SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 impl Actor {
     /// An actor for a tap (a mirrored link): frames are copies, so nothing
@@ -355,13 +383,14 @@ impl Actor {
         let up = Upstream(d.client.is_some_and(|c| source(link, frame) == Some(c)));
         let ok = match (scope, d.client, &self.shared_clients) {
             (Scope::Client, Some(client), Some(shared)) => {
-                // A worker that panicked holding the lock left the map
-                // whole (one insert, or a clear): keep using it.
-                let mut map = shared.0.lock().unwrap_or_else(|p| p.into_inner());
-                bucket(&mut map, (client, up), &mut self.counters, fresh).allow(ts, frame.len())
+                let mut map = shared.shard(client);
+                // The bridge's 2^20 client buckets, split over the shards.
+                let cap = MAX_BUCKETS / CLIENT_SHARDS;
+                bucket((&mut map, cap), (client, up), &mut self.counters, fresh)
+                    .allow(ts, frame.len())
             }
             (Scope::Client, Some(client), None) => bucket(
-                &mut self.client_buckets,
+                (&mut self.client_buckets, MAX_BUCKETS),
                 (client, up),
                 &mut self.counters,
                 fresh,
@@ -374,8 +403,13 @@ impl Actor {
                 let key = d
                     .flow
                     .unwrap_or_else(|| chokepoint_core::decode::shard_key(link, frame));
-                bucket(&mut self.buckets, (key, up), &mut self.counters, fresh)
-                    .allow(ts, frame.len())
+                bucket(
+                    (&mut self.buckets, MAX_BUCKETS),
+                    (key, up),
+                    &mut self.counters,
+                    fresh,
+                )
+                .allow(ts, frame.len())
             }
         };
         if !ok {
@@ -476,12 +510,12 @@ fn source(link: LinkType, frame: &[u8]) -> Option<IpAddr> {
 /// is cleared first: bounded memory whatever the number of flows or
 /// clients, and a forgotten bucket only starts full again.
 fn bucket<'m, K: Hash + Eq>(
-    map: &'m mut HashMap<K, TokenBucket>,
+    (map, cap): (&'m mut HashMap<K, TokenBucket>, usize),
     key: K,
     counters: &mut ActionCounters,
     fresh: impl FnOnce() -> TokenBucket,
 ) -> &'m mut TokenBucket {
-    if map.len() >= MAX_BUCKETS && !map.contains_key(&key) {
+    if map.len() >= cap && !map.contains_key(&key) {
         counters.buckets_evicted += map.len() as u64;
         map.clear();
     }

@@ -136,6 +136,10 @@ pub struct Shared {
     /// `scope: client` throttles' buckets: a subscriber's flows are
     /// carried by several workers and spend one rate.
     pub client_buckets: Arc<crate::actions::ClientBuckets>,
+    /// The memory the box may use, read once at start
+    /// ([`crate::machine::memory`]): every worker sizes its part of an
+    /// `auto` reassembly budget from the same figure.
+    pub memory: Option<u64>,
     /// Polls of `--artifact-url`, by [`FetchResult`].
     pub fetches: [AtomicU64; FetchResult::ALL.len()],
     /// What the events writer did.
@@ -181,6 +185,26 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Say when a worker's part of the reassembly budget holds fewer than a
+/// few flows' worth of `reassembly_max_bytes`: hellos split over segments
+/// would then be refused (and pass uninspected) under ordinary load.
+fn warn_if_budget_is_thin(rules: &Ruleset, workers: usize, memory: Option<u64>) {
+    let p = &rules.meta.profile;
+    let part = p
+        .reassembly_budget_for(memory)
+        .div_ceil(workers.max(1) as u64);
+    let flows = part / u64::from(p.reassembly_max_bytes).max(1);
+    if flows < 16 {
+        tracing::warn!(
+            budget = p.reassembly_budget_for(memory),
+            workers,
+            per_worker = part,
+            reassembly_max_bytes = p.reassembly_max_bytes,
+            "each worker's part of reassembly_memory_budget holds only {flows} flows' worth of reassembly_max_bytes: raise the budget or lower the workers"
+        );
+    }
+}
+
 impl Shared {
     /// The state for `workers` workers (at least one) serving `rules`,
     /// which took `load_seconds` to load.
@@ -191,10 +215,13 @@ impl Shared {
         let residual = Arc::new(crate::residual::SharedResidual::new(
             rules.meta.profile.max_residual_entries as usize,
         ));
+        let memory = crate::machine::memory();
+        warn_if_budget_is_thin(&rules, workers, memory);
         Shared {
             learned,
             residual,
             client_buckets: Arc::default(),
+            memory,
             rules: arc_swap::ArcSwap::from_pointee(rules),
             workers: (0..workers.max(1))
                 .map(|_| Arc::new(WorkerStats::default()))
@@ -606,8 +633,13 @@ impl<'s> WorkerCore<'s> {
         names: [Option<String>; 2],
     ) -> WorkerCore<'s> {
         let rules = shared.rules.load_full();
-        let mut engine =
-            Engine::sharing(rules.clone(), crate::machine::share(shared.workers.len()));
+        let mut engine = Engine::sharing(
+            rules.clone(),
+            chokepoint_core::Share {
+                workers: shared.workers.len(),
+                memory: shared.memory,
+            },
+        );
         engine.set_learn_store(shared.learned.clone());
         engine.set_residual_store(shared.residual.clone());
         WorkerCore {
@@ -970,6 +1002,16 @@ fn take_over(shared: &Shared, t: std::time::Instant, res: Result<Ruleset, String
             shared
                 .residual
                 .set_cap(rs.meta.profile.max_residual_entries as usize);
+            warn_if_budget_is_thin(&rs, shared.workers.len(), shared.memory);
+            // The shared residual blocks name their rules as the new policy
+            // numbers them, once, here (each engine renumbers its own).
+            // Until a worker takes the new rules, its events may name a
+            // shared block's rule by the new number; decisions are not
+            // affected (a block carries its own action).
+            chokepoint_core::residual::ResidualStore::renumber(
+                &*shared.residual,
+                &shared.rules.load().renumbering(&rs),
+            );
             shared.rules.store(Arc::new(rs));
             *shared.load_seconds.lock().expect("stats") = t.elapsed().as_secs_f64();
             shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
@@ -1063,6 +1105,164 @@ mod tests {
         );
         let text = crate::metrics::render(sh);
         assert!(text.lines().any(|l| l == row), "{row} not in\n{text}");
+    }
+
+    /// Frames sent, counted by side.
+    #[derive(Default)]
+    struct Count([u64; 2]);
+
+    impl<'b> Emit<'b> for Count {
+        fn frame(&mut self, to: Side, _: &'b [u8]) {
+            self.0[to as usize] += 1;
+        }
+        fn owned(&mut self, to: Side, _: Vec<u8>) {
+            self.0[to as usize] += 1;
+        }
+    }
+
+    fn tcp(c: &str, s: &str, cp: u16, from_client: bool, flags: u8, data: &[u8]) -> Vec<u8> {
+        use chokepoint_testkit::synth;
+        let (c, s): (std::net::IpAddr, std::net::IpAddr) = (c.parse().unwrap(), s.parse().unwrap());
+        let (src, dst, sp, dp) = if from_client {
+            (c, s, cp, 443)
+        } else {
+            (s, c, 443, cp)
+        };
+        // The SYN takes sequence number 1: data starts at 2.
+        let seq = if flags & 0x02 != 0 { 1 } else { 2 };
+        let seg = synth::tcp_segment(src, dst, sp, dp, seq, 1, flags, data);
+        synth::ethernet(&synth::ip_packet(src, dst, 6, &seg), &[])
+    }
+
+    /// The first address `198.18.X.i` whose flow with `other` goes to a
+    /// worker other than `not`'s.
+    fn on_other_worker(prefix: &str, other: &str, not: usize, client_side: bool) -> String {
+        (20..250)
+            .map(|i| format!("{prefix}.{i}"))
+            .find(|a| {
+                let (c, s) = if client_side {
+                    (a.as_str(), other)
+                } else {
+                    (other, a.as_str())
+                };
+                chokepoint_core::decode::worker_for(
+                    LinkType::Ethernet,
+                    &tcp(c, s, 1, true, 2, b""),
+                    2,
+                ) != not
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn the_bridges_workers_share_server_blocks_and_client_throttles() {
+        use chokepoint_testkit::synth::{self, HelloShape};
+        let y = "version: 1
+lists:
+  names: {format: domains, entries: [t.me]}
+  slow: {format: domains, entries: [slow.example]}
+rules:
+  - {name: sni, match: {list: names}, action: reset, residual: {seconds: 60, scope: server}}
+  - {name: slow, match: {list: slow}, action: {throttle: {kbps: 80, burst_bytes: 10000, scope: client}}}
+";
+        let rs = chokepoint_rules::compile_str(y, "t.yaml", std::path::Path::new(".")).unwrap();
+        let sh = Shared::new(rs, 2, 0.0);
+        let mut cores: Vec<_> = (0..2)
+            .map(|k| WorkerCore::new(k, &sh, true, (None, Default::default()), [None, None]))
+            .collect();
+        let mut out = Count::default();
+        let mut feed = |ts: u64, side: Side, f: &[u8], out: &mut Count| {
+            let w = chokepoint_core::decode::worker_for(LinkType::Ethernet, f, 2);
+            cores[w].handle(ts, side, f, out);
+        };
+        let hello = |name: &str| {
+            synth::tls_records(
+                &synth::client_hello(Some(name), HelloShape::default(), 1),
+                16384,
+            )
+        };
+        // Client A's hello for t.me: reset, and the server is blocked.
+        let (a, server) = ("198.18.0.10", "198.18.1.20");
+        let wa = chokepoint_core::decode::worker_for(
+            LinkType::Ethernet,
+            &tcp(a, server, 40000, true, 2, b""),
+            2,
+        );
+        feed(
+            1_000,
+            Side::Inside,
+            &tcp(a, server, 40000, true, 2, b""),
+            &mut out,
+        );
+        feed(
+            2_000,
+            Side::Inside,
+            &tcp(a, server, 40000, true, 0x18, &hello("t.me")),
+            &mut out,
+        );
+        // Client B, on the other worker: its SYN to the server is dropped.
+        let b = on_other_worker("198.18.0", server, wa, true);
+        let before = out.0[Side::Outside as usize];
+        feed(
+            3_000,
+            Side::Inside,
+            &tcp(&b, server, 41000, true, 2, b""),
+            &mut out,
+        );
+        assert_eq!(
+            out.0[Side::Outside as usize],
+            before,
+            "the other worker dropped the SYN of a blocked server's new flow"
+        );
+        // Client C's two throttled flows, to servers on different workers:
+        // one rate for both. 10 s of 2 x 100 frames a second of 1,000 B.
+        let c = "198.18.0.30";
+        let s1 = "198.18.1.40";
+        let w1 = chokepoint_core::decode::worker_for(
+            LinkType::Ethernet,
+            &tcp(c, s1, 42000, true, 2, b""),
+            2,
+        );
+        // (Not 198.18.1.x: the server blocked above is one of them.)
+        let s2 = on_other_worker("198.18.2", c, w1, false);
+        for (s, port) in [(s1, 42000), (s2.as_str(), 42001)] {
+            feed(
+                4_000,
+                Side::Inside,
+                &tcp(c, s, port, true, 2, b""),
+                &mut out,
+            );
+            feed(
+                5_000,
+                Side::Inside,
+                &tcp(c, s, port, true, 0x18, &hello("slow.example")),
+                &mut out,
+            );
+        }
+        let before = out.0[Side::Inside as usize];
+        let mut bytes = 0u64;
+        let mut per = [0u64; 2];
+        for k in 0..1000u64 {
+            for (i, (s, port)) in [(s1, 42000), (s2.as_str(), 42001)].into_iter().enumerate() {
+                let f = tcp(c, s, port, false, 0x10, &[0; 946]);
+                let sent = out.0[Side::Inside as usize];
+                feed(10_000_000 + k * 10_000_000, Side::Outside, &f, &mut out);
+                if out.0[Side::Inside as usize] > sent {
+                    bytes += f.len() as u64;
+                    per[i] += f.len() as u64;
+                }
+            }
+        }
+        assert!(out.0[Side::Inside as usize] > before);
+        let limit = 10_000 + 10 * 10_000 + 1_000;
+        assert!(
+            bytes <= limit,
+            "{bytes} bytes through one client's rate, over {limit}"
+        );
+        assert!(
+            per.iter().all(|&b| b > 0),
+            "both flows got some through: {per:?}"
+        );
     }
 
     #[test]

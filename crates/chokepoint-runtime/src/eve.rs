@@ -127,7 +127,9 @@ pub fn eve_json(
                 "gid": 1,
                 "signature_id": e.rule.map_or(0, |r| r.index() + 1),
                 "rev": 1,
-                "signature": e.rule.map_or("policy default".to_string(), |r| rs.rule(r).name.clone()),
+                "signature": e.rule.map_or("policy default".to_string(), |r| {
+                    rs.meta.rules.get(r.index()).map_or("(rule of an earlier policy)".to_string(), |m| m.name.clone())
+                }),
                 "category": native["list"].as_str().unwrap_or(""),
                 "severity": if blocks { 1 } else { 3 },
                 "metadata": {

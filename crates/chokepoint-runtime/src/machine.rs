@@ -8,19 +8,51 @@
 
 use std::fs;
 
-/// The memory the process may use: the machine's RAM, or its cgroup's
-/// `memory.max` when that is lower (a container, or a systemd unit with
-/// `MemoryMax=`). `None` when neither can be read.
+/// The memory the process may use: the machine's RAM, or the lowest
+/// memory limit of its cgroup and the cgroups above it when that is lower
+/// (a container, a systemd unit with `MemoryMax=`, a slice's limit):
+/// cgroup v2's `memory.max`, or v1's `memory.limit_in_bytes`. `None` when
+/// none can be read.
 pub fn memory() -> Option<u64> {
-    let limit = fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|c| cgroup_path(&c).map(str::to_owned))
-        .and_then(|path| fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max")).ok())
-        .and_then(|m| cgroup_limit(&m));
+    let cgroup = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let v2 = cgroup_path(&cgroup).and_then(|path| {
+        ancestors(path)
+            .filter_map(|p| fs::read_to_string(format!("/sys/fs/cgroup{p}/memory.max")).ok())
+            .filter_map(|m| cgroup_limit(&m))
+            .min()
+    });
+    // cgroup v1: the memory controller's own hierarchy.
+    let v1 = || {
+        let path = cgroup.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == "memory")
+                .then_some(path)
+        })?;
+        ancestors(path.trim_end_matches('/'))
+            .filter_map(|p| {
+                fs::read_to_string(format!("/sys/fs/cgroup/memory{p}/memory.limit_in_bytes")).ok()
+            })
+            .filter_map(|m| cgroup_limit(&m))
+            .min()
+    };
+    let limit = v2.or_else(v1);
     match (physical(), limit) {
         (Some(p), Some(l)) => Some(p.min(l)),
         (p, l) => p.or(l),
     }
+}
+
+/// `/a/b/c`, `/a/b`, `/a`, and the root (`""`).
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let mut next = Some(path);
+    std::iter::from_fn(move || {
+        let p = next?;
+        next = (!p.is_empty()).then(|| p.rsplit_once('/').map_or("", |(head, _)| head));
+        Some(p)
+    })
 }
 
 /// One of `workers` engines' part of this machine's box.
@@ -73,9 +105,24 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup_and_every_one_above_it() {
+        let all: Vec<&str> = ancestors("/system.slice/chokepoint.service").collect();
+        assert_eq!(
+            all,
+            ["/system.slice/chokepoint.service", "/system.slice", ""]
+        );
+        assert_eq!(ancestors("").collect::<Vec<_>>(), [""]);
+    }
+
+    #[test]
     fn memory_max_is_bytes_or_no_limit() {
         assert_eq!(cgroup_limit("536870912\n"), Some(512 << 20));
         assert_eq!(cgroup_limit("max\n"), None);
+        // v1's "no limit" is a huge number: taken, and the RAM is lower.
+        assert_eq!(
+            cgroup_limit("9223372036854771712\n"),
+            Some(9_223_372_036_854_771_712)
+        );
         assert_eq!(cgroup_limit("0\n"), None);
     }
 

@@ -92,7 +92,7 @@ pub fn event_json(rs: &Ruleset, e: &Event, done: &Outcome) -> serde_json::Value 
         "name": name,
         "ech": e.ech,
         "grease": e.grease,
-        "rule": e.rule.map(|r| rs.rule(r).name.clone()),
+        "rule": e.rule.and_then(|r| rs.meta.rules.get(r.index())).map(|m| m.name.clone()),
         "list": hit.as_ref().map(|h| h.list.clone()),
         "entry": hit.as_ref().map(|h| h.entry.clone()),
         "verdict": e.verdict.as_str(),
@@ -179,7 +179,14 @@ pub fn write_event_line(rs: &Ruleset, e: &Event, done: &Outcome, out: &mut Strin
         let _ = write!(out, ",\"protocol\":\"{p}\"");
     }
     out.push_str(",\"rule\":");
-    json_opt(out, e.rule.map(|r| rs.rule(r).name.as_str()));
+    // `get`: an id of a policy before a reload may be past this one's
+    // rules (see Ruleset::renumbering).
+    json_opt(
+        out,
+        e.rule
+            .and_then(|r| rs.meta.rules.get(r.index()))
+            .map(|m| m.name.as_str()),
+    );
     let _ = write!(
         out,
         ",\"sport\":{},\"src\":\"{}\",\"trigger\":\"{}\",\"ts\":\"{}.{:09}\"",
@@ -359,13 +366,8 @@ pub fn shares_state_across_hosts(rs: &Ruleset) -> bool {
                     ..
                 }
             )
-            || r.residual.is_some_and(|x| {
-                matches!(
-                    x.scope,
-                    chokepoint_rules::conditions::ResidualScope::Server
-                        | chokepoint_rules::conditions::ResidualScope::Client
-                )
-            })
+            || r.residual
+                .is_some_and(|x| chokepoint_core::residual::crosses_host_pairs(x.scope))
     })
 }
 
@@ -472,7 +474,15 @@ impl Worker {
         format: crate::eve::EventFormat,
         want: Wants,
     ) -> Worker {
-        let mut engine = Engine::sharing(rules.clone(), crate::machine::share(workers));
+        let mut engine = Engine::sharing(
+            rules.clone(),
+            // Not the host's memory: a replay decides the same on any
+            // machine (an `auto` budget is then 256 MiB, split).
+            chokepoint_core::Share {
+                workers,
+                memory: None,
+            },
+        );
         let learned = Arc::new(crate::learned::LearnedTable::new(
             rules.meta.profile.max_learned_entries as usize,
         ));

@@ -7,13 +7,13 @@
 //!
 //! The table is the core's own [`ResidualTable`] (bounded by
 //! `max_residual_entries`, oldest armed evicted first, counted) behind a
-//! mutex. New flows look it up only once some block of these scopes was
-//! ever armed (a flag read without the lock), so a policy without such
-//! blocks pays nothing, and one with them pays a lock per new flow, not
-//! per packet.
+//! mutex. New flows look it up only while it holds a block (a count read
+//! without the lock), so a policy without such blocks, or a box with none
+//! armed now, pays nothing, and one with live blocks pays a lock per new
+//! flow, not per packet.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use chokepoint_core::residual::{Arming, Block, ResidualStats, ResidualStore, ResidualTable};
@@ -22,8 +22,9 @@ use chokepoint_core::residual::{Arming, Block, ResidualStats, ResidualStore, Res
 #[derive(Debug)]
 pub struct SharedResidual {
     table: Mutex<ResidualTable>,
-    /// Some block was armed here: lookups take the lock from then on.
-    armed: AtomicBool,
+    /// Blocks held, as of the last change (written under the lock): none,
+    /// and a lookup takes no lock.
+    held: AtomicUsize,
 }
 
 impl SharedResidual {
@@ -31,14 +32,23 @@ impl SharedResidual {
     pub fn new(cap: usize) -> SharedResidual {
         SharedResidual {
             table: Mutex::new(ResidualTable::new(cap)),
-            armed: AtomicBool::new(false),
+            held: AtomicUsize::new(0),
         }
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, ResidualTable> {
-        // A worker that panicked holding the lock left the table whole
-        // (every change is one insert or remove): keep using it.
+        // A worker that panicked holding the lock left at worst a stale
+        // age-queue item or a block counted twice, which the table's own
+        // checks skip: keep using it.
         self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on the table and publish how many blocks it holds after.
+    fn with<T>(&self, f: impl FnOnce(&mut ResidualTable) -> T) -> T {
+        let mut t = self.table();
+        let out = f(&mut t);
+        self.held.store(t.len(), Ordering::Release);
+        out
     }
 
     /// A new capacity (a reload's `max_residual_entries`).
@@ -64,8 +74,7 @@ impl SharedResidual {
 
 impl ResidualStore for SharedResidual {
     fn arm(&self, a: &Arming) {
-        self.table().arm(a);
-        self.armed.store(true, Ordering::Release);
+        self.with(|t| t.arm(a));
     }
 
     fn check(
@@ -76,16 +85,20 @@ impl ResidualStore for SharedResidual {
         server: IpAddr,
         port: u16,
     ) -> Option<Block> {
-        if !self.armed.load(Ordering::Acquire) {
+        if self.held.load(Ordering::Acquire) == 0 {
             return None;
         }
-        self.table().check(now, proto, client, server, port)
+        self.with(|t| t.check(now, proto, client, server, port))
     }
 
     fn expire(&self, now: u64) {
-        if self.armed.load(Ordering::Acquire) {
-            self.table().expire(now);
+        if self.held.load(Ordering::Acquire) > 0 {
+            self.with(|t| t.expire(now));
         }
+    }
+
+    fn renumber(&self, renumbering: &[Option<chokepoint_rules::RuleId>]) {
+        self.with(|t| t.renumber(renumbering));
     }
 }
 
@@ -132,6 +145,11 @@ mod tests {
             .is_none());
         t.expire(70 * S);
         assert!(t.is_empty());
+        // Nothing held: a lookup takes no lock (and finds nothing).
+        assert_eq!(t.held.load(Ordering::Relaxed), 0);
+        assert!(t
+            .check(71 * S, 6, ip("10.0.0.9"), ip("192.0.2.1"), 443)
+            .is_none());
         assert_eq!(t.stats().hits, 1);
         assert_eq!(t.stats().expired, 1);
     }

@@ -287,10 +287,13 @@ rules:
         "  - {name: first, match: {keywords: [casino]}, action: drop}\n"
     ))));
     assert!(sh.learned.holds_any(&[key], 2 * SEC));
-    assert!(sh
+    // The block armed by rule 0 (`learnt`) names `learnt` still: now id 1.
+    let block = sh
         .residual
         .check(2 * SEC, 17, ip("198.18.0.10"), ip("198.18.1.99"), 53)
-        .is_some());
+        .expect("the client's block is kept");
+    assert_eq!(sh.rules.load().rule(block.rule).name, "learnt");
+    assert_eq!(block.rule.index(), 1);
     // And a worker's engine made after the reload, as the bridge makes
     // them, blocks a new flow to the learnt server through the new rules.
     let mut e = Engine::one_of(sh.rules.load_full(), WORKERS);

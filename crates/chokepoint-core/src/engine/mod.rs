@@ -396,6 +396,10 @@ impl Engine {
         self.scratch.pool.budget = self.share.reassembly_budget(&profile);
         self.counters.reassembly_budget_bytes = self.scratch.pool.budget as u64;
         self.residual.set_cap(profile.max_residual_entries as usize);
+        // Residual blocks outlive the reload: they go on naming their rule
+        // (events, decisions) as the new policy numbers it. (Allocates: a
+        // reload is not the packet path.)
+        self.residual.renumber(&self.cfg.rules.renumbering(&rules));
         self.cfg = Config { rules, profile };
         if self.cfg.profile.reevaluate_on_reload {
             self.reevaluate();
@@ -459,7 +463,8 @@ impl Engine {
         self.count_residual();
     }
 
-    /// Residual blocks held now.
+    /// Residual blocks this engine holds now (a shared store's, of the
+    /// `server` and `client` scopes, are counted by its owner).
     pub fn residual_entries(&self) -> usize {
         self.residual.len()
     }
