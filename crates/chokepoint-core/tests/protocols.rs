@@ -367,3 +367,34 @@ rules:
         "not hosting"
     );
 }
+
+#[test]
+fn size_bounds_select_which_packets_of_a_protocol_a_rule_takes() {
+    // Handshakes only (>= 100 bytes: the 148-byte initiation), or
+    // keepalives only (<= 100: a 32-byte transport packet seen first).
+    let handshakes = engine_of(
+        "version: 1\nrules:\n  - {name: wg-hs, match: {protocols: [wireguard], min_bytes: 100}, action: drop}\n",
+    );
+    let keepalives = engine_of(
+        "version: 1\nrules:\n  - {name: wg-ka, match: {protocols: [wireguard], max_bytes: 100}, action: drop}\n",
+    );
+    for (mut e, init, ka) in [
+        (handshakes, Verdict::Drop, Verdict::Pass),
+        (keepalives, Verdict::Pass, Verdict::Drop),
+    ] {
+        let (v, _) = run(
+            &mut e,
+            SEC,
+            &udp(C, S, 40000, 51820, &vpn::wireguard_initiation(1)),
+        );
+        assert_eq!(v, init, "initiation");
+        let (v, _) = run(
+            &mut e,
+            SEC,
+            &udp(C, S, 40001, 51820, &vpn::wireguard(4, 32, 3)),
+        );
+        assert_eq!(v, ka, "keepalive");
+        // Both were recognised as WireGuard; the size decided.
+        assert_eq!(e.counters.protocols[Protocol::Wireguard.index()], 2);
+    }
+}
