@@ -317,3 +317,66 @@ fn a_dead_ring_bridge_thread_stops_the_bridge_with_an_error() {
     );
     assert_eq!(failures, 1);
 }
+
+#[test]
+fn an_idle_ring_worker_expires_its_flows() {
+    use chokepoint_runtime::bridge::{self, Shared};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    let Some(ns) = Netns::new("idle") else {
+        return;
+    };
+    let name = ns.0.clone();
+    let totals = std::thread::spawn(move || {
+        enter(&name);
+        let rules = chokepoint_rules::compile_str(
+            "version: 1\nrules: []\nprofile: {timeouts: {udp: 1}}\n",
+            "t.yaml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let shared = Arc::new(Shared::new(rules, WORKERS, 0.0));
+        let set = RingSet::open("a1", Some("b1"), WORKERS, &Options::default()).unwrap();
+        let sh = shared.clone();
+        let bridge = std::thread::spawn(move || {
+            let cfg = bridge::Config {
+                workers: WORKERS,
+                forward: true,
+                events: None,
+                events_format: Default::default(),
+                queue: 64,
+            };
+            bridge::run_rings(sh, set, cfg)
+        });
+        // Eight UDP flows, then silence: no later packet meets them, so
+        // only the workers' idle ticks can free them.
+        let a0 = AfPacket::open("a0", Duration::from_millis(10)).unwrap();
+        for i in 0..8u8 {
+            let (c, s) = (ip(&format!("198.18.26.{}", 10 + i)), ip("198.18.27.20"));
+            let udp = synth::udp_datagram(c, s, 40000, 53, b"not dns, just bytes");
+            a0.send(&frame(u16::from(i), &synth::ip_packet(c, s, 17, &udp), &[]))
+                .unwrap();
+        }
+        // Not a timing test: the flows must go, and are given ample time.
+        let until = Instant::now() + Duration::from_secs(20);
+        let mut t = shared.totals();
+        // (The new links' own IPv6 chatter makes a few flows more.)
+        while Instant::now() < until
+            && !(t.flows_created >= 8 && t.flows_expired == t.flows_created)
+        {
+            std::thread::sleep(Duration::from_millis(50));
+            t = shared.totals();
+        }
+        shared.stop.store(true, Ordering::Relaxed);
+        bridge.join().unwrap().expect("a clean stop");
+        t
+    })
+    .join()
+    .unwrap();
+    assert!(totals.flows_created >= 8, "{totals:?}");
+    assert_eq!(
+        (totals.flows_expired, totals.flows),
+        (totals.flows_created, 0),
+        "every flow freed by the idle ticks: {totals:?}"
+    );
+}
