@@ -304,12 +304,15 @@ fn profile_show_prints_a_presets_knobs() {
         "overlap: last",
         "checksums: verify",
         "tls_records: reassemble",
+        // Sized for the machine at run time; the word a policy uses.
+        "reassembly_memory_budget: auto",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
     let o = run(&["profile", "show", "hardened", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["reassembly_memory_budget"], "auto");
     assert_eq!(v["urgent"], "strip");
     assert_eq!(v["overlap"], "last");
     assert_eq!(v["reassemble_client_hello"], true);

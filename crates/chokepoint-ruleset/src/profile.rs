@@ -132,7 +132,9 @@ pub struct Profile {
     /// Bytes all the box's reassembly buffers may allocate together, split
     /// evenly over its workers; data beyond a worker's part is refused and
     /// its flow passes uninspected. 0 (`auto`, the default): sized for the
-    /// machine by [`Profile::reassembly_budget_for`].
+    /// machine by [`Profile::reassembly_budget_for`]. Written `auto` where
+    /// people read it (YAML, JSON), 0 in the artifact.
+    #[serde(with = "bytes_or_auto")]
     pub reassembly_memory_budget: u64,
     /// Datagrams being reassembled from IP fragments at once.
     pub max_fragment_datagrams: u32,
@@ -187,6 +189,47 @@ pub struct Profile {
 
 /// `reassembly_memory_budget: auto`, as the profile stores it.
 pub const AUTO: u64 = 0;
+
+/// A byte count that may be [`AUTO`]: the word `auto` in human-readable
+/// formats, 0 in the artifact's (postcard).
+mod bytes_or_auto {
+    use super::AUTO;
+    use serde::{de, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() && *v == AUTO {
+            s.serialize_str("auto")
+        } else {
+            s.serialize_u64(*v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = u64;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number of bytes or `auto`")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+                Ok(v)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+                match v {
+                    "auto" => Ok(AUTO),
+                    _ => Err(E::custom(format!(
+                        "`{v}`: give a number of bytes or `auto`"
+                    ))),
+                }
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_any(V)
+        } else {
+            d.deserialize_u64(V)
+        }
+    }
+}
 
 const MIB: u64 = 1024 * 1024;
 
