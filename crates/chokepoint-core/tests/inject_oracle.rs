@@ -15,7 +15,7 @@ use std::net::IpAddr;
 
 use chokepoint_core::inject::{self, TokenBucket, Trigger};
 use chokepoint_core::LinkType;
-use chokepoint_ruleset::DnsAnswer;
+use chokepoint_ruleset::{DnsAnswer, ResetTo};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpSlice, TransportSlice, UdpSlice};
 
 /// What a trigger frame is made of.
@@ -433,6 +433,18 @@ pub fn check(
         };
         check_tcp(&s, tt.as_ref(), toward, seq, ack, RST | ACK);
     }
+    // Resets to one end only (`reset: {to: ...}`): those same frames,
+    // only the ones toward that end.
+    let toward =
+        |keep: usize| -> Vec<Vec<u8>> { resets.iter().skip(keep).step_by(2).cloned().collect() };
+    assert_eq!(
+        inject::tcp_resets_to(&t, repeat, ResetTo::Client),
+        toward(0)
+    );
+    assert_eq!(
+        inject::tcp_resets_to(&t, repeat, ResetTo::Server),
+        toward(1)
+    );
 
     // HTTP redirect: a 302 with FIN to the client, a reset to the server.
     let redirect = inject::http_redirect(&t, location);
@@ -529,13 +541,16 @@ pub fn check(
     }
 }
 
-/// Drive a token bucket: `steps` are (nanoseconds later, packet length).
-/// It never passes more than burst + rate × elapsed, a fresh bucket takes
-/// a packet up to its burst, and a packet over the burst never passes.
-pub fn check_bucket(kbps: u32, start: u64, steps: &[(u64, u16)]) {
-    let mut b = TokenBucket::new(kbps, start);
+/// Drive a token bucket, of the default burst or of `burst_bytes`:
+/// `steps` are (nanoseconds later, packet length). It never passes more
+/// than burst + rate × elapsed, a fresh bucket takes a packet up to its
+/// burst, and a packet over the burst never passes.
+pub fn check_bucket(kbps: u32, burst_bytes: Option<u32>, start: u64, steps: &[(u64, u16)]) {
     let rate = u128::from(kbps) * 1000 / 8;
-    let burst = (rate / 2).max(3200);
+    let (mut b, burst) = match burst_bytes {
+        None => (TokenBucket::new(kbps, start), (rate / 2).max(3200)),
+        Some(n) => (TokenBucket::with_burst(kbps, n, start), u128::from(n)),
+    };
     let mut now = start;
     let mut passed: u128 = 0;
     for (i, &(dt, len)) in steps.iter().enumerate() {
@@ -676,6 +691,13 @@ fn token_bucket_holds_its_rate() {
                 (dt, r.next_u64() as u16)
             })
             .collect();
-        check_bucket(kbps, start, &steps);
+        let burst = [
+            None,
+            Some(0),
+            Some(1514),
+            Some(16_000),
+            Some(r.next_u64() as u32),
+        ][r.below(5) as usize];
+        check_bucket(kbps, burst, start, &steps);
     }
 }

@@ -53,8 +53,9 @@ enum Input {
     Built(Built, Answer, u32, String, u8),
     /// A trigger frame of arbitrary bytes on one of the answerable links.
     Raw(u8, Vec<u8>, Answer, u32, String, u8),
-    /// A token bucket: rate, start, (time step, packet length)s.
-    Bucket(u32, u64, Vec<(u64, u16)>),
+    /// A token bucket: rate, burst (default or set), start, (time step,
+    /// packet length)s.
+    Bucket(u32, Option<u32>, u64, Vec<(u64, u16)>),
 }
 
 fn answer(a: Answer) -> DnsAnswer {
@@ -117,6 +118,6 @@ fuzz_target!(|input: Input| {
             let link = [LinkType::Ethernet, LinkType::Raw, LinkType::Ipv4, LinkType::Ipv6][usize::from(l % 4)];
             oracle::check(link, &frame, &answer(a), ttl, &location(loc), repeat % 101, false);
         }
-        Input::Bucket(kbps, start, steps) => oracle::check_bucket(kbps, start, &steps),
+        Input::Bucket(kbps, burst, start, steps) => oracle::check_bucket(kbps, burst, start, &steps),
     }
 });
