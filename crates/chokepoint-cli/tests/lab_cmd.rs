@@ -67,16 +67,17 @@ impl Drop for Lab {
     }
 }
 
-fn root() -> bool {
-    labkit::is_root()
+/// The lab makes namespaces: without root the test fails, saying so.
+fn need_root() {
+    assert!(
+        labkit::is_root(),
+        "the lab needs root (ip netns): run ./scripts/test.sh as root"
+    );
 }
 
 #[test]
 fn lab_up_probe_exec_status_and_down() {
-    assert!(
-        root(),
-        "the lab needs root (ip netns): run ./scripts/test.sh as root"
-    );
+    need_root();
     let name = format!("p{}", std::process::id() % 100_000);
     let lab = Lab(name.clone());
     let up = cp(&[
@@ -321,10 +322,7 @@ fn lab_up_probe_exec_status_and_down() {
 
 #[test]
 fn lab_up_never_takes_over_a_namespace_it_did_not_make() {
-    assert!(
-        root(),
-        "the lab needs root (ip netns): run ./scripts/test.sh as root"
-    );
+    need_root();
     let name = format!("f{}", std::process::id() % 100_000);
     let foreign = format!("cp-{name}-router");
     assert!(Command::new("ip")
@@ -347,10 +345,7 @@ fn lab_up_never_takes_over_a_namespace_it_did_not_make() {
 
 #[test]
 fn a_scenario_runs_stage_by_stage_as_expected() {
-    assert!(
-        root(),
-        "the lab needs root (ip netns): run ./scripts/test.sh as root"
-    );
+    need_root();
     let name = format!("s{}", std::process::id() % 100_000);
     let _lab = Lab(name.clone());
     let o = cp(&[
@@ -397,10 +392,7 @@ fn cell<'a>(v: &'a serde_json::Value, i: usize, label: &str) -> &'a serde_json::
 
 #[test]
 fn the_quic_and_ech_scenarios_run_as_expected() {
-    assert!(
-        root(),
-        "the lab needs root (ip netns): run ./scripts/test.sh as root"
-    );
+    need_root();
     let id = std::process::id() % 100_000;
     let quic = run_scenario("scenarios/quic-2022.yaml", &format!("q{id}"));
     assert_eq!(quic["stages"].as_array().unwrap().len(), 3);
@@ -441,10 +433,7 @@ fn the_quic_and_ech_scenarios_run_as_expected() {
 
 #[test]
 fn the_vpn_scenario_blocks_each_protocol_by_its_first_packet() {
-    assert!(
-        root(),
-        "the lab needs root (ip netns): run ./scripts/test.sh as root"
-    );
+    need_root();
     let id = std::process::id() % 100_000;
     let vpn = run_scenario("scenarios/vpn-2021-2025.yaml", &format!("v{id}"));
     assert_eq!(vpn["as_expected"], true, "{vpn}");
@@ -468,10 +457,7 @@ fn the_vpn_scenario_blocks_each_protocol_by_its_first_packet() {
 
 #[test]
 fn the_telegram_twitter_and_allowlist_scenarios_break_what_they_broke() {
-    assert!(
-        root(),
-        "the lab needs root (ip netns): run ./scripts/test.sh as root"
-    );
+    need_root();
     let id = std::process::id() % 100_000;
     let tg = run_scenario("scenarios/telegram-2018.yaml", &format!("t{id}"));
     // 16 April: the names reset, then Telegram's own addresses dropped;
@@ -555,10 +541,7 @@ fn fetch(name: &str, url: &str) -> (Option<i32>, String) {
 
 #[test]
 fn two_labs_run_side_by_side_and_go_down_one_at_a_time() {
-    assert!(
-        root(),
-        "the lab needs root (ip netns): run ./scripts/test.sh as root"
-    );
+    need_root();
     let id = std::process::id() % 100_000;
     let (a, b) = (format!("a{id}"), format!("b{id}"));
     let lab_a = Lab(a.clone());

@@ -542,28 +542,7 @@ impl From<BytesOrAuto> for u64 {
 
 impl<'de> Deserialize<'de> for BytesOrAuto {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = BytesOrAuto;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number of bytes or `auto`")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<BytesOrAuto, E> {
-                if v == chokepoint_ruleset::profile::AUTO {
-                    return Err(E::custom("0 bytes: give a budget, or `auto`"));
-                }
-                Ok(BytesOrAuto(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<BytesOrAuto, E> {
-                match v {
-                    "auto" => Ok(BytesOrAuto(chokepoint_ruleset::profile::AUTO)),
-                    _ => Err(E::custom(format!(
-                        "`{v}`: give a number of bytes or `auto`"
-                    ))),
-                }
-            }
-        }
-        d.deserialize_any(V)
+        chokepoint_ruleset::profile::bytes_or_auto::deserialize(d).map(BytesOrAuto)
     }
 }
 

@@ -191,11 +191,13 @@ pub struct Profile {
 pub const AUTO: u64 = 0;
 
 /// A byte count that may be [`AUTO`]: the word `auto` in human-readable
-/// formats, 0 in the artifact's (postcard).
-mod bytes_or_auto {
+/// formats (where a literal 0 is refused: it would read as `auto`), 0 in
+/// the artifact's (postcard). The policy's YAML reads its budget with it.
+pub mod bytes_or_auto {
     use super::AUTO;
     use serde::{de, Deserializer, Serializer};
 
+    /// `auto` for [`AUTO`] where people read it, else the number.
     pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() && *v == AUTO {
             s.serialize_str("auto")
@@ -204,6 +206,8 @@ mod bytes_or_auto {
         }
     }
 
+    /// A number of bytes or `auto`; the number 0 only where no person
+    /// wrote it (the artifact).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         struct V;
         impl de::Visitor<'_> for V {
@@ -212,7 +216,10 @@ mod bytes_or_auto {
                 f.write_str("a number of bytes or `auto`")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-                Ok(v)
+                match v {
+                    AUTO => Err(E::custom("0 bytes: give a budget, or `auto`")),
+                    _ => Ok(v),
+                }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
                 match v {
@@ -226,7 +233,7 @@ mod bytes_or_auto {
         if d.is_human_readable() {
             d.deserialize_any(V)
         } else {
-            d.deserialize_u64(V)
+            <u64 as serde::Deserialize>::deserialize(d)
         }
     }
 }

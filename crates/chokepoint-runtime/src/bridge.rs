@@ -190,11 +190,7 @@ fn unix_now() -> u64 {
 /// would then be refused (and pass uninspected) under ordinary load.
 fn warn_if_budget_is_thin(rules: &Ruleset, workers: usize, memory: Option<u64>) {
     let p = &rules.meta.profile;
-    let part = p
-        .reassembly_budget_for(memory)
-        .div_ceil(workers.max(1) as u64);
-    let flows = part / u64::from(p.reassembly_max_bytes).max(1);
-    if flows < 16 {
+    if let Some((part, flows)) = thin_budget(p, workers, memory) {
         tracing::warn!(
             budget = p.reassembly_budget_for(memory),
             workers,
@@ -203,6 +199,20 @@ fn warn_if_budget_is_thin(rules: &Ruleset, workers: usize, memory: Option<u64>) 
             "each worker's part of reassembly_memory_budget holds only {flows} flows' worth of reassembly_max_bytes: raise the budget or lower the workers"
         );
     }
+}
+
+/// A worker's part of the reassembly budget, and how many flows of
+/// `reassembly_max_bytes` it holds, when that is under 16.
+fn thin_budget(
+    p: &chokepoint_rules::Profile,
+    workers: usize,
+    memory: Option<u64>,
+) -> Option<(u64, u64)> {
+    let part = p
+        .reassembly_budget_for(memory)
+        .div_ceil(workers.max(1) as u64);
+    let flows = part / u64::from(p.reassembly_max_bytes).max(1);
+    (flows < 16).then_some((part, flows))
 }
 
 impl Shared {
@@ -1263,6 +1273,21 @@ rules:
             per.iter().all(|&b| b > 0),
             "both flows got some through: {per:?}"
         );
+    }
+
+    #[test]
+    fn a_budget_split_too_thin_is_told() {
+        let mut p = chokepoint_rules::Profile {
+            reassembly_memory_budget: 1 << 20,
+            ..Default::default()
+        };
+        // 1 MiB over 2 workers: 16 flows of 32 KiB each, enough.
+        assert_eq!(thin_budget(&p, 2, None), None);
+        // Over 64 workers: 16 KiB each, not one flow's cap.
+        assert_eq!(thin_budget(&p, 64, None), Some((16 << 10, 0)));
+        // auto on a 2 GiB machine: 128 MiB, 4,096 flows for one worker.
+        p.reassembly_memory_budget = chokepoint_rules::profile::AUTO;
+        assert_eq!(thin_budget(&p, 1, Some(2 << 30)), None);
     }
 
     #[test]

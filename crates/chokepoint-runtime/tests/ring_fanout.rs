@@ -246,36 +246,46 @@ impl std::io::Write for Boom {
     }
 }
 
+/// A ring bridge between a1 and b1 of the current namespace, under
+/// `policy`, writing events to `events`, on a thread of its own.
+fn ring_bridge(
+    policy: &str,
+    events: Option<Box<dyn std::io::Write + Send>>,
+) -> (
+    std::sync::Arc<chokepoint_runtime::bridge::Shared>,
+    std::thread::JoinHandle<std::io::Result<()>>,
+) {
+    use chokepoint_runtime::bridge::{self, Shared};
+    let rules = chokepoint_rules::compile_str(policy, "t.yaml", std::path::Path::new(".")).unwrap();
+    let shared = std::sync::Arc::new(Shared::new(rules, WORKERS, 0.0));
+    let set = RingSet::open("a1", Some("b1"), WORKERS, &Options::default()).unwrap();
+    let sh = shared.clone();
+    let bridge = std::thread::spawn(move || {
+        let cfg = bridge::Config {
+            workers: WORKERS,
+            forward: true,
+            events,
+            events_format: Default::default(),
+            queue: 64,
+        };
+        bridge::run_rings(sh, set, cfg)
+    });
+    (shared, bridge)
+}
+
 #[test]
 fn a_dead_ring_bridge_thread_stops_the_bridge_with_an_error() {
-    use chokepoint_runtime::bridge::{self, Shared};
-    use std::sync::Arc;
     let Some(ns) = Netns::new("death") else {
         return;
     };
     let name = ns.0.clone();
     let res = std::thread::spawn(move || {
         enter(&name);
-        let rules = chokepoint_rules::compile_str(
+        let (shared, bridge) = ring_bridge(
             "version: 1\nlists: {l: {format: cidr, entries: [198.18.24.0/22]}}\n\
              rules: [{name: blocked, match: {list: l}, action: drop}]\n",
-            "t.yaml",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let shared = Arc::new(Shared::new(rules, WORKERS, 0.0));
-        let set = RingSet::open("a1", Some("b1"), WORKERS, &Options::default()).unwrap();
-        let sh = shared.clone();
-        let bridge = std::thread::spawn(move || {
-            let cfg = bridge::Config {
-                workers: WORKERS,
-                forward: true,
-                events: Some(Box::new(Boom)),
-                events_format: Default::default(),
-                queue: 64,
-            };
-            bridge::run_rings(sh, set, cfg)
-        });
+            Some(Box::new(Boom)),
+        );
         let a0 = AfPacket::open("a0", Duration::from_millis(10)).unwrap();
         // A blocked flow: its worker queues an event; the writer writes it, and dies.
         let (c, s) = (ip("198.18.24.10"), ip("198.18.25.20"));
@@ -320,34 +330,17 @@ fn a_dead_ring_bridge_thread_stops_the_bridge_with_an_error() {
 
 #[test]
 fn an_idle_ring_worker_expires_its_flows() {
-    use chokepoint_runtime::bridge::{self, Shared};
     use std::sync::atomic::Ordering;
-    use std::sync::Arc;
     let Some(ns) = Netns::new("idle") else {
         return;
     };
     let name = ns.0.clone();
     let totals = std::thread::spawn(move || {
         enter(&name);
-        let rules = chokepoint_rules::compile_str(
+        let (shared, bridge) = ring_bridge(
             "version: 1\nrules: []\nprofile: {timeouts: {udp: 1}}\n",
-            "t.yaml",
-            std::path::Path::new("."),
-        )
-        .unwrap();
-        let shared = Arc::new(Shared::new(rules, WORKERS, 0.0));
-        let set = RingSet::open("a1", Some("b1"), WORKERS, &Options::default()).unwrap();
-        let sh = shared.clone();
-        let bridge = std::thread::spawn(move || {
-            let cfg = bridge::Config {
-                workers: WORKERS,
-                forward: true,
-                events: None,
-                events_format: Default::default(),
-                queue: 64,
-            };
-            bridge::run_rings(sh, set, cfg)
-        });
+            None,
+        );
         // Eight UDP flows, then silence: no later packet meets them, so
         // only the workers' idle ticks can free them.
         let a0 = AfPacket::open("a0", Duration::from_millis(10)).unwrap();
